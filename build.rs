@@ -1,0 +1,15 @@
+//! Build script of the examples/tests package: when ggml-sys links shared
+//! libraries from outside the target directory (a system prefix), give this
+//! package's binaries an rpath to them, so examples and tests run without
+//! `LD_LIBRARY_PATH`. Your own binary crate can do the same (see README).
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=DEP_LLAMA_LIB_DIR");
+    println!("cargo:rerun-if-env-changed=DEP_LLAMA_SHARED");
+    let shared = std::env::var("DEP_LLAMA_SHARED").is_ok_and(|v| v == "1");
+    if let (true, Ok(dir)) = (shared, std::env::var("DEP_LLAMA_LIB_DIR")) {
+        if std::env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os != "windows") {
+            println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! bindgen over `wrapper.h`, with the headers of the library actually built or linked.
+
+use crate::env::Config;
+use crate::fail::fail;
+use crate::library::Library;
+
+/// Generates `$OUT_DIR/bindings.rs`.
+pub fn generate(config: &Config, library: &Library) {
+    let mut builder = bindgen::Builder::default()
+        .header(config.manifest_dir.join("wrapper.h").display().to_string())
+        .rust_target(bindgen::RustTarget::stable(82, 0).unwrap_or_default())
+        // Keep the headers' comments as doc comments, not only `///`-style ones.
+        .clang_arg("-fparse-all-comments")
+        .generate_comments(true)
+        .allowlist_function("(ggml|gguf|llama)_.*")
+        .allowlist_type("(ggml|gguf|llama)_.*")
+        .allowlist_var("(GGML|GGUF|LLAMA)_.*")
+        // A C enum as a Rust `enum` would make an unknown value undefined
+        // behaviour: keep them as integer constants; the safe crate converts.
+        .default_enum_style(bindgen::EnumVariation::Consts)
+        .prepend_enum_name(false)
+        .layout_tests(true)
+        .derive_default(true)
+        .derive_debug(true)
+        .size_t_is_usize(true);
+    for dir in &library.include_dirs {
+        builder = builder.clang_arg(format!("-I{}", dir.display()));
+    }
+    let f = config.features;
+    for (define, on) in [
+        ("GGML_SYS_CPU_BACKEND", library.cpu_backend_linked),
+        ("GGML_SYS_CUDA", f.cuda),
+        ("GGML_SYS_METAL", f.metal),
+        ("GGML_SYS_VULKAN", f.vulkan),
+        ("GGML_SYS_RPC", f.rpc),
+    ] {
+        if on {
+            builder = builder.clang_arg(format!("-D{define}"));
+        }
+    }
+
+    let out = config.out_dir.join("bindings.rs");
+    match run_bindgen(builder) {
+        Ok(bindings) => bindings.write_to_file(&out).expect("write bindings.rs"),
+        Err(reason) => fail(
+            &format!("bindgen could not generate the bindings: {reason}"),
+            "bindgen needs libclang. Install it with:  scripts/setup   (or: sudo apt-get install libclang-dev)\n\
+             or point to it:  LIBCLANG_PATH=/usr/lib/llvm-14/lib cargo build",
+        ),
+    }
+}
+
+/// Runs bindgen, turning its panics (libclang not found) into an error message.
+fn run_bindgen(builder: bindgen::Builder) -> Result<bindgen::Bindings, String> {
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || builder.generate()));
+    std::panic::set_hook(previous_hook);
+    match result {
+        Ok(Ok(bindings)) => Ok(bindings),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(panic) => Err(panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "bindgen panicked".to_owned())),
+    }
+}

@@ -1,0 +1,269 @@
+//! Building llama.cpp from source with its own CMake (the default link mode).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::env::Config;
+use crate::fail::fail;
+use crate::library::{Library, LinkMode};
+use crate::link;
+
+/// Finds the llama.cpp tree: `LLAMA_CPP_DIR`/`LLAMA_DIR`, else the pinned copy
+/// in `ggml-sys/llama.cpp` (fetched by `scripts/fetch-llama-cpp`, and shipped
+/// inside the crates.io package).
+pub fn locate(config: &Config) -> PathBuf {
+    let (dir, from_env) = match &config.source_override {
+        Some(dir) => (dir.clone(), true),
+        None => (config.manifest_dir.join("llama.cpp"), false),
+    };
+    let required = ["CMakeLists.txt", "ggml/include/ggml.h", "include/llama.h"];
+    if let Some(missing) = required.iter().find(|f| !dir.join(f).is_file()) {
+        let what = if from_env {
+            format!(
+                "LLAMA_CPP_DIR={} is not a llama.cpp source tree ({missing} is missing)",
+                dir.display()
+            )
+        } else {
+            format!(
+                "the llama.cpp source is missing ({} does not exist)",
+                dir.join(missing).display()
+            )
+        };
+        fail(
+            &what,
+            "Get the pinned source with:        scripts/fetch-llama-cpp\n\
+             or use your own checkout:          LLAMA_CPP_DIR=/path/to/llama.cpp cargo build\n\
+             or link an installed libllama:     GGML_SYS_USE_PKG_CONFIG=1 cargo build",
+        );
+    }
+    let dir = dir.canonicalize().unwrap_or(dir);
+    // Only what the libraries are built from; cargo scans these directories.
+    for tracked in [
+        "CMakeLists.txt",
+        "cmake",
+        "ggml/CMakeLists.txt",
+        "ggml/cmake",
+        "ggml/include",
+        "ggml/src",
+        "include",
+        "src",
+    ] {
+        println!("cargo:rerun-if-changed={}", dir.join(tracked).display());
+    }
+    dir
+}
+
+/// docs.rs: the headers of the pinned source, nothing built or linked.
+pub fn headers_only(config: &Config) -> Library {
+    let dir = locate(config);
+    Library {
+        mode: LinkMode::DocsOnly,
+        include_dirs: vec![dir.join("ggml/include"), dir.join("include")],
+        export_include: None,
+        lib_dir: None,
+        shared: false,
+        cpu_backend_linked: true,
+        ggml_version: cmake_version(&dir.join("ggml/CMakeLists.txt"), "GGML"),
+        llama_version: cmake_version(&dir.join("CMakeLists.txt"), "LLAMA"),
+    }
+}
+
+/// Builds the ggml and llama libraries with CMake and emits the link lines.
+pub fn build(config: &Config) -> Library {
+    let dir = locate(config);
+    check_cmake();
+    let cuda = if config.features.cuda {
+        Some(find_cuda())
+    } else {
+        None
+    };
+    check_other_toolkits(config);
+
+    let f = config.features;
+    let mut cmake = cmake::Config::new(&dir);
+    // Release optimisation for the C/C++ even in a debug cargo build.
+    cmake.profile("Release");
+    let on_off = |b: bool| if b { "ON" } else { "OFF" };
+    let mut defines: Vec<(&str, &str)> = vec![
+        ("CMAKE_INSTALL_LIBDIR", "lib"),
+        ("BUILD_SHARED_LIBS", on_off(f.dynamic)),
+        ("LLAMA_BUILD_COMMON", "OFF"),
+        ("LLAMA_BUILD_TESTS", "OFF"),
+        ("LLAMA_BUILD_TOOLS", "OFF"),
+        ("LLAMA_BUILD_EXAMPLES", "OFF"),
+        ("LLAMA_BUILD_SERVER", "OFF"),
+        ("LLAMA_BUILD_APP", "OFF"),
+        ("LLAMA_OPENSSL", "OFF"),
+        ("LLAMA_ALL_WARNINGS", "OFF"),
+        ("GGML_ALL_WARNINGS", "OFF"),
+        ("GGML_CCACHE", "OFF"),
+        ("GGML_NATIVE", on_off(config.native)),
+        ("GGML_OPENMP", on_off(f.openmp)),
+        ("GGML_CUDA", on_off(f.cuda)),
+        ("GGML_METAL", on_off(f.metal)),
+        ("GGML_METAL_EMBED_LIBRARY", on_off(f.metal)),
+        ("GGML_VULKAN", on_off(f.vulkan)),
+        ("GGML_RPC", on_off(f.rpc)),
+        ("GGML_BLAS", "OFF"),
+    ];
+    if !config.native && config.target.starts_with("x86_64") {
+        // Baseline x86-64: the binary runs on any x86-64 CPU.
+        for isa in [
+            "GGML_SSE42",
+            "GGML_AVX",
+            "GGML_AVX2",
+            "GGML_BMI2",
+            "GGML_FMA",
+            "GGML_F16C",
+        ] {
+            defines.push((isa, "OFF"));
+        }
+    }
+    for (key, value) in defines {
+        cmake.define(key, value);
+    }
+    if let Some(cuda) = &cuda {
+        cmake.define("CMAKE_CUDA_COMPILER", &cuda.nvcc);
+    }
+    for arg in &config.extra_cmake_args {
+        cmake.configure_arg(arg);
+    }
+    println!(
+        "ggml-sys: building llama.cpp from {} ({}, {})",
+        dir.display(),
+        if f.dynamic { "shared" } else { "static" },
+        if config.native {
+            "native CPU"
+        } else {
+            "portable CPU"
+        }
+    );
+    let prefix = cmake.build();
+
+    let lib_dir = prefix.join("lib");
+    let names = link::libraries_in(&lib_dir, f.dynamic);
+    link::emit_libraries(&lib_dir, &names, f.dynamic);
+    if !f.dynamic {
+        let cuda_dirs = cuda.map(|c| c.lib_dirs).unwrap_or_default();
+        link::emit_system_dependencies(config, &cuda_dirs);
+    }
+    Library {
+        mode: LinkMode::Source,
+        // Bindings come from the source tree, whose files cargo tracks; the
+        // installed copies are exported to dependents.
+        include_dirs: vec![dir.join("ggml/include"), dir.join("include")],
+        export_include: Some(prefix.join("include")),
+        lib_dir: Some(lib_dir),
+        shared: f.dynamic,
+        cpu_backend_linked: true,
+        ggml_version: cmake_version(&dir.join("ggml/CMakeLists.txt"), "GGML"),
+        llama_version: cmake_version(&dir.join("CMakeLists.txt"), "LLAMA"),
+    }
+}
+
+/// Reads `set(<PREFIX>_VERSION_MAJOR 0)` & co. from a CMakeLists.txt.
+fn cmake_version(file: &Path, prefix: &str) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let part = |name: &str| {
+        let key = format!("set({prefix}_VERSION_{name} ");
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(&key))
+            .map(|rest| rest.trim_end_matches(')').trim().to_owned())
+    };
+    Some(format!(
+        "{}.{}.{}",
+        part("MAJOR")?,
+        part("MINOR")?,
+        part("PATCH")?
+    ))
+}
+
+fn check_cmake() {
+    let cmake = std::env::var("CMAKE").unwrap_or_else(|_| "cmake".to_owned());
+    let works = Command::new(&cmake)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !works {
+        fail(
+            &format!("`{cmake}` was not found; it is needed to build llama.cpp from source"),
+            "Install it with:              scripts/setup   (or: sudo apt-get install cmake)\n\
+             or point to one:              CMAKE=/path/to/cmake cargo build\n\
+             or link an installed libllama: GGML_SYS_USE_PKG_CONFIG=1 cargo build",
+        );
+    }
+}
+
+/// The CUDA toolkit the `cuda` feature builds with.
+struct Cuda {
+    nvcc: PathBuf,
+    lib_dirs: Vec<PathBuf>,
+}
+
+fn find_cuda() -> Cuda {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Ok(cxx) = std::env::var("CUDACXX") {
+        candidates.push(cxx.into());
+    }
+    if let Ok(root) = std::env::var("CUDA_PATH") {
+        candidates.push(Path::new(&root).join("bin/nvcc"));
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join("nvcc")));
+    }
+    candidates.push("/usr/local/cuda/bin/nvcc".into());
+    let Some(nvcc) = candidates.into_iter().find(|p| p.is_file()) else {
+        fail(
+            "the `cuda` feature needs the CUDA toolkit, but `nvcc` was not found (looked at $CUDACXX, $CUDA_PATH/bin, $PATH and /usr/local/cuda/bin)",
+            "Install the CUDA toolkit (e.g. sudo apt-get install nvidia-cuda-toolkit),\n\
+             or point to it:   CUDA_PATH=/usr/local/cuda cargo build --features cuda\n\
+             or build without the `cuda` feature.",
+        );
+    };
+    let root = nvcc
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let lib_dirs = ["lib64", "lib", "targets/x86_64-linux/lib", "lib64/stubs"]
+        .iter()
+        .map(|d| root.join(d))
+        .filter(|d| d.is_dir())
+        .collect();
+    Cuda { nvcc, lib_dirs }
+}
+
+fn check_other_toolkits(config: &Config) {
+    let f = config.features;
+    if f.metal && !config.is_apple() {
+        fail(
+            &format!(
+                "the `metal` feature needs an Apple target, but the target is {}",
+                config.target
+            ),
+            "Build without the `metal` feature (try `vulkan` or `cuda` on this platform).",
+        );
+    }
+    if f.vulkan {
+        let glslc = Command::new("glslc")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let loader = pkg_config::Config::new()
+            .cargo_metadata(false)
+            .probe("vulkan")
+            .is_ok();
+        if !glslc || !loader {
+            let missing = match (glslc, loader) {
+                (false, false) => "the `glslc` shader compiler and the Vulkan loader (vulkan.pc)",
+                (false, true) => "the `glslc` shader compiler",
+                _ => "the Vulkan loader and headers (vulkan.pc)",
+            };
+            fail(
+                &format!("the `vulkan` feature needs {missing}, which were not found"),
+                "Install them with:  sudo apt-get install libvulkan-dev glslc\n\
+                 or build without the `vulkan` feature.",
+            );
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Linking a prebuilt llama.cpp found with pkg-config (`llama.pc`).
+
+use std::path::{Path, PathBuf};
+
+use crate::env::Config;
+use crate::fail::fail;
+use crate::library::{Library, LinkMode};
+use crate::link;
+
+/// The oldest llama.cpp whose API the safe crate is written against.
+const MIN_LLAMA_VERSION: &str = "0.6.0";
+
+/// Probes `llama` with pkg-config and emits the link lines.
+pub fn probe(config: &Config) -> Library {
+    let llama = match pkg_config::Config::new()
+        .atleast_version(MIN_LLAMA_VERSION)
+        .cargo_metadata(false)
+        .probe("llama")
+    {
+        Ok(lib) => lib,
+        Err(err) => probe_failed(&err),
+    };
+    let Some(lib_dir) = llama.link_paths.first().cloned() else {
+        fail(
+            "pkg-config found `llama` but its Libs have no -L directory",
+            "Check the Libs line of llama.pc (pkg-config --libs llama).",
+        );
+    };
+    let include_dirs = llama.include_paths.clone();
+    if let Some(missing) = ["ggml.h", "ggml-backend.h", "gguf.h", "llama.h"]
+        .iter()
+        .find(|h| !include_dirs.iter().any(|d| d.join(h).is_file()))
+    {
+        fail(
+            &format!(
+                "pkg-config found `llama` {} but not its header {missing} (searched {:?})",
+                llama.version, include_dirs
+            ),
+            "Install the development headers of that llama.cpp, or point PKG_CONFIG_PATH to a complete install.",
+        );
+    }
+    for dir in &include_dirs {
+        for header in [
+            "ggml.h",
+            "ggml-cpu.h",
+            "ggml-backend.h",
+            "ggml-alloc.h",
+            "ggml-opt.h",
+            "gguf.h",
+            "llama.h",
+        ] {
+            let path = dir.join(header);
+            if path.is_file() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+    }
+
+    // llama.pc lists -lllama -lggml -lggml-base but not ggml-cpu, home of the CPU
+    // compute and SIMD conversion entry points: link it when it is there.
+    let cpu_backend_linked = has_shared_library(&lib_dir, "ggml-cpu");
+    if !cpu_backend_linked {
+        println!(
+            "cargo:warning=ggml-sys: {} has no linkable libggml-cpu (a GGML_BACKEND_DL install, whose backends are loaded at run time); ggml-cpu.h is not bound and compute goes through the backend registry",
+            lib_dir.display()
+        );
+    }
+    let mut names = vec!["llama".to_owned(), "ggml".to_owned()];
+    if cpu_backend_linked {
+        names.push("ggml-cpu".to_owned());
+    }
+    names.push("ggml-base".to_owned());
+
+    // Cargo puts link-search directories inside the target directory on the
+    // loader path of `cargo run` / `cargo test`, so point it at links there.
+    let links_dir = config.out_dir.join("system-libs");
+    link_libraries_into(&lib_dir, &links_dir);
+    link::emit_libraries(&links_dir, &names, true);
+    println!(
+        "ggml-sys: linking llama {} from {}",
+        llama.version,
+        lib_dir.display()
+    );
+
+    Library {
+        mode: LinkMode::System,
+        export_include: include_dirs.first().cloned(),
+        include_dirs,
+        ggml_version: ggml_version_of_install(&lib_dir),
+        llama_version: Some(llama.version.clone()),
+        lib_dir: Some(lib_dir),
+        shared: true,
+        cpu_backend_linked,
+    }
+}
+
+fn probe_failed(err: &pkg_config::Error) -> ! {
+    let searched =
+        std::env::var("PKG_CONFIG_PATH").unwrap_or_else(|_| "(PKG_CONFIG_PATH is not set)".into());
+    let default_dirs = std::process::Command::new("pkg-config")
+        .args(["--variable", "pc_path", "pkg-config"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| {
+            "(pkg-config itself was not found: sudo apt-get install pkg-config)".into()
+        });
+    let reason = err.to_string();
+    let first_lines: String = reason.lines().take(6).collect::<Vec<_>>().join("\n    ");
+    fail(
+        &format!(
+            "GGML_SYS_USE_PKG_CONFIG is set, but pkg-config could not find `llama` >= {MIN_LLAMA_VERSION}\n\
+             \n  searched PKG_CONFIG_PATH: {searched}\n  and pkg-config's default directories: {default_dirs}\n\
+             \n  pkg-config said:\n    {first_lines}"
+        ),
+        "Point pkg-config at the install's lib/pkgconfig directory:\n\
+         \x20   PKG_CONFIG_PATH=/path/to/prefix/lib/pkgconfig cargo build\n\
+         or build and install one from the pinned source:\n\
+         \x20   scripts/build-system-llama /path/to/prefix\n\
+         or build from source instead: unset GGML_SYS_USE_PKG_CONFIG",
+    );
+}
+
+fn has_shared_library(dir: &Path, name: &str) -> bool {
+    ["so", "dylib"]
+        .iter()
+        .any(|ext| dir.join(format!("lib{name}.{ext}")).exists())
+}
+
+/// Symlinks every `lib{llama,ggml}*.so*` of `from` into `to`.
+fn link_libraries_into(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).expect("create system-libs directory");
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name();
+        let name_str = name.to_string_lossy();
+        let ours = name_str.starts_with("libllama") || name_str.starts_with("libggml");
+        let shared = name_str.contains(".so") || name_str.ends_with(".dylib");
+        if ours && shared {
+            symlink(&entry.path(), &to.join(&name));
+        }
+    }
+}
+
+#[cfg(unix)]
+fn symlink(original: &Path, link: &Path) {
+    std::os::unix::fs::symlink(original, link).expect("symlink a system library");
+}
+
+#[cfg(not(unix))]
+fn symlink(original: &Path, link: &Path) {
+    std::fs::copy(original, link).expect("copy a system library");
+}
+
+/// ggml's version from the CMake package files the install carries.
+fn ggml_version_of_install(lib_dir: &Path) -> Option<String> {
+    let file: PathBuf = lib_dir.join("cmake/ggml/ggml-version.cmake");
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix("set(PACKAGE_VERSION \"")?;
+        Some(rest.split('"').next()?.to_owned())
+    })
+}

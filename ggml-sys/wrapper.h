@@ -1,0 +1,24 @@
+/* The headers ggml-sys binds. Feature-gated headers are switched on by the
+ * build script with -DGGML_SYS_<FEATURE>. */
+#include "ggml.h"
+#include "ggml-alloc.h"
+#include "ggml-backend.h"
+#ifdef GGML_SYS_CPU_BACKEND
+#include "ggml-cpu.h"
+#endif
+#include "ggml-opt.h"
+#include "gguf.h"
+#include "llama.h"
+
+#ifdef GGML_SYS_CUDA
+#include "ggml-cuda.h"
+#endif
+#ifdef GGML_SYS_METAL
+#include "ggml-metal.h"
+#endif
+#ifdef GGML_SYS_VULKAN
+#include "ggml-vulkan.h"
+#endif
+#ifdef GGML_SYS_RPC
+#include "ggml-rpc.h"
+#endif
