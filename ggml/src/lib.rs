@@ -1,1 +1,124 @@
-//! Safe Rust API for ggml (work in progress).
+//! Safe, idiomatic Rust for [ggml](https://github.com/ggml-org/ggml), the tensor
+//! library of llama.cpp: contexts, tensors, graphs computed on the CPU, every
+//! tensor type, zero-copy `ndarray` views and copies that convert and
+//! (de)quantize.
+//!
+//! ```
+//! use ggml::{Context, Type};
+//! use ndarray::array;
+//!
+//! # fn main() -> ggml::Result<()> {
+//! let ctx = Context::new(16 << 20)?;
+//! // A quantized tensor plus an f32 one, as in ggml's Python example.
+//! let a = ctx.tensor_from_array_as(Type::Q8_0, &ndarray::Array::linspace(0.0f32, 31.0, 32))?;
+//! let b = ctx.tensor_from_array(&ndarray::Array::from_elem(32, 100.0f32))?;
+//! let sum = ctx.add(a, b)?; // Q8_0 + f32 -> Q8_0
+//!
+//! let graph = ctx.build_graph(&[sum])?;
+//! let mut data = ctx.data()?;
+//! graph.compute(&mut data)?;
+//!
+//! // Quantized tensors have no element view; ask for a dequantized copy.
+//! let result = data.to_array::<f32>(sum)?;
+//! assert!((result[[5]] - 105.0).abs() < 1.0);
+//!
+//! // Plain tensors are zero-copy views.
+//! let view = data.view::<f32>(b)?;
+//! assert_eq!(view[[0]], 100.0);
+//! # let _ = array![1.0f32];
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Shapes: ndarray order vs ggml's `ne`
+//!
+//! ggml numbers dimensions from the fastest-moving one: `ne[0]` is the length
+//! of a row, `ne[1]` the number of rows, and so on. ndarray (row-major) numbers
+//! them from the slowest. This crate speaks ndarray everywhere (`shape`,
+//! `new_tensor`, views) and maps once:
+//!
+//! ```text
+//! ndarray shape [d0, d1, d2]   (d2 varies fastest in memory)
+//!        ggml ne [d2, d1, d0, 1]
+//! ```
+//!
+//! So a `[rows, cols]` matrix is a ggml tensor with `ne = [cols, rows]`, and a
+//! quantized tensor's block size must divide the **last** ndarray axis.
+//! ggml-native values (`ne()`, `nb()`, [`Context::permute`]'s axes,
+//! [`Context::mul_mat`]'s contract) are documented as such.
+//!
+//! # Borrowing
+//!
+//! A [`Context`] owns its tensors; a [`Tensor`] is a `Copy` handle that cannot
+//! outlive it. Data is reached through the context's one [`TensorData`] token:
+//! views borrow it (shared or exclusive), computing borrows it exclusively.
+//! Hence these do not compile:
+//!
+//! ```compile_fail
+//! # use ggml::{Context, Type};
+//! let ctx = Context::new(1 << 20).unwrap();
+//! let t = ctx.new_tensor(Type::F32, &[4]).unwrap();
+//! let mut data = ctx.data().unwrap();
+//! let v1 = data.view_mut::<f32>(t).unwrap();
+//! let v2 = data.view_mut::<f32>(t).unwrap(); // second mutable view
+//! drop((v1, v2));
+//! ```
+//!
+//! ```compile_fail
+//! # use ggml::{Context, Type};
+//! let ctx = Context::new(1 << 20).unwrap();
+//! let t = ctx.new_tensor(Type::F32, &[4]).unwrap();
+//! let g = ctx.build_graph(&[t]).unwrap();
+//! let mut data = ctx.data().unwrap();
+//! let v = data.view::<f32>(t).unwrap();
+//! g.compute(&mut data).unwrap(); // computing while a view is alive
+//! drop(v);
+//! ```
+//!
+//! # Errors, never aborts
+//!
+//! ggml ends the process when a precondition fails (`GGML_ASSERT`). Every
+//! function here checks those preconditions first and returns an [`Error`]
+//! naming the shapes and types involved.
+//!
+//! # Linking
+//!
+//! See the `ggml-sys` crate: a pinned llama.cpp built from source (default), or
+//! a system `libllama` through pkg-config (`GGML_SYS_USE_PKG_CONFIG=1`). When
+//! the CPU backend is only loadable at run time (`GGML_BACKEND_DL` installs),
+//! graphs are computed through the backend registry and conversions use
+//! ggml-base's routines; the API is the same.
+
+#![warn(missing_docs)]
+
+mod context;
+pub mod convert;
+mod cpu;
+mod data;
+mod error;
+mod graph;
+mod init;
+pub mod ops;
+pub mod shape;
+mod tensor;
+mod types;
+
+pub use context::Context;
+pub use data::TensorData;
+pub use error::{Error, Result};
+pub use graph::{Compute, Graph};
+pub use tensor::Tensor;
+pub use types::{Element, Type};
+
+pub use ggml_sys as sys;
+pub use half;
+pub use ndarray;
+
+/// Checks that the loaded ggml library matches the bindings and initialises
+/// it. Creating a [`Context`] does this too; call it to fail early.
+///
+/// # Errors
+/// [`Error::Abi`] naming both sides of any difference.
+pub fn init() -> Result<()> {
+    init::ensure()
+}

@@ -1,0 +1,269 @@
+//! The crate's error type: one enum whose variants carry the shapes, types and
+//! sizes involved, so that a failed precondition reads like a diagnosis.
+//!
+//! ggml stops the process with `GGML_ASSERT` when a precondition fails; this
+//! crate checks those preconditions first and returns one of these instead.
+
+use crate::types::Type;
+
+/// Result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when using ggml through this crate.
+///
+/// Shapes are given in ggml's order (`ne`, fastest-moving axis first) and named
+/// `ne`, or in ndarray's order and named `shape`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The loaded ggml library is not the one the bindings were generated from.
+    #[error(transparent)]
+    Abi(#[from] ggml_sys::abi::AbiMismatch),
+
+    /// `ggml_init` failed (could not allocate the context's memory).
+    #[error("could not create a ggml context of {mem_size} bytes")]
+    ContextInit {
+        /// Requested size.
+        mem_size: usize,
+    },
+
+    /// A caller-given buffer is not aligned as ggml requires.
+    #[error("context buffer at {address:#x} is not aligned to {align} bytes")]
+    BufferAlignment {
+        /// Address of the buffer.
+        address: usize,
+        /// Required alignment.
+        align: usize,
+    },
+
+    /// The context has no room left for what was asked.
+    #[error(
+        "context out of memory: {what} needs {needed} bytes, {available} of {mem_size} are free"
+    )]
+    OutOfMemory {
+        /// What was being created.
+        what: String,
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes free.
+        available: usize,
+        /// Total size of the context.
+        mem_size: usize,
+    },
+
+    /// The tensor has no data (it lives in a `no_alloc` context, or in a
+    /// backend buffer the host cannot read).
+    #[error("tensor '{name}' has no host data (no_alloc context or device buffer)")]
+    NoData {
+        /// Name of the tensor.
+        name: String,
+    },
+
+    /// A tensor (or graph) of another context was passed.
+    #[error("{what} belongs to another context")]
+    WrongContext {
+        /// What was passed.
+        what: &'static str,
+    },
+
+    /// The data access token of this context is already taken.
+    #[error(
+        "the data of this context is already borrowed (one `TensorData` per context at a time)"
+    )]
+    DataBorrowed,
+
+    /// An empty, too long or otherwise invalid shape.
+    #[error("invalid shape {shape:?}: {reason}")]
+    InvalidShape {
+        /// The shape, in ndarray order.
+        shape: Vec<usize>,
+        /// Why it is invalid.
+        reason: String,
+    },
+
+    /// Two shapes that must be equal are not.
+    #[error("{op}: shapes differ: {lhs:?} vs {rhs:?} (ndarray order)")]
+    ShapeMismatch {
+        /// Operation.
+        op: &'static str,
+        /// First shape.
+        lhs: Vec<usize>,
+        /// Second shape.
+        rhs: Vec<usize>,
+    },
+
+    /// `rhs` cannot be broadcast (repeated) to `lhs`.
+    #[error("{op}: cannot broadcast shape {rhs:?} to {lhs:?}: each dimension of the left must be a multiple of the right's (ndarray order)")]
+    NotBroadcastable {
+        /// Operation.
+        op: &'static str,
+        /// Target shape.
+        lhs: Vec<usize>,
+        /// Shape to broadcast.
+        rhs: Vec<usize>,
+    },
+
+    /// `mul_mat` operands whose inner dimensions or batches do not agree.
+    #[error("mul_mat: cannot multiply a {a:?} by b {b:?} (ggml ne order): need a.ne[0] == b.ne[0] and b.ne[2], b.ne[3] multiples of a's")]
+    MatMulShape {
+        /// ne of `a`.
+        a: [i64; 4],
+        /// ne of `b`.
+        b: [i64; 4],
+    },
+
+    /// A row length that is not a multiple of the type's block size.
+    #[error("{ty} stores blocks of {block_size} values, but the row length (last ndarray axis, ne[0]) is {row_len}")]
+    BlockSize {
+        /// The type.
+        ty: Type,
+        /// Its block size.
+        block_size: usize,
+        /// The offending row length.
+        row_len: usize,
+    },
+
+    /// The type can only be quantized with an importance matrix.
+    #[error("quantizing to {ty} needs an importance matrix; use a `quantize_with_imatrix` function or another type")]
+    RequiresImatrix {
+        /// The type.
+        ty: Type,
+    },
+
+    /// An importance matrix of the wrong length.
+    #[error("importance matrix has {len} values but rows have {row_len}")]
+    ImatrixLength {
+        /// Given length.
+        len: usize,
+        /// Row length.
+        row_len: usize,
+    },
+
+    /// ggml has no quantization routine for the type.
+    #[error("ggml cannot quantize to {ty}")]
+    NotQuantizable {
+        /// The type.
+        ty: Type,
+    },
+
+    /// ggml has no dequantization routine for the type.
+    #[error("ggml cannot convert {ty} to f32")]
+    NotDequantizable {
+        /// The type.
+        ty: Type,
+    },
+
+    /// A quantized tensor where a zero-copy view was asked for.
+    #[error("tensor '{name}' is {ty}, which has no element-wise view; ask for a dequantized copy (`to_array`) instead")]
+    QuantizedView {
+        /// Name of the tensor.
+        name: String,
+        /// Its type.
+        ty: Type,
+    },
+
+    /// A view of the wrong element type.
+    #[error("tensor '{name}' is {actual}, not {expected}")]
+    ElementType {
+        /// Name of the tensor.
+        name: String,
+        /// Element type asked for.
+        expected: Type,
+        /// Type of the tensor.
+        actual: Type,
+    },
+
+    /// A conversion ggml does not support (or this crate refuses, like integers to floats).
+    #[error("unsupported conversion from {from} to {to}")]
+    UnsupportedConversion {
+        /// Source type.
+        from: Type,
+        /// Destination type.
+        to: Type,
+    },
+
+    /// Copy between two different quantized types without permission.
+    #[error("copying {from} to {to} requantizes (loses precision twice); allow it explicitly")]
+    RequantizeNotAllowed {
+        /// Source type.
+        from: Type,
+        /// Destination type.
+        to: Type,
+    },
+
+    /// An operation that ggml does not implement for these types.
+    #[error("{op} is not supported for types {types:?}")]
+    UnsupportedTypes {
+        /// Operation.
+        op: &'static str,
+        /// Types of the operands.
+        types: Vec<Type>,
+    },
+
+    /// A non-contiguous tensor where contiguity is required.
+    #[error("{op} needs a contiguous tensor, but '{name}' has ne {ne:?} and byte strides {nb:?}")]
+    NotContiguous {
+        /// Operation.
+        op: &'static str,
+        /// Name of the tensor.
+        name: String,
+        /// Its ne.
+        ne: [i64; 4],
+        /// Its byte strides.
+        nb: [usize; 4],
+    },
+
+    /// A byte stride that is not a multiple of the element size.
+    #[error("byte stride {stride} is not a multiple of the element size {elem_size}")]
+    Stride {
+        /// The stride.
+        stride: usize,
+        /// The element size.
+        elem_size: usize,
+    },
+
+    /// A view reaching outside its source tensor.
+    #[error("view of {needed} bytes at offset {offset} exceeds the {available} bytes of '{name}'")]
+    ViewOutOfBounds {
+        /// Name of the source.
+        name: String,
+        /// Offset of the view.
+        offset: usize,
+        /// Bytes the view spans.
+        needed: usize,
+        /// Bytes of the source.
+        available: usize,
+    },
+
+    /// Axes that are not a permutation of 0..4.
+    #[error("permute axes {axes:?} are not a permutation of 0, 1, 2, 3")]
+    InvalidAxes {
+        /// The axes.
+        axes: [usize; 4],
+    },
+
+    /// A `ggml_type` value this crate does not know.
+    #[error("unknown ggml_type value {0}")]
+    UnknownType(u32),
+
+    /// A graph computation stopped because the abort callback asked it to.
+    #[error("graph computation aborted")]
+    Aborted,
+
+    /// A graph computation failed.
+    #[error("graph computation failed with status {status} ({message})")]
+    Compute {
+        /// `ggml_status` value.
+        status: i32,
+        /// What it means.
+        message: String,
+    },
+
+    /// A backend could not be found or used.
+    #[error("backend error: {0}")]
+    Backend(String),
+
+    /// Thread count of zero.
+    #[error("thread count must be at least 1")]
+    ZeroThreads,
+}

@@ -1,0 +1,239 @@
+//! Computation graphs: built from output tensors, sized exactly from the
+//! tensors they reach, computed on the CPU with a thread count and an optional
+//! abort callback.
+
+use std::collections::HashSet;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use crate::TensorData;
+
+/// A forward computation graph in a [`Context`].
+pub struct Graph<'ctx> {
+    raw: NonNull<ggml_sys::ggml_cgraph>,
+    ctx: &'ctx Context,
+    capacity: usize,
+}
+
+/// Every tensor reachable from `outputs` through sources, parents first
+/// (iterative: graphs of 100,000 nodes must not overflow the stack).
+fn post_order(outputs: &[Tensor<'_>]) -> Vec<*mut ggml_sys::ggml_tensor> {
+    let mut order = Vec::new();
+    let mut seen: HashSet<*mut ggml_sys::ggml_tensor> = HashSet::new();
+    let mut stack: Vec<(*mut ggml_sys::ggml_tensor, bool)> =
+        outputs.iter().rev().map(|t| (t.as_ptr(), false)).collect();
+    while let Some((node, expanded)) = stack.pop() {
+        if expanded {
+            order.push(node);
+            continue;
+        }
+        if !seen.insert(node) {
+            continue;
+        }
+        stack.push((node, true));
+        // SAFETY: `node` is a live tensor of the context (sources of tensors of
+        // a context live in the same context).
+        let srcs = unsafe { (*node).src };
+        for src in srcs.iter().rev().filter(|s| !s.is_null()) {
+            if !seen.contains(src) {
+                stack.push((*src, false));
+            }
+        }
+    }
+    order
+}
+
+impl Context {
+    /// A graph that computes `outputs` and everything they depend on.
+    ///
+    /// The graph is sized from the tensors it reaches, so it holds any number
+    /// of nodes the context has memory for (ggml's default of 2048 does not apply).
+    ///
+    /// # Errors
+    /// [`Error::WrongContext`] for an output of another context,
+    /// [`Error::OutOfMemory`] when the context has no room for the graph.
+    pub fn build_graph<'a>(&'a self, outputs: &[Tensor<'a>]) -> Result<Graph<'a>> {
+        for t in outputs {
+            self.owns(t, "a graph output")?;
+        }
+        let order = post_order(outputs);
+        let capacity = order.len().max(1);
+        self.reserve(Context::graph_size(capacity), || {
+            format!("a graph of {capacity} nodes")
+        })?;
+        // SAFETY: live context with room for the graph (checked).
+        let raw = unsafe { ggml_sys::ggml_new_graph_custom(self.as_ptr(), capacity, false) };
+        let raw = NonNull::new(raw).ok_or(Error::OutOfMemory {
+            what: format!("a graph of {capacity} nodes"),
+            needed: Context::graph_size(capacity),
+            available: self.free_mem(),
+            mem_size: self.mem_size(),
+        })?;
+        for node in order {
+            // SAFETY: parents come first, so each call visits one new node
+            // (shallow recursion in ggml); the graph has room for all of them.
+            unsafe { ggml_sys::ggml_build_forward_expand(raw.as_ptr(), node) };
+        }
+        Ok(Graph {
+            raw,
+            ctx: self,
+            capacity,
+        })
+    }
+}
+
+/// Options of one computation: thread count and abort callback.
+pub struct Compute<'f> {
+    threads: Option<usize>,
+    abort: Option<&'f mut (dyn FnMut() -> bool + Send)>,
+}
+
+impl Default for Compute<'_> {
+    fn default() -> Self {
+        Compute {
+            threads: None,
+            abort: None,
+        }
+    }
+}
+
+impl<'f> Compute<'f> {
+    /// All cores, no abort callback.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of threads (default: all cores).
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = Some(n);
+        self
+    }
+
+    /// A callback ggml calls between nodes; returning `true` stops the
+    /// computation, which then returns [`Error::Aborted`]. A panic in the
+    /// callback stops the computation and is resumed once ggml has returned.
+    pub fn abort_callback(mut self, f: &'f mut (dyn FnMut() -> bool + Send)) -> Self {
+        self.abort = Some(f);
+        self
+    }
+
+    fn thread_count(&self) -> Result<usize> {
+        match self.threads {
+            Some(0) => Err(Error::ZeroThreads),
+            Some(n) => Ok(n),
+            None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        }
+    }
+}
+
+/// State the abort trampoline reaches through ggml's `void *`.
+struct AbortState<'f> {
+    callback: &'f mut (dyn FnMut() -> bool + Send),
+    panic: Option<Box<dyn std::any::Any + Send>>,
+}
+
+unsafe extern "C" fn abort_trampoline(data: *mut std::ffi::c_void) -> bool {
+    // SAFETY: `data` is the `AbortState` that `compute_with` keeps alive and
+    // does not touch while ggml runs; ggml calls this from one thread at a time.
+    let state = unsafe { &mut *data.cast::<AbortState<'_>>() };
+    if state.panic.is_some() {
+        return true;
+    }
+    match catch_unwind(AssertUnwindSafe(|| (state.callback)())) {
+        Ok(stop) => stop,
+        Err(payload) => {
+            state.panic = Some(payload);
+            true
+        }
+    }
+}
+
+fn status_result(status: ggml_sys::ggml_status) -> Result<()> {
+    match status {
+        ggml_sys::GGML_STATUS_SUCCESS => Ok(()),
+        ggml_sys::GGML_STATUS_ABORTED => Err(Error::Aborted),
+        other => {
+            // SAFETY: returns a static string for any value.
+            let message =
+                unsafe { std::ffi::CStr::from_ptr(ggml_sys::ggml_status_to_string(other)) };
+            Err(Error::Compute {
+                status: other,
+                message: message.to_string_lossy().into_owned(),
+            })
+        }
+    }
+}
+
+impl<'ctx> Graph<'ctx> {
+    /// The raw graph, for calls into `ggml-sys`.
+    pub fn as_ptr(&self) -> *mut ggml_sys::ggml_cgraph {
+        self.raw.as_ptr()
+    }
+
+    /// Number of nodes (computed tensors).
+    pub fn n_nodes(&self) -> usize {
+        // SAFETY: a live graph.
+        unsafe { ggml_sys::ggml_graph_n_nodes(self.raw.as_ptr()) as usize }
+    }
+
+    /// Nodes and leaves the graph was sized for.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Computes the graph on all cores. Taking the context's [`TensorData`]
+    /// mutably guarantees no view of any tensor is alive meanwhile.
+    ///
+    /// # Errors
+    /// [`Error::WrongContext`], [`Error::Compute`], [`Error::Backend`] (no CPU
+    /// backend could be loaded, for run-time-loaded backends).
+    pub fn compute(&self, data: &mut TensorData<'ctx>) -> Result<()> {
+        self.compute_with(data, Compute::new())
+    }
+
+    /// Computes the graph with `options` (threads, abort callback).
+    ///
+    /// # Errors
+    /// As [`Graph::compute`], plus [`Error::Aborted`] and [`Error::ZeroThreads`].
+    ///
+    /// # Panics
+    /// Resumes a panic of the abort callback after ggml has stopped.
+    pub fn compute_with(&self, data: &mut TensorData<'ctx>, options: Compute<'_>) -> Result<()> {
+        if !std::ptr::eq(data.context(), self.ctx) {
+            return Err(Error::WrongContext {
+                what: "the tensor data token",
+            });
+        }
+        let threads = options.thread_count()?;
+        let mut state = options.abort.map(|callback| AbortState {
+            callback,
+            panic: None,
+        });
+        let result = crate::cpu::compute(
+            self.raw.as_ptr(),
+            threads,
+            state.as_mut().map(|s| {
+                (
+                    abort_trampoline as unsafe extern "C" fn(*mut std::ffi::c_void) -> bool,
+                    (s as *mut AbortState<'_>).cast(),
+                )
+            }),
+        );
+        if let Some(payload) = state.and_then(|s| s.panic) {
+            resume_unwind(payload);
+        }
+        status_result(result?)
+    }
+}
+
+impl std::fmt::Debug for Graph<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Graph")
+            .field("n_nodes", &self.n_nodes())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
