@@ -83,6 +83,12 @@ pub fn build(config: &Config) -> Library {
     let mut cmake = cmake::Config::new(&dir);
     // Release optimisation for the C/C++ even in a debug cargo build.
     cmake.profile("Release");
+    // The pinned tree has no `.git`; without a ceiling, llama.cpp's CMake would
+    // ask git about the enclosing repository (the crate's own, or a user's
+    // project vendoring it) and bake that commit into `ggml_commit()`.
+    if let Some(parent) = dir.parent() {
+        cmake.env("GIT_CEILING_DIRECTORIES", parent);
+    }
     let on_off = |b: bool| if b { "ON" } else { "OFF" };
     let mut defines: Vec<(&str, &str)> = vec![
         ("CMAKE_INSTALL_LIBDIR", "lib"),
