@@ -56,22 +56,14 @@ impl Context {
         Self::init(mem_size, None, true)
     }
 
-    /// A context over a caller-given buffer (16-byte aligned), which it keeps
-    /// until dropped or [`Context::into_buffer`].
+    /// A context over a caller-given buffer, which it keeps until dropped or
+    /// [`Context::into_buffer`]. ggml's memory starts at the first 16-byte
+    /// aligned address of the buffer.
     ///
     /// # Errors
-    /// [`Error::BufferAlignment`] if the buffer is not 16-byte aligned, plus
-    /// those of [`Context::new`].
+    /// As [`Context::new`].
     pub fn with_buffer(buffer: Vec<u8>, no_alloc: bool) -> Result<Self> {
-        let address = buffer.as_ptr() as usize;
-        if address % MEM_ALIGN != 0 {
-            return Err(Error::BufferAlignment {
-                address,
-                align: MEM_ALIGN,
-            });
-        }
-        let len = buffer.len();
-        Self::init(len, Some(buffer), no_alloc)
+        Self::init(buffer.len(), Some(buffer), no_alloc)
     }
 
     fn init(mem_size: usize, mut buffer: Option<Vec<u8>>, no_alloc: bool) -> Result<Self> {

@@ -508,9 +508,10 @@ impl<'ctx> TensorData<'ctx> {
         let array = if from == to {
             self.view_as::<E, IxDyn>(t).and_then(|v| {
                 let shape = shape::shape_from_ne(&t.ne(), rank);
-                Ok(v.to_owned()
+                v.as_standard_layout()
+                    .into_owned()
                     .into_shape_with_order(IxDyn(&shape))
-                    .map_err(|e| view_error(&t, e))?)
+                    .map_err(|e| view_error(&t, e))
             })?
         } else {
             if !convertible(from, to) || !is_float_element(to) {

@@ -27,15 +27,6 @@ pub enum Error {
         mem_size: usize,
     },
 
-    /// A caller-given buffer is not aligned as ggml requires.
-    #[error("context buffer at {address:#x} is not aligned to {align} bytes")]
-    BufferAlignment {
-        /// Address of the buffer.
-        address: usize,
-        /// Required alignment.
-        align: usize,
-    },
-
     /// The context has no room left for what was asked.
     #[error(
         "context out of memory: {what} needs {needed} bytes, {available} of {mem_size} are free"

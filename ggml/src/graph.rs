@@ -86,18 +86,10 @@ impl Context {
 }
 
 /// Options of one computation: thread count and abort callback.
+#[derive(Default)]
 pub struct Compute<'f> {
     threads: Option<usize>,
     abort: Option<&'f mut (dyn FnMut() -> bool + Send)>,
-}
-
-impl Default for Compute<'_> {
-    fn default() -> Self {
-        Compute {
-            threads: None,
-            abort: None,
-        }
-    }
 }
 
 impl<'f> Compute<'f> {

@@ -10,7 +10,7 @@ use crate::types::Type;
 
 /// Bytes a tensor of `ty`, `ne` and byte strides `nb` spans (`ggml_nbytes`).
 fn span(ty: Type, ne: &[i64; 4], nb: &[usize; 4]) -> usize {
-    if ne.iter().any(|&n| n == 0) {
+    if ne.contains(&0) {
         return 0;
     }
     let first = ty.row_size(ne[0] as usize);

@@ -2,9 +2,9 @@
 //! happens until the graph is computed) after checking in Rust everything ggml
 //! would stop the process for with `GGML_ASSERT`.
 //!
-//! - [`arith`]: element-wise `add`, `sub`, `mul`, `div` with broadcasting, `scale`;
-//! - [`matmul`]: `mul_mat`;
-//! - [`layout`]: `view`, `reshape`, `permute`, `transpose`, `cont`, `cpy`.
+//! - [`arith`], element-wise `add`, `sub`, `mul`, `div` with broadcasting, `scale`;
+//! - [`matmul`], `mul_mat`;
+//! - [`layout`], `view`, `reshape`, `permute`, `transpose`, `cont`, `cpy`.
 
 pub mod arith;
 pub mod layout;
