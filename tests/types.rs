@@ -1,0 +1,74 @@
+//! `Type` against known facts of ggml's formats (block layouts documented in
+//! ggml-common.h), not against ggml's own answers alone.
+
+use ggml::Type;
+
+#[test]
+fn block_layouts_match_the_formats() {
+    // (type, values per block, bytes per block): e.g. Q4_0 = f16 scale + 32 nibbles.
+    let known = [
+        (Type::F32, 1, 4),
+        (Type::F16, 1, 2),
+        (Type::BF16, 1, 2),
+        (Type::F64, 1, 8),
+        (Type::I8, 1, 1),
+        (Type::I16, 1, 2),
+        (Type::I32, 1, 4),
+        (Type::I64, 1, 8),
+        (Type::Q4_0, 32, 2 + 16),
+        (Type::Q4_1, 32, 2 + 2 + 16),
+        (Type::Q5_0, 32, 2 + 4 + 16),
+        (Type::Q5_1, 32, 2 + 2 + 4 + 16),
+        (Type::Q8_0, 32, 2 + 32),
+        (Type::Q2_K, 256, 16 + 64 + 2 + 2),
+        (Type::Q3_K, 256, 32 + 64 + 12 + 2),
+        (Type::Q4_K, 256, 2 + 2 + 12 + 128),
+        (Type::Q5_K, 256, 2 + 2 + 12 + 32 + 128),
+        (Type::Q6_K, 256, 128 + 64 + 16 + 2),
+        (Type::Q8_K, 256, 4 + 256 + 32),
+        (Type::IQ4_NL, 32, 2 + 16),
+        (Type::MXFP4, 32, 1 + 16),
+    ];
+    for (ty, block, bytes) in known {
+        assert_eq!((ty.block_size(), ty.type_size()), (block, bytes), "{ty}");
+        assert_eq!(
+            ty.bits_per_weight(),
+            8.0 * bytes as f64 / block as f64,
+            "{ty}"
+        );
+        assert_eq!(ty.is_quantized(), block > 1, "{ty}");
+    }
+    assert_eq!(Type::Q4_0.bits_per_weight(), 4.5);
+    assert_eq!(Type::Q6_K.bits_per_weight(), 6.5625);
+    assert_eq!(Type::Q4_0.row_size(64), 36);
+}
+
+#[test]
+fn names_and_raw_values_round_trip() {
+    assert_eq!(
+        Type::ALL.len(),
+        35,
+        "every ggml_type of this ggml but the removed ones"
+    );
+    for &ty in Type::ALL {
+        assert_eq!(Type::try_from(ty.as_raw()).unwrap(), ty);
+        assert!(!ty.name().is_empty() && ty.name() != "DEPRECATED", "{ty:?}");
+    }
+    assert_eq!(Type::Q4_K.name(), "q4_K");
+    assert_eq!(Type::F32.to_string(), "f32");
+    assert_eq!(Type::IQ2_XXS.name(), "iq2_xxs");
+}
+
+#[test]
+fn importance_matrix_and_quantizability() {
+    let need: Vec<Type> = Type::ALL
+        .iter()
+        .copied()
+        .filter(|t| t.requires_imatrix())
+        .collect();
+    assert_eq!(need, vec![Type::IQ2_XXS, Type::IQ2_XS, Type::IQ1_S]);
+    assert!(!Type::Q8_K.can_quantize() && !Type::Q8_1.can_quantize() && !Type::I32.can_quantize());
+    assert!(Type::quantizable().all(|t| t.is_quantized() && !t.requires_imatrix()));
+    assert!(Type::quantizable().any(|t| t == Type::Q4_K));
+    assert!(Type::Q4_K.can_dequantize() && !Type::Q8_1.can_dequantize());
+}
