@@ -48,7 +48,7 @@ impl Context {
         let (na, nb) = (a.ne(), b.ne());
         if allow_quantized && ta.is_quantized() {
             // The quantized kernel: a quantized + b f32 of the same shape, dense rows.
-            if tb != Type::F32 || !ta.can_dequantize() || !ta.can_quantize() {
+            if tb != Type::F32 || !ta.can_dequantize() || !crate::ops::cpu_can_quantize_to(ta) {
                 return Err(Error::UnsupportedTypes {
                     op,
                     types: vec![ta, tb],

@@ -3,7 +3,7 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::ops::full_shape;
+use crate::ops::{cpu_can_quantize_to, full_shape};
 use crate::shape;
 use crate::tensor::Tensor;
 use crate::types::Type;
@@ -15,27 +15,6 @@ fn span(ty: Type, ne: &[i64; 4], nb: &[usize; 4]) -> usize {
     }
     let first = ty.row_size(ne[0] as usize);
     first + (1..4).map(|i| (ne[i] as usize - 1) * nb[i]).sum::<usize>()
-}
-
-/// Types a `cpy` can write when converting from a float type: the quantized
-/// types whose CPU traits have a `from_float` routine.
-fn cpu_can_quantize_to(ty: Type) -> bool {
-    #[cfg(ggml_cpu_backend)]
-    {
-        // SAFETY: a valid type; the CPU traits table is static.
-        unsafe {
-            (*ggml_sys::ggml_get_type_traits_cpu(ty.as_raw()))
-                .from_float
-                .is_some()
-        }
-    }
-    #[cfg(not(ggml_cpu_backend))]
-    {
-        matches!(
-            ty,
-            Type::Q4_0 | Type::Q4_1 | Type::Q5_0 | Type::Q5_1 | Type::Q8_0
-        )
-    }
 }
 
 impl Context {

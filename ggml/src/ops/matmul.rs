@@ -23,7 +23,7 @@ impl Context {
     pub fn mul_mat<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Result<Tensor<'a>> {
         self.owns_all(&[&a, &b])?;
         let (ta, tb) = (a.ty(), b.ty());
-        let a_ok = ta.is_float() || (ta.is_quantized() && !matches!(ta, Type::Q8_1 | Type::Q8_K));
+        let a_ok = (ta.is_float() || ta.is_quantized()) && crate::ops::cpu_has_vec_dot(ta);
         let b_ok = tb == Type::F32 || (tb == ta && ta.is_float());
         if !a_ok || !b_ok {
             return Err(Error::UnsupportedTypes {

@@ -21,6 +21,54 @@ pub(crate) fn full_shape(ne: &[i64; shape::MAX_DIMS]) -> Vec<usize> {
     shape::shape_from_ne(ne, shape::n_dims(ne))
 }
 
+/// Whether the CPU kernels can quantize rows to `ty` (its CPU traits have a
+/// `from_float`), as `cpy` to a quantized tensor and quantized `add` need.
+pub(crate) fn cpu_can_quantize_to(ty: Type) -> bool {
+    #[cfg(ggml_cpu_backend)]
+    {
+        // SAFETY: a valid type; the CPU traits table is static.
+        unsafe {
+            (*ggml_sys::ggml_get_type_traits_cpu(ty.as_raw()))
+                .from_float
+                .is_some()
+        }
+    }
+    #[cfg(not(ggml_cpu_backend))]
+    {
+        // The CPU traits of the pinned ggml (the i-quants but IQ4_* have none).
+        ty.is_quantized()
+            && !matches!(
+                ty,
+                Type::Q8_1
+                    | Type::Q8_K
+                    | Type::IQ2_XXS
+                    | Type::IQ2_XS
+                    | Type::IQ3_XXS
+                    | Type::IQ1_S
+                    | Type::IQ3_S
+                    | Type::IQ2_S
+                    | Type::IQ1_M
+            )
+    }
+}
+
+/// Whether the CPU kernels have a dot product for `ty` (as `mul_mat` needs).
+pub(crate) fn cpu_has_vec_dot(ty: Type) -> bool {
+    #[cfg(ggml_cpu_backend)]
+    {
+        // SAFETY: a valid type; the CPU traits table is static.
+        unsafe {
+            (*ggml_sys::ggml_get_type_traits_cpu(ty.as_raw()))
+                .vec_dot
+                .is_some()
+        }
+    }
+    #[cfg(not(ggml_cpu_backend))]
+    {
+        ty.is_float() || (ty.is_quantized() && !matches!(ty, Type::Q8_1 | Type::Q8_K))
+    }
+}
+
 impl Context {
     /// Checks that every operand belongs to this context.
     pub(crate) fn owns_all(&self, tensors: &[&Tensor<'_>]) -> Result<()> {
