@@ -42,27 +42,64 @@ pub fn generate(config: &Config, library: &Library) {
     let out = config.out_dir.join("bindings.rs");
     match run_bindgen(builder) {
         Ok(bindings) => bindings.write_to_file(&out).expect("write bindings.rs"),
-        Err(reason) => fail(
-            &format!("bindgen could not generate the bindings: {reason}"),
-            "bindgen needs libclang. Install it with:  scripts/setup   (or: sudo apt-get install libclang-dev)\n\
-             or point to it:  LIBCLANG_PATH=/usr/lib/llvm-14/lib cargo build",
+        Err(Failure::NoLibclang(reason)) => fail(
+            &format!("libclang was not found; bindgen loads it to read the C headers ({reason})"),
+            "Install it with:  scripts/setup   (or: sudo apt-get install libclang-dev)\n\
+             or point to it:   LIBCLANG_PATH=/usr/lib/llvm-14/lib cargo build",
+        ),
+        Err(Failure::Clang(reason)) if is_missing_builtin_header(&reason) => fail(
+            &format!(
+                "libclang was found but not its built-in C headers (stddef.h, stdbool.h): {reason}"
+            ),
+            "Install the complete libclang with:  scripts/setup   (or: sudo apt-get install libclang-dev)\n\
+             or point to a complete LLVM:        LIBCLANG_PATH=/usr/lib/llvm-14/lib cargo build",
+        ),
+        Err(Failure::Clang(reason)) => fail(
+            &format!(
+                "bindgen could not parse the llama.cpp headers in {:?}: {reason}",
+                library.include_dirs
+            ),
+            "Check that these headers belong to a complete llama.cpp install or source tree\n\
+             (LLAMA_CPP_DIR, or PKG_CONFIG_PATH in the system link mode).",
         ),
     }
 }
 
-/// Runs bindgen, turning its panics (libclang not found) into an error message.
-fn run_bindgen(builder: bindgen::Builder) -> Result<bindgen::Bindings, String> {
+/// Why bindgen failed.
+enum Failure {
+    /// libclang could not be loaded (clang-sys panics).
+    NoLibclang(String),
+    /// clang ran and reported an error.
+    Clang(String),
+}
+
+/// A standard header clang ships itself is missing: libclang without its
+/// resource directory (e.g. `libclang1` without `libclang-common-*-dev`).
+fn is_missing_builtin_header(reason: &str) -> bool {
+    [
+        "'stddef.h' file not found",
+        "'stdbool.h' file not found",
+        "'stdint.h' file not found",
+    ]
+    .iter()
+    .any(|h| reason.contains(h))
+}
+
+/// Runs bindgen, turning its panics (libclang not found) into an error.
+fn run_bindgen(builder: bindgen::Builder) -> Result<bindgen::Bindings, Failure> {
     let previous_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || builder.generate()));
     std::panic::set_hook(previous_hook);
     match result {
         Ok(Ok(bindings)) => Ok(bindings),
-        Ok(Err(err)) => Err(err.to_string()),
-        Err(panic) => Err(panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_else(|| "bindgen panicked".to_owned())),
+        Ok(Err(err)) => Err(Failure::Clang(err.to_string())),
+        Err(panic) => Err(Failure::NoLibclang(
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "bindgen panicked".to_owned()),
+        )),
     }
 }

@@ -18,7 +18,9 @@ pub fn locate(config: &Config) -> PathBuf {
     };
     let required = ["CMakeLists.txt", "ggml/include/ggml.h", "include/llama.h"];
     if let Some(missing) = required.iter().find(|f| !dir.join(f).is_file()) {
-        let what = if from_env {
+        let what = if from_env && !dir.exists() {
+            format!("LLAMA_CPP_DIR={} does not exist", dir.display())
+        } else if from_env {
             format!(
                 "LLAMA_CPP_DIR={} is not a llama.cpp source tree ({missing} is missing)",
                 dir.display()
@@ -208,7 +210,7 @@ struct Cuda {
 
 fn find_cuda() -> Cuda {
     let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Ok(cxx) = std::env::var("CUDACXX") {
+    if let Some(cxx) = crate::env::var("CUDACXX") {
         candidates.push(cxx.into());
     }
     if let Ok(root) = std::env::var("CUDA_PATH") {

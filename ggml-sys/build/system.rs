@@ -106,10 +106,16 @@ fn probe_failed(err: &pkg_config::Error) -> ! {
             "(pkg-config itself was not found: sudo apt-get install pkg-config)".into()
         });
     let reason = err.to_string();
-    let first_lines: String = reason.lines().take(6).collect::<Vec<_>>().join("\n    ");
+    let first_lines: String = reason
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(8)
+        .collect::<Vec<_>>()
+        .join("\n    ");
     fail(
         &format!(
-            "GGML_SYS_USE_PKG_CONFIG is set, but pkg-config could not find `llama` >= {MIN_LLAMA_VERSION}\n\
+            "system link mode (GGML_SYS_USE_PKG_CONFIG=1 or the `system` feature), but pkg-config could not find `llama` >= {MIN_LLAMA_VERSION}\n\
              \n  searched PKG_CONFIG_PATH: {searched}\n  and pkg-config's default directories: {default_dirs}\n\
              \n  pkg-config said:\n    {first_lines}"
         ),
@@ -117,7 +123,7 @@ fn probe_failed(err: &pkg_config::Error) -> ! {
          \x20   PKG_CONFIG_PATH=/path/to/prefix/lib/pkgconfig cargo build\n\
          or build and install one from the pinned source:\n\
          \x20   scripts/build-system-llama /path/to/prefix\n\
-         or build from source instead: unset GGML_SYS_USE_PKG_CONFIG",
+         or build from source instead: unset GGML_SYS_USE_PKG_CONFIG (and drop the `system` feature)",
     );
 }
 
