@@ -127,6 +127,16 @@ pub fn build(config: &Config) -> Library {
             defines.push((isa, "OFF"));
         }
     }
+    if f.dynamic && config.target_os != "windows" {
+        // libllama finds libggml* next to itself: a binary's RUNPATH only serves
+        // its direct dependencies, and the linker may drop -lggml as unneeded.
+        let origin = if config.is_apple() {
+            "@loader_path"
+        } else {
+            "$ORIGIN"
+        };
+        defines.push(("CMAKE_INSTALL_RPATH", origin));
+    }
     for (key, value) in defines {
         cmake.define(key, value);
     }
