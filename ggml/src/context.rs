@@ -177,14 +177,7 @@ impl Context {
     /// [`Error::OutOfMemory`] when the context is full.
     pub fn new_tensor(&self, ty: Type, shape: &[usize]) -> Result<Tensor<'_>> {
         let ne = shape::ne_from_shape(shape)?;
-        let block_size = ty.block_size();
-        if ne[0] as usize % block_size != 0 {
-            return Err(Error::BlockSize {
-                ty,
-                block_size,
-                row_len: ne[0] as usize,
-            });
-        }
+        ty.check_row_len(ne[0] as usize)?;
         let bytes = if self.no_alloc {
             0
         } else {

@@ -47,61 +47,44 @@ fn par_chunks<S: Sync, D: Send>(
     });
 }
 
-/// f32 → f16, all cores.
-pub fn f32_to_f16(src: &[f32], dst: &mut [f16]) {
-    assert_eq!(src.len(), dst.len());
-    par_chunks(src, dst, 1, 1, 1, |s, d| {
-        // SAFETY: equal lengths; f16 has ggml_fp16_t's layout (u16).
-        unsafe {
-            #[cfg(ggml_cpu_backend)]
-            ggml_sys::ggml_cpu_fp32_to_fp16(s.as_ptr(), d.as_mut_ptr().cast(), s.len() as i64);
-            #[cfg(not(ggml_cpu_backend))]
-            ggml_sys::ggml_fp32_to_fp16_row(s.as_ptr(), d.as_mut_ptr().cast(), s.len() as i64);
+macro_rules! row_conversion {
+    ($(#[$doc:meta])* $name:ident, $src:ty => $dst:ty, $simd:ident, $base:ident) => {
+        $(#[$doc])*
+        ///
+        /// # Panics
+        /// When the slices differ in length.
+        pub fn $name(src: &[$src], dst: &mut [$dst]) {
+            assert_eq!(src.len(), dst.len());
+            par_chunks(src, dst, 1, 1, 1, |s, d| {
+                // SAFETY: equal lengths; f16 and bf16 have the layouts of
+                // ggml_fp16_t and ggml_bf16_t (a u16).
+                unsafe {
+                    #[cfg(ggml_cpu_backend)]
+                    ggml_sys::$simd(s.as_ptr().cast(), d.as_mut_ptr().cast(), s.len() as i64);
+                    #[cfg(not(ggml_cpu_backend))]
+                    ggml_sys::$base(s.as_ptr().cast(), d.as_mut_ptr().cast(), s.len() as i64);
+                }
+            });
         }
-    });
+    };
 }
 
-/// f16 → f32, all cores.
-pub fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
-    assert_eq!(src.len(), dst.len());
-    par_chunks(src, dst, 1, 1, 1, |s, d| {
-        // SAFETY: equal lengths; f16 has ggml_fp16_t's layout.
-        unsafe {
-            #[cfg(ggml_cpu_backend)]
-            ggml_sys::ggml_cpu_fp16_to_fp32(s.as_ptr().cast(), d.as_mut_ptr(), s.len() as i64);
-            #[cfg(not(ggml_cpu_backend))]
-            ggml_sys::ggml_fp16_to_fp32_row(s.as_ptr().cast(), d.as_mut_ptr(), s.len() as i64);
-        }
-    });
-}
-
-/// f32 → bf16, all cores.
-pub fn f32_to_bf16(src: &[f32], dst: &mut [bf16]) {
-    assert_eq!(src.len(), dst.len());
-    par_chunks(src, dst, 1, 1, 1, |s, d| {
-        // SAFETY: equal lengths; bf16 has ggml_bf16_t's layout (u16).
-        unsafe {
-            #[cfg(ggml_cpu_backend)]
-            ggml_sys::ggml_cpu_fp32_to_bf16(s.as_ptr(), d.as_mut_ptr().cast(), s.len() as i64);
-            #[cfg(not(ggml_cpu_backend))]
-            ggml_sys::ggml_fp32_to_bf16_row(s.as_ptr(), d.as_mut_ptr().cast(), s.len() as i64);
-        }
-    });
-}
-
-/// bf16 → f32, all cores.
-pub fn bf16_to_f32(src: &[bf16], dst: &mut [f32]) {
-    assert_eq!(src.len(), dst.len());
-    par_chunks(src, dst, 1, 1, 1, |s, d| {
-        // SAFETY: equal lengths; bf16 has ggml_bf16_t's layout.
-        unsafe {
-            #[cfg(ggml_cpu_backend)]
-            ggml_sys::ggml_cpu_bf16_to_fp32(s.as_ptr().cast(), d.as_mut_ptr(), s.len() as i64);
-            #[cfg(not(ggml_cpu_backend))]
-            ggml_sys::ggml_bf16_to_fp32_row(s.as_ptr().cast(), d.as_mut_ptr(), s.len() as i64);
-        }
-    });
-}
+row_conversion!(
+    /// f32 → f16 on all cores (the CPU backend's SIMD routine).
+    f32_to_f16, f32 => f16, ggml_cpu_fp32_to_fp16, ggml_fp32_to_fp16_row
+);
+row_conversion!(
+    /// f16 → f32 on all cores (the CPU backend's SIMD routine).
+    f16_to_f32, f16 => f32, ggml_cpu_fp16_to_fp32, ggml_fp16_to_fp32_row
+);
+row_conversion!(
+    /// f32 → bf16 on all cores (the CPU backend's SIMD routine).
+    f32_to_bf16, f32 => bf16, ggml_cpu_fp32_to_bf16, ggml_fp32_to_bf16_row
+);
+row_conversion!(
+    /// bf16 → f32 on all cores (the CPU backend's SIMD routine).
+    bf16_to_f32, bf16 => f32, ggml_cpu_bf16_to_fp32, ggml_bf16_to_fp32_row
+);
 
 /// Reinterprets bytes as `T`s, if aligned and of a whole number of them.
 fn cast_slice<T>(bytes: &[u8]) -> Option<&[T]> {
@@ -134,14 +117,7 @@ pub fn check_quantizable(ty: Type, row_len: usize, imatrix: Option<&[f32]>) -> R
     if !ty.can_quantize() {
         return Err(Error::NotQuantizable { ty });
     }
-    let block_size = ty.block_size();
-    if row_len % block_size != 0 {
-        return Err(Error::BlockSize {
-            ty,
-            block_size,
-            row_len,
-        });
-    }
+    ty.check_row_len(row_len)?;
     match imatrix {
         Some(m) if m.len() != row_len => Err(Error::ImatrixLength {
             len: m.len(),

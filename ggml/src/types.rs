@@ -159,6 +159,23 @@ impl Type {
         n / self.block_size() * self.type_size()
     }
 
+    /// Checks that rows of `row_len` values are whole blocks of this type.
+    ///
+    /// # Errors
+    /// [`Error::BlockSize`] naming the type, its block size and the length.
+    pub fn check_row_len(self, row_len: usize) -> Result<()> {
+        let block_size = self.block_size();
+        if row_len % block_size == 0 {
+            Ok(())
+        } else {
+            Err(Error::BlockSize {
+                ty: self,
+                block_size,
+                row_len,
+            })
+        }
+    }
+
     /// Whether quantizing to this type needs an importance matrix.
     pub fn requires_imatrix(self) -> bool {
         // SAFETY: a valid type; the function only compares it.

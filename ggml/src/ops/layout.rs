@@ -47,14 +47,7 @@ impl Context {
             });
         }
         let ty = t.ty();
-        let block_size = ty.block_size();
-        if ne[0] as usize % block_size != 0 {
-            return Err(Error::BlockSize {
-                ty,
-                block_size,
-                row_len: ne[0] as usize,
-            });
-        }
+        ty.check_row_len(ne[0] as usize)?;
         let mut nb = [0usize; 4];
         nb[0] = ty.type_size();
         for (i, &s) in strides.iter().rev().enumerate() {
@@ -112,14 +105,7 @@ impl Context {
                 rhs: shape.to_vec(),
             });
         }
-        let ty = t.ty();
-        if ne[0] as usize % ty.block_size() != 0 {
-            return Err(Error::BlockSize {
-                ty,
-                block_size: ty.block_size(),
-                row_len: ne[0] as usize,
-            });
-        }
+        t.ty().check_row_len(ne[0] as usize)?;
         self.reserve_view("reshape")?;
         // SAFETY: contiguous tensor of this context, same element count.
         self.wrap(unsafe {
