@@ -1,0 +1,680 @@
+//! Side-by-side benchmark driver: the workloads W1–W7 of BENCHMARKS.md through
+//! the safe `ggml` API, run alternately with the C program of
+//! `scripts/bench-c/bench.c` (same ggml libraries), printed as one table.
+//!
+//! ```text
+//! cargo bench --bench compare -- [--c-bin PATH] [--rounds N] [--reps N] [--quick] [--only w2,w5]
+//! ```
+//!
+//! Without `--c-bin` only the Rust column is filled. `scripts/bench` builds the
+//! C program and passes it. Each measurement runs in a fresh child process
+//! (`--child <workload>`), Rust and C taking turns, so both see the same
+//! machine state; a child reports the best of `--reps` repetitions and the
+//! table shows the best over `--rounds` rounds. One-thread rows run the child
+//! under `taskset -c 0`: the safe crate's conversions use every core the
+//! process may run on, and so does the C program.
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::hint::black_box;
+use std::process::Command;
+use std::time::Instant;
+
+use ggml::half::f16;
+use ggml::ndarray::{Array2, ArrayView1, ArrayViewMut1};
+use ggml::{Compute, Context, Type};
+
+type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+// ------------------------------------------------------------------ options --
+
+#[derive(Clone)]
+struct Options {
+    quick: bool,
+    reps: usize,
+    rounds: usize,
+    tag: String,
+    c_bin: Option<String>,
+    only: Option<Vec<String>>,
+}
+
+impl Options {
+    fn parse() -> (Options, Option<String>) {
+        let mut o = Options {
+            quick: false,
+            reps: 3,
+            rounds: 3,
+            tag: String::new(),
+            c_bin: None,
+            only: None,
+        };
+        let mut child = None;
+        let mut reps_given = false;
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            match a.as_str() {
+                "--quick" | "--test" => o.quick = true,
+                "--reps" => {
+                    o.reps = args.next().and_then(|v| v.parse().ok()).unwrap_or(3);
+                    reps_given = true;
+                }
+                "--rounds" => o.rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(3),
+                "--tag" => o.tag = args.next().unwrap_or_default(),
+                "--c-bin" => o.c_bin = args.next(),
+                "--only" => {
+                    o.only = args
+                        .next()
+                        .map(|v| v.split(',').map(str::to_owned).collect())
+                }
+                "--child" => child = args.next(),
+                // `cargo bench` passes `--bench`; anything else is ignored too.
+                _ => {}
+            }
+        }
+        if o.quick {
+            o.rounds = 1;
+            if !reps_given {
+                o.reps = 1;
+            }
+        }
+        o.reps = o.reps.max(1);
+        o.rounds = o.rounds.max(1);
+        (o, child)
+    }
+}
+
+// ------------------------------------------------------------------ helpers --
+
+/// One measurement line, the format the C program prints too.
+fn report(o: &Options, key: &str, variant: Option<&str>, seconds: f64, work: f64, unit: &str) {
+    let variant = variant.map(|v| format!(" @{v}")).unwrap_or_default();
+    println!(
+        "RESULT\t{key}{}{variant}\t{seconds:.9e}\t{work:.6e}\t{unit}",
+        o.tag
+    );
+}
+
+/// Best wall time of `reps` runs of `f`.
+fn best_of(reps: usize, mut f: impl FnMut() -> Res) -> Res<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let t = Instant::now();
+        f()?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+/// The C program's generator: xorshift32, values in [-1, 1).
+fn random(n: usize) -> Vec<f32> {
+    let mut s: u32 = 0x9e37_79b9;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 * (1.0 / 8_388_608.0) - 1.0
+        })
+        .collect()
+}
+
+extern "C" {
+    // libc's, linked by std anyway.
+    fn madvise(addr: *mut c_void, len: usize, advice: i32) -> i32;
+}
+const MADV_HUGEPAGE: i32 = 14;
+const HUGE_PAGE: usize = 2 << 20;
+
+/// A zeroed, touched buffer of `n` `T`s starting on a 2 MiB boundary,
+/// optionally advised for transparent huge pages (as the C side allocates).
+struct Buffer<T> {
+    storage: Vec<T>,
+    offset: usize,
+    len: usize,
+}
+
+impl<T: Copy + Default> Buffer<T> {
+    fn new(len: usize, huge: bool) -> Buffer<T> {
+        let size = std::mem::size_of::<T>();
+        let mut storage: Vec<T> = Vec::with_capacity(len + HUGE_PAGE / size);
+        let addr = storage.as_ptr() as usize;
+        let offset = (addr.next_multiple_of(HUGE_PAGE) - addr) / size;
+        if huge {
+            // SAFETY: advising (not changing) memory we own, page-aligned start.
+            unsafe {
+                madvise(
+                    storage.as_mut_ptr().add(offset).cast(),
+                    (len * size).next_multiple_of(4096),
+                    MADV_HUGEPAGE,
+                )
+            };
+        }
+        storage.resize(len + offset, T::default());
+        Buffer {
+            storage,
+            offset,
+            len,
+        }
+    }
+
+    fn slice(&self) -> &[T] {
+        &self.storage[self.offset..self.offset + self.len]
+    }
+
+    fn slice_mut(&mut self) -> &mut [T] {
+        &mut self.storage[self.offset..self.offset + self.len]
+    }
+}
+
+/// A context whose memory (`bytes` + slack) is a touched buffer of ours,
+/// advised for huge pages or not.
+fn context_over(bytes: usize, huge: bool) -> Res<Context> {
+    let len = bytes + HUGE_PAGE + (1 << 16);
+    let mut buffer = vec![0u8; len];
+    if huge {
+        let addr = buffer.as_ptr() as usize;
+        let start = addr.next_multiple_of(4096) - addr;
+        // SAFETY: advising memory we own, page-aligned start, in bounds.
+        unsafe {
+            madvise(
+                buffer.as_mut_ptr().add(start).cast(),
+                (len - start) / 4096 * 4096,
+                MADV_HUGEPAGE,
+            )
+        };
+    }
+    buffer.fill(1);
+    Ok(Context::with_buffer(buffer, false)?)
+}
+
+const QUANT_TYPES: [Type; 4] = [Type::Q4_0, Type::Q8_0, Type::Q4_K, Type::Q6_K];
+
+// ---------------------------------------------------------------- workloads --
+
+/// W1: 10,000 chained `add`s of 1-element f32 tensors, one thread.
+fn w1(o: &Options) -> Res {
+    let n_ops = if o.quick { 100 } else { 10_000 };
+    let (mut build, mut compute) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..o.reps {
+        let mem = (n_ops + 4) * Context::tensor_size(Type::F32, &[1])
+            + Context::graph_size(n_ops + 4)
+            + (1 << 16);
+        let ctx = Context::new(mem)?;
+        let t0 = Instant::now();
+        let a = ctx.new_tensor(Type::F32, &[1])?;
+        let b = ctx.new_tensor(Type::F32, &[1])?;
+        let mut x = a;
+        for _ in 0..n_ops {
+            x = ctx.add(x, b)?;
+        }
+        let graph = ctx.build_graph(&[x])?;
+        build = build.min(t0.elapsed().as_secs_f64());
+
+        let mut data = ctx.data()?;
+        data.view_mut::<f32>(a)?[[0]] = 1.0;
+        data.view_mut::<f32>(b)?[[0]] = 0.5;
+        let t1 = Instant::now();
+        graph.compute_with(&mut data, Compute::new().threads(1))?;
+        compute = compute.min(t1.elapsed().as_secs_f64());
+        assert_eq!(data.view::<f32>(x)?[[0]], 1.0 + 0.5 * n_ops as f32);
+    }
+    report(o, "W1 build", None, build, n_ops as f64, "op");
+    report(o, "W1 compute", None, compute, n_ops as f64, "op");
+    Ok(())
+}
+
+fn matrix_side(o: &Options) -> usize {
+    if o.quick {
+        256
+    } else {
+        4096
+    }
+}
+
+/// W2: quantize a 4096×4096 f32 matrix.
+fn w2(o: &Options) -> Res {
+    let n = matrix_side(o);
+    let src = Array2::from_shape_vec((n, n), random(n * n))?;
+    let bytes = (n * n * 4) as f64;
+    for ty in QUANT_TYPES {
+        let ctx = Context::new(Context::tensor_size(ty, &[n, n]) + (1 << 16))?;
+        let t = ctx.new_tensor(ty, &[n, n])?;
+        let mut data = ctx.data()?;
+        data.bytes_mut(t)?.fill(0);
+        let key = format!("W2 quantize {}", ty.name());
+        let s = best_of(o.reps, || Ok(data.copy_from_array(t, &src)?))?;
+        report(o, &key, Some("copy_from_array"), s, bytes, "bytes");
+        let s = best_of(o.reps, || {
+            let dst = data.bytes_mut(t)?;
+            Ok(ggml::convert::from_f32(
+                ty,
+                src.as_slice().expect("standard"),
+                dst,
+                n,
+                None,
+            )?)
+        })?;
+        report(o, &key, Some("convert::from_f32"), s, bytes, "bytes");
+    }
+    Ok(())
+}
+
+/// W3: dequantize the same back to f32.
+fn w3(o: &Options) -> Res {
+    let n = matrix_side(o);
+    let src = Array2::from_shape_vec((n, n), random(n * n))?;
+    let bytes = (n * n * 4) as f64;
+    let mut out = Array2::<f32>::from_elem((n, n), 1.0);
+    for ty in QUANT_TYPES {
+        let ctx = Context::new(Context::tensor_size(ty, &[n, n]) + (1 << 16))?;
+        let t = ctx.new_tensor(ty, &[n, n])?;
+        let mut data = ctx.data()?;
+        data.copy_from_array(t, &src)?;
+        let key = format!("W3 dequantize {}", ty.name());
+        let s = best_of(o.reps, || {
+            black_box(data.to_array::<f32>(t)?);
+            Ok(())
+        })?;
+        report(o, &key, Some("to_array"), s, bytes, "bytes");
+        let s = best_of(o.reps, || Ok(data.copy_to_array(t, &mut out)?))?;
+        report(o, &key, Some("copy_to_array"), s, bytes, "bytes");
+        let s = best_of(o.reps, || {
+            let dst = out.as_slice_mut().expect("standard");
+            Ok(ggml::convert::to_f32(ty, data.bytes(t)?, dst)?)
+        })?;
+        report(o, &key, Some("convert::to_f32"), s, bytes, "bytes");
+    }
+    Ok(())
+}
+
+/// W4: a 64 MiB f32 array into a tensor and back (memcpy is the limit).
+fn w4(o: &Options) -> Res {
+    let len = if o.quick { 1 << 18 } else { 16 << 20 };
+    let bytes = (len * 4) as f64;
+    for huge in [false, true] {
+        let thp = if huge { " (THP)" } else { "" };
+        let mut src = Buffer::<f32>::new(len, huge);
+        src.slice_mut().fill(1.5);
+        let mut out = Buffer::<f32>::new(len, huge);
+        let ctx = context_over(len * 4, huge)?;
+        let t = ctx.new_tensor(Type::F32, &[len])?;
+        let mut data = ctx.data()?;
+        let src_view = ArrayView1::from(src.slice());
+        let s = best_of(o.reps, || Ok(data.copy_from_array(t, &src_view)?))?;
+        report(
+            o,
+            &format!("W4 copy in{thp}"),
+            Some("copy_from_array"),
+            s,
+            bytes,
+            "bytes",
+        );
+        let s = best_of(o.reps, || {
+            let mut out_view = ArrayViewMut1::from(out.slice_mut());
+            Ok(data.copy_to_array(t, &mut out_view)?)
+        })?;
+        report(
+            o,
+            &format!("W4 copy out{thp}"),
+            Some("copy_to_array"),
+            s,
+            bytes,
+            "bytes",
+        );
+        let s = best_of(o.reps, || {
+            let view = data.view::<f32>(t)?;
+            let v = view.as_slice().expect("contiguous");
+            out.slice_mut().copy_from_slice(v);
+            Ok(())
+        })?;
+        report(
+            o,
+            &format!("W4 copy out{thp}"),
+            Some("view + copy_from_slice"),
+            s,
+            bytes,
+            "bytes",
+        );
+    }
+    Ok(())
+}
+
+/// W5: Q4_0 and F16 4096×4096 weights times f32 input, batch 1 and 32, all cores.
+fn w5(o: &Options) -> Res {
+    let n = matrix_side(o);
+    let w = Array2::from_shape_vec((n, n), random(n * n))?;
+    for ty in [Type::Q4_0, Type::F16] {
+        for batch in [1usize, 32] {
+            let mem = Context::tensor_size(ty, &[n, n])
+                + 2 * Context::tensor_size(Type::F32, &[batch, n])
+                + Context::graph_size(8)
+                + (1 << 20);
+            let ctx = Context::new(mem)?;
+            let a = ctx.tensor_from_array_as(ty, &w)?;
+            let x =
+                ctx.tensor_from_array(&Array2::from_shape_vec((batch, n), random(batch * n))?)?;
+            let y = ctx.mul_mat(a, x)?;
+            let graph = ctx.build_graph(&[y])?;
+            let mut data = ctx.data()?;
+            graph.compute(&mut data)?; // warms caches, as the C side's first run
+            let s = best_of(o.reps, || Ok(graph.compute(&mut data)?))?;
+            let key = format!("W5 mul_mat {} batch {batch}", ty.name());
+            report(o, &key, None, s, 2.0 * (n * n * batch) as f64, "flop");
+        }
+    }
+    Ok(())
+}
+
+/// W6: f32 → f16 of 64 MiB.
+fn w6(o: &Options) -> Res {
+    let len = if o.quick { 1 << 18 } else { 16 << 20 };
+    let bytes = (len * 4) as f64;
+    let mut src = Buffer::<f32>::new(len, false);
+    src.slice_mut().copy_from_slice(&random(len));
+    let mut dst = Buffer::<f16>::new(len, false);
+    let s = best_of(o.reps, || {
+        ggml::convert::f32_to_f16(src.slice(), dst.slice_mut());
+        Ok(())
+    })?;
+    report(
+        o,
+        "W6 f32->f16",
+        Some("convert::f32_to_f16"),
+        s,
+        bytes,
+        "bytes",
+    );
+
+    let ctx = Context::new(Context::tensor_size(Type::F16, &[len]) + (1 << 16))?;
+    let t = ctx.new_tensor(Type::F16, &[len])?;
+    let mut data = ctx.data()?;
+    data.bytes_mut(t)?.fill(0);
+    let src_view = ArrayView1::from(src.slice());
+    let s = best_of(o.reps, || Ok(data.copy_from_array(t, &src_view)?))?;
+    report(o, "W6 f32->f16", Some("copy_from_array"), s, bytes, "bytes");
+    Ok(())
+}
+
+/// W7: an ndarray view of a 1 KiB and of a 1 GiB tensor.
+fn w7(o: &Options) -> Res {
+    let big = if o.quick { 1 << 18 } else { 1 << 28 };
+    let calls = if o.quick { 1_000 } else { 1_000_000 };
+    let ctx = Context::new(
+        Context::tensor_size(Type::F32, &[256]) + Context::tensor_size(Type::F32, &[big]) + 4096,
+    )?;
+    let small_t = ctx.new_tensor(Type::F32, &[256])?;
+    let big_t = ctx.new_tensor(Type::F32, &[big])?;
+    let data = ctx.data()?;
+    let big_label = if o.quick { "1 MiB" } else { "1 GiB" };
+    for (label, t) in [("1 KiB", small_t), (big_label, big_t)] {
+        let s = best_of(o.reps, || {
+            for _ in 0..calls {
+                black_box(data.view::<f32>(black_box(t))?);
+            }
+            Ok(())
+        })?;
+        report(o, &format!("W7 view {label}"), None, s, calls as f64, "op");
+    }
+    Ok(())
+}
+
+fn run_child(o: &Options, workload: &str) -> Res {
+    ggml::init()?;
+    match workload {
+        "w1" => w1(o),
+        "w2" => w2(o),
+        "w3" => w3(o),
+        "w4" => w4(o),
+        "w5" => w5(o),
+        "w6" => w6(o),
+        "w7" => w7(o),
+        other => Err(format!("unknown workload {other:?}").into()),
+    }
+}
+
+// ------------------------------------------------------------- orchestrator --
+
+struct Measurement {
+    seconds: f64,
+    work: f64,
+    unit: String,
+}
+
+#[derive(Default)]
+struct Results {
+    /// (side, key) → best measurement; keys in first-seen order.
+    best: HashMap<(Side, String), Measurement>,
+    order: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Side {
+    Rust,
+    C,
+}
+
+impl Results {
+    fn add(&mut self, side: Side, output: &str) {
+        for line in output.lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            if f.len() != 5 || f[0] != "RESULT" {
+                continue;
+            }
+            let (Ok(seconds), Ok(work)) = (f[2].parse::<f64>(), f[3].parse::<f64>()) else {
+                continue;
+            };
+            let key = f[1].to_owned();
+            let c_key = key.split(" @").next().unwrap_or(&key).to_owned();
+            for k in [&c_key, &key] {
+                if !self.order.contains(k) {
+                    self.order.push(k.clone());
+                }
+            }
+            let m = Measurement {
+                seconds,
+                work,
+                unit: f[4].to_owned(),
+            };
+            let slot = self.best.entry((side, key)).or_insert(Measurement {
+                seconds: f64::INFINITY,
+                ..m
+            });
+            if seconds < slot.seconds {
+                slot.seconds = seconds;
+            }
+        }
+    }
+}
+
+/// The figure shown for a measurement: MB/s, GFLOP/s or ns/op.
+fn figure(m: &Measurement) -> String {
+    match m.unit.as_str() {
+        "bytes" => format!("{:.0} MB/s", m.work / m.seconds / 1e6),
+        "flop" => format!("{:.1} GFLOP/s", m.work / m.seconds / 1e9),
+        _ => format!("{:.1} ns/op", m.seconds / m.work * 1e9),
+    }
+}
+
+fn run_side(exe: &str, args: &[String], pin: bool) -> Res<String> {
+    let mut cmd = if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0", exe]);
+        c
+    } else {
+        Command::new(exe)
+    };
+    let out = cmd.args(args).output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "{exe} {args:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+fn orchestrate(o: &Options) -> Res {
+    let me = std::env::current_exe()?.display().to_string();
+    let have_taskset = Command::new("taskset").arg("-V").output().is_ok();
+    // (workload, tag, pinned to one core)
+    let mut jobs: Vec<(&str, &str, bool)> = vec![("w1", "", false)];
+    for w in ["w2", "w3"] {
+        if have_taskset {
+            jobs.push((w, " 1t", true));
+        }
+        jobs.push((w, " all", false));
+    }
+    jobs.push(("w4", "", false));
+    jobs.push(("w5", "", false));
+    if have_taskset {
+        jobs.push(("w6", " 1t", true));
+    }
+    jobs.push(("w6", " all", false));
+    jobs.push(("w7", "", false));
+    if let Some(only) = &o.only {
+        jobs.retain(|(w, _, _)| only.iter().any(|x| x == w));
+    }
+
+    let mut results = Results::default();
+    for round in 0..o.rounds {
+        for &(w, tag, pin) in &jobs {
+            let mut args = vec![w.to_owned(), "--reps".into(), o.reps.to_string()];
+            if o.quick {
+                args.push("--quick".into());
+            }
+            if !tag.is_empty() {
+                args.extend(["--tag".into(), tag.into()]);
+            }
+            let mut rust_args = vec!["--child".to_owned()];
+            rust_args.extend(args.iter().cloned());
+            let c_side = o.c_bin.as_ref().filter(|_| w != "w7");
+            // Alternate who goes first, round by round.
+            let rust_first = round % 2 == 0;
+            for turn in 0..2 {
+                let rust_turn = (turn == 0) == rust_first;
+                if rust_turn {
+                    eprintln!("round {}: rust {w}{tag}", round + 1);
+                    results.add(Side::Rust, &run_side(&me, &rust_args, pin)?);
+                } else if let Some(c) = c_side {
+                    eprintln!("round {}: c    {w}{tag}", round + 1);
+                    results.add(Side::C, &run_side(c, &args, pin)?);
+                }
+            }
+        }
+    }
+    print_table(o, &results);
+    Ok(())
+}
+
+fn print_table(o: &Options, r: &Results) {
+    println!(
+        "\nbest of {} rounds x {} reps; ratio = Rust time / C time (lower is better; 1t = pinned to one core, all = {} cores)\n",
+        o.rounds,
+        o.reps,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!(
+        "| {:<58} | {:>15} | {:>15} | {:>6} |",
+        "workload", "Rust", "C", "ratio"
+    );
+    println!("|{:-<60}|{:->17}|{:->17}|{:->8}|", ":", ":", ":", ":");
+    for key in &r.order {
+        let rust = r.best.get(&(Side::Rust, key.clone()));
+        let c_key = key.split(" @").next().unwrap_or(key).to_owned();
+        let c = r.best.get(&(Side::C, c_key.clone()));
+        // A C-only key with Rust variants is shown only through the variants.
+        if rust.is_none() && r.order.iter().any(|k| k.starts_with(&format!("{key} @"))) {
+            continue;
+        }
+        let show = |m: Option<&Measurement>| m.map_or("-".to_owned(), figure);
+        let ratio = match (rust, c) {
+            (Some(a), Some(b)) => format!("{:.2}", a.seconds / b.seconds),
+            _ => "-".to_owned(),
+        };
+        let c_shown = if rust.is_some() || key == &c_key {
+            c
+        } else {
+            None
+        };
+        println!(
+            "| {:<58} | {:>15} | {:>15} | {:>6} |",
+            key,
+            show(rust),
+            show(c_shown),
+            ratio
+        );
+    }
+
+    // Scaling of the safe API's conversions, and W7's size independence.
+    let secs = |k: &str| r.best.get(&(Side::Rust, k.to_owned())).map(|m| m.seconds);
+    let mut notes = Vec::new();
+    for key in &r.order {
+        if let Some(rest) = key.strip_suffix(" all @copy_from_array") {
+            if let (Some(one), Some(all)) = (
+                secs(&format!("{rest} 1t @copy_from_array")),
+                secs(&format!("{rest} all @copy_from_array")),
+            ) {
+                notes.push(format!(
+                    "{rest} (copy_from_array): all cores {:.2}x one core",
+                    one / all
+                ));
+            }
+        }
+        if let Some(rest) = key.strip_suffix(" all @convert::to_f32") {
+            if let (Some(one), Some(all)) = (
+                secs(&format!("{rest} 1t @convert::to_f32")),
+                secs(&format!("{rest} all @convert::to_f32")),
+            ) {
+                notes.push(format!(
+                    "{rest} (convert::to_f32): all cores {:.2}x one core",
+                    one / all
+                ));
+            }
+        }
+        if let Some(rest) = key.strip_suffix(" all @to_array") {
+            if let (Some(one), Some(all)) = (
+                secs(&format!("{rest} 1t @to_array")),
+                secs(&format!("{rest} all @to_array")),
+            ) {
+                notes.push(format!(
+                    "{rest} (to_array): all cores {:.2}x one core",
+                    one / all
+                ));
+            }
+        }
+    }
+    let w7: Vec<&String> = r
+        .order
+        .iter()
+        .filter(|k| k.starts_with("W7 view"))
+        .collect();
+    if let [small, big] = w7[..] {
+        if let (Some(a), Some(b)) = (secs(small), secs(big)) {
+            notes.push(format!("W7: {big} / {small} time = {:.2}", b / a));
+        }
+    }
+    if !notes.is_empty() {
+        println!();
+        for n in notes {
+            println!("{n}");
+        }
+    }
+}
+
+fn main() -> Res {
+    if std::env::args().any(|a| a == "--print-lib-dir") {
+        // For scripts/bench: link the C program against these very libraries.
+        println!(
+            "{}",
+            ggml::sys::build_info::LIB_DIR.ok_or("ggml-sys reports no LIB_DIR")?
+        );
+        return Ok(());
+    }
+    let (o, child) = Options::parse();
+    match child {
+        Some(w) => run_child(&o, &w),
+        None => orchestrate(&o),
+    }
+}

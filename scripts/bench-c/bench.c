@@ -1,0 +1,355 @@
+// The C side of scripts/bench: the workloads of benches/compare.rs, written
+// the way a C user of ggml would, linked against the very libraries the Rust
+// side uses (ggml_sys::build_info::LIB_DIR).
+//
+//   bench-c <w1|w2|w3|w4|w5|w6> [--quick] [--reps N] [--tag TAG]
+//
+// Prints one line per measurement, tab-separated:
+//   RESULT  <key>  <best seconds>  <work>  <unit: bytes|flop|op>
+// Keys match the Rust driver's (the part before its " @variant").
+// Threads: as many as the process may run on (sched_getaffinity), as the safe
+// crate's std::thread::available_parallelism does, so `taskset -c 0` gives
+// both sides one thread.
+
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "ggml.h"
+#include "ggml-cpu.h"
+
+static int g_quick = 0;
+static int g_reps = 3;
+static const char *g_tag = "";
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void result(const char *key, double seconds, double work, const char *unit) {
+    printf("RESULT\t%s%s\t%.9e\t%.6e\t%s\n", key, g_tag, seconds, work, unit);
+    fflush(stdout);
+}
+
+static int n_cores(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+    int n = CPU_COUNT(&set);
+    return n < 1 ? 1 : n;
+}
+
+// Same generator as the Rust driver: xorshift32, values in [-1, 1).
+static void fill_random(float *x, size_t n) {
+    uint32_t s = 0x9e3779b9u;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        x[i] = (float)(s >> 8) * (1.0f / 8388608.0f) - 1.0f;
+    }
+}
+
+// Page-aligned allocation, optionally advised for transparent huge pages,
+// touched so that no page fault is timed.
+static void *alloc_touched(size_t bytes, int huge) {
+    void *p = NULL;
+    if (posix_memalign(&p, 2u << 20, bytes) != 0) abort();
+    if (huge) madvise(p, bytes, MADV_HUGEPAGE);
+    memset(p, 0, bytes);
+    return p;
+}
+
+// ---- splitting work across threads, like the safe crate's par_chunks ----
+
+typedef void (*chunk_fn)(void *arg, size_t first_unit, size_t n_units);
+
+struct chunk_job {
+    chunk_fn f;
+    void *arg;
+    size_t first, n;
+};
+
+static void *chunk_thread(void *p) {
+    struct chunk_job *j = p;
+    j->f(j->arg, j->first, j->n);
+    return NULL;
+}
+
+// Runs f over `units` split into one contiguous chunk per thread.
+static void par_units(size_t units, size_t elements_per_unit, chunk_fn f, void *arg) {
+    size_t threads = (size_t)n_cores();
+    size_t by_size = units * elements_per_unit / (1u << 16);
+    if (by_size < threads) threads = by_size < 1 ? 1 : by_size;
+    if (threads > units) threads = units < 1 ? 1 : units;
+    if (threads <= 1) {
+        f(arg, 0, units);
+        return;
+    }
+    size_t per = (units + threads - 1) / threads;
+    pthread_t tid[256];
+    struct chunk_job jobs[256];
+    size_t n = 0;
+    for (size_t first = 0; first < units && n < 256; first += per, n++) {
+        jobs[n] = (struct chunk_job){f, arg, first, first + per > units ? units - first : per};
+        pthread_create(&tid[n], NULL, chunk_thread, &jobs[n]);
+    }
+    for (size_t i = 0; i < n; i++) pthread_join(tid[i], NULL);
+}
+
+// ---- W1: call overhead ----
+
+static void w1(void) {
+    const int n_ops = g_quick ? 100 : 10000;
+    double best_build = 1e30, best_compute = 1e30;
+    for (int r = 0; r < g_reps; r++) {
+        size_t mem = (size_t)(n_ops + 4) * (ggml_tensor_overhead() + 64) +
+                     ggml_graph_overhead_custom((size_t)n_ops + 4, false) + (1u << 16);
+        struct ggml_init_params params = {mem, NULL, false};
+        struct ggml_context *ctx = ggml_init(params);
+
+        double t0 = now();
+        struct ggml_tensor *a = ggml_new_tensor_1d(ctx, GGML_TYPE_F32, 1);
+        struct ggml_tensor *b = ggml_new_tensor_1d(ctx, GGML_TYPE_F32, 1);
+        struct ggml_tensor *x = a;
+        for (int i = 0; i < n_ops; i++) x = ggml_add(ctx, x, b);
+        struct ggml_cgraph *g = ggml_new_graph_custom(ctx, (size_t)n_ops + 2, false);
+        ggml_build_forward_expand(g, x);
+        double t1 = now();
+
+        ggml_set_f32(a, 1.0f);
+        ggml_set_f32(b, 0.5f);
+        double t2 = now();
+        struct ggml_cplan plan = ggml_graph_plan(g, 1, NULL);
+        uint8_t *work = plan.work_size ? calloc(plan.work_size, 1) : NULL;
+        plan.work_data = work;
+        ggml_graph_compute(g, &plan);
+        free(work);
+        double t3 = now();
+        if (ggml_get_f32_1d(x, 0) != 1.0f + 0.5f * n_ops) abort();
+        ggml_free(ctx);
+        if (t1 - t0 < best_build) best_build = t1 - t0;
+        if (t3 - t2 < best_compute) best_compute = t3 - t2;
+    }
+    result("W1 build", best_build, n_ops, "op");
+    result("W1 compute", best_compute, n_ops, "op");
+}
+
+// ---- W2 / W3: quantize and dequantize ----
+
+struct quant_arg {
+    enum ggml_type type;
+    const float *src;
+    uint8_t *dst;
+    int64_t row_len;
+    size_t row_size;
+};
+
+static void quantize_chunk(void *p, size_t first, size_t n) {
+    struct quant_arg *a = p;
+    ggml_quantize_chunk(a->type, a->src + first * a->row_len, a->dst + first * a->row_size, 0,
+                        (int64_t)n, a->row_len, NULL);
+}
+
+struct dequant_arg {
+    ggml_to_float_t to_float;
+    const uint8_t *src;
+    float *dst;
+    size_t block_bytes, block_len;
+};
+
+static void dequantize_chunk(void *p, size_t first, size_t n) {
+    struct dequant_arg *a = p;
+    a->to_float(a->src + first * a->block_bytes, a->dst + first * a->block_len,
+                (int64_t)(n * a->block_len));
+}
+
+static const enum ggml_type quant_types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0, GGML_TYPE_Q4_K,
+                                             GGML_TYPE_Q6_K};
+
+static void w2_w3(int dequant) {
+    const int64_t n = g_quick ? 256 : 4096;
+    const size_t count = (size_t)(n * n);
+    float *src = alloc_touched(count * sizeof(float), 0);
+    float *back = alloc_touched(count * sizeof(float), 0);
+    fill_random(src, count);
+    for (size_t t = 0; t < sizeof quant_types / sizeof *quant_types; t++) {
+        enum ggml_type type = quant_types[t];
+        size_t row_size = ggml_row_size(type, n);
+        uint8_t *q = alloc_touched(row_size * (size_t)n, 0);
+        struct quant_arg qa = {type, src, q, n, row_size};
+        double best = 1e30;
+        for (int r = 0; r < g_reps; r++) {
+            double t0 = now();
+            par_units((size_t)n, (size_t)n, quantize_chunk, &qa);
+            double dt = now() - t0;
+            if (dt < best) best = dt;
+        }
+        char key[64];
+        if (!dequant) {
+            snprintf(key, sizeof key, "W2 quantize %s", ggml_type_name(type));
+            result(key, best, (double)count * sizeof(float), "bytes");
+        } else {
+            const struct ggml_type_traits *tr = ggml_get_type_traits(type);
+            size_t bs = (size_t)ggml_blck_size(type);
+            struct dequant_arg da = {tr->to_float, q, back, ggml_type_size(type), bs};
+            best = 1e30;
+            for (int r = 0; r < g_reps; r++) {
+                double t0 = now();
+                par_units(count / bs, bs, dequantize_chunk, &da);
+                double dt = now() - t0;
+                if (dt < best) best = dt;
+            }
+            snprintf(key, sizeof key, "W3 dequantize %s", ggml_type_name(type));
+            result(key, best, (double)count * sizeof(float), "bytes");
+        }
+        free(q);
+    }
+    free(src);
+    free(back);
+}
+
+// ---- W4: memcpy bandwidth, the limit of copying an array into a tensor ----
+
+static void w4(void) {
+    const size_t bytes = g_quick ? (1u << 20) : (64u << 20);
+    for (int huge = 0; huge <= 1; huge++) {
+        char *a = alloc_touched(bytes, huge);
+        char *b = alloc_touched(bytes, huge);
+        memset(a, 1, bytes);
+        double best_in = 1e30, best_out = 1e30;
+        for (int r = 0; r < g_reps; r++) {
+            double t0 = now();
+            memcpy(b, a, bytes);
+            double t1 = now();
+            memcpy(a, b, bytes);
+            double t2 = now();
+            if (t1 - t0 < best_in) best_in = t1 - t0;
+            if (t2 - t1 < best_out) best_out = t2 - t1;
+        }
+        result(huge ? "W4 copy in (THP)" : "W4 copy in", best_in, (double)bytes, "bytes");
+        result(huge ? "W4 copy out (THP)" : "W4 copy out", best_out, (double)bytes, "bytes");
+        free(a);
+        free(b);
+    }
+}
+
+// ---- W5: mul_mat through graph compute on all cores ----
+
+static void w5(void) {
+    const int64_t n = g_quick ? 256 : 4096;
+    const enum ggml_type types[] = {GGML_TYPE_Q4_0, GGML_TYPE_F16};
+    const int64_t batches[] = {1, 32};
+    float *w = malloc((size_t)(n * n) * sizeof(float));
+    fill_random(w, (size_t)(n * n));
+    for (int t = 0; t < 2; t++) {
+        for (int bi = 0; bi < 2; bi++) {
+            int64_t batch = batches[bi];
+            size_t mem = 8 * ggml_tensor_overhead() + ggml_row_size(types[t], n) * (size_t)n +
+                         (size_t)(n * batch * 2) * sizeof(float) + ggml_graph_overhead() +
+                         (1u << 20);
+            struct ggml_init_params params = {mem, NULL, false};
+            struct ggml_context *ctx = ggml_init(params);
+            struct ggml_tensor *a = ggml_new_tensor_2d(ctx, types[t], n, n);
+            struct ggml_tensor *x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n, batch);
+            ggml_quantize_chunk(types[t], w, a->data, 0, n, n, NULL);
+            fill_random(x->data, (size_t)(n * batch));
+            struct ggml_tensor *y = ggml_mul_mat(ctx, a, x);
+            struct ggml_cgraph *g = ggml_new_graph(ctx);
+            ggml_build_forward_expand(g, y);
+            double best = 1e30;
+            for (int r = 0; r < g_reps + 1; r++) {  // +1: the first warms caches
+                double t0 = now();
+                struct ggml_cplan plan = ggml_graph_plan(g, n_cores(), NULL);
+                uint8_t *work = plan.work_size ? calloc(plan.work_size, 1) : NULL;
+                plan.work_data = work;
+                ggml_graph_compute(g, &plan);
+                free(work);
+                double dt = now() - t0;
+                if (r > 0 && dt < best) best = dt;
+            }
+            char key[64];
+            snprintf(key, sizeof key, "W5 mul_mat %s batch %d", ggml_type_name(types[t]),
+                     (int)batch);
+            result(key, best, 2.0 * (double)n * (double)n * (double)batch, "flop");
+            ggml_free(ctx);
+        }
+    }
+    free(w);
+}
+
+// ---- W6: f32 -> f16 ----
+
+struct f16_arg {
+    const float *src;
+    ggml_fp16_t *dst;
+    void (*f)(const float *, ggml_fp16_t *, int64_t);
+};
+
+static void f16_chunk(void *p, size_t first, size_t n) {
+    struct f16_arg *a = p;
+    a->f(a->src + first, a->dst + first, (int64_t)n);
+}
+
+static void w6(void) {
+    const size_t bytes = g_quick ? (1u << 20) : (64u << 20);
+    const size_t count = bytes / sizeof(float);
+    float *src = alloc_touched(bytes, 0);
+    ggml_fp16_t *dst = alloc_touched(count * sizeof(ggml_fp16_t), 0);
+    fill_random(src, count);
+    struct {
+        const char *key;
+        void (*f)(const float *, ggml_fp16_t *, int64_t);
+    } routines[] = {
+        {"W6 f32->f16", ggml_cpu_fp32_to_fp16},
+        {"W6 f32->f16 (ggml_fp32_to_fp16_row)", ggml_fp32_to_fp16_row},
+    };
+    for (int k = 0; k < 2; k++) {
+        struct f16_arg arg = {src, dst, routines[k].f};
+        double best = 1e30;
+        for (int r = 0; r < g_reps; r++) {
+            double t0 = now();
+            par_units(count, 1, f16_chunk, &arg);
+            double dt = now() - t0;
+            if (dt < best) best = dt;
+        }
+        result(routines[k].key, best, (double)bytes, "bytes");
+    }
+    free(src);
+    free(dst);
+}
+
+int main(int argc, char **argv) {
+    const char *workload = argc > 1 ? argv[1] : "";
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) {
+            g_quick = 1;
+            g_reps = 1;
+        } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
+            g_reps = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--tag") && i + 1 < argc) {
+            g_tag = argv[++i];
+        }
+    }
+    if (g_reps < 1) g_reps = 1;
+    ggml_cpu_init();
+    if (!strcmp(workload, "w1")) w1();
+    else if (!strcmp(workload, "w2")) w2_w3(0);
+    else if (!strcmp(workload, "w3")) w2_w3(1);
+    else if (!strcmp(workload, "w4")) w4();
+    else if (!strcmp(workload, "w5")) w5();
+    else if (!strcmp(workload, "w6")) w6();
+    else {
+        fprintf(stderr, "usage: %s <w1|w2|w3|w4|w5|w6> [--quick] [--reps N] [--tag TAG]\n",
+                argv[0]);
+        return 2;
+    }
+    return 0;
+}
