@@ -187,6 +187,9 @@ fn context_over(bytes: usize, huge: bool) -> Res<Context> {
     Ok(Context::with_buffer(buffer, false)?)
 }
 
+/// Workloads of about a millisecond (W1, W5) repeat this many times more.
+const SHORT_REPS: usize = 10;
+
 const QUANT_TYPES: [Type; 4] = [Type::Q4_0, Type::Q8_0, Type::Q4_K, Type::Q6_K];
 
 // ---------------------------------------------------------------- workloads --
@@ -195,7 +198,7 @@ const QUANT_TYPES: [Type; 4] = [Type::Q4_0, Type::Q8_0, Type::Q4_K, Type::Q6_K];
 fn w1(o: &Options) -> Res {
     let n_ops = if o.quick { 100 } else { 10_000 };
     let (mut build, mut compute) = (f64::INFINITY, f64::INFINITY);
-    for _ in 0..o.reps {
+    for _ in 0..o.reps * SHORT_REPS {
         let mem = (n_ops + 4) * Context::tensor_size(Type::F32, &[1])
             + Context::graph_size(n_ops + 4)
             + (1 << 16);
@@ -357,7 +360,7 @@ fn w5(o: &Options) -> Res {
             let graph = ctx.build_graph(&[y])?;
             let mut data = ctx.data()?;
             graph.compute(&mut data)?; // warms caches, as the C side's first run
-            let s = best_of(o.reps, || Ok(graph.compute(&mut data)?))?;
+            let s = best_of(o.reps * SHORT_REPS, || Ok(graph.compute(&mut data)?))?;
             let key = format!("W5 mul_mat {} batch {batch}", ty.name());
             report(o, &key, None, s, 2.0 * (n * n * batch) as f64, "flop");
         }
