@@ -11,6 +11,12 @@
 //! `--json` prints the table as a JSON array of objects (`type`,
 //! `bits_per_weight`, `compression`, `l2`, `linf`, `rmse`) instead of text;
 //! `--out PATH` writes the PNG there (default `quants.png`).
+//!
+//! Run time: our part takes well under a second. The rest is ggml building the
+//! lattice tables of `iq2_s` and `iq1_m` on first use (about 5 s and 11 s on
+//! one core here); ggml parallelises that with OpenMP, so
+//! `cargo run --release --features openmp --example quants` divides it by the
+//! core count. Types that took over a second are named after the table.
 
 use std::f32::consts::PI;
 use std::path::PathBuf;
@@ -60,6 +66,7 @@ struct Row {
     linf: f64,
     rmse: f64,
     image: Array2<f32>,
+    seconds: f64,
 }
 
 /// Why ggml cannot quantize the image to `ty`, if it cannot.
@@ -82,6 +89,7 @@ fn skip_reason(ty: Type) -> Option<String> {
 
 /// Quantizes `img` to `ty`, dequantizes it and measures the error.
 fn measure(img: &Array2<f32>, ty: Type) -> Result<Row> {
+    let start = std::time::Instant::now();
     let ctx = Context::new(Context::tensor_size(ty, img.shape()) + (1 << 16))?;
     let t = ctx.tensor_from_array_as(ty, img)?;
     let back = ctx.data()?.to_array_as::<f32, Ix2>(t)?;
@@ -101,6 +109,7 @@ fn measure(img: &Array2<f32>, ty: Type) -> Result<Row> {
         linf,
         rmse: (sum_sq / img.len() as f64).sqrt(),
         image: back,
+        seconds: start.elapsed().as_secs_f64(),
     })
 }
 
@@ -219,7 +228,19 @@ fn main() -> Result<()> {
         print_table(&rows);
     }
     // Notes go to stderr in JSON mode so that stdout stays valid JSON.
-    let mut notes = vec![String::new(), "skipped:".to_string()];
+    let mut notes = Vec::new();
+    let slow: Vec<String> = rows
+        .iter()
+        .filter(|r| r.seconds > 1.0)
+        .map(|r| format!("{} {:.1} s", r.ty.name(), r.seconds))
+        .collect();
+    if !slow.is_empty() {
+        notes.push(format!(
+            "\nslow: {} (ggml's one-time table set-up; --features openmp parallelises it)",
+            slow.join(", ")
+        ));
+    }
+    notes.extend([String::new(), "skipped:".to_string()]);
     notes.extend(
         skipped
             .iter()
