@@ -276,6 +276,14 @@ unsafe fn write_f32(t: &Tensor<'_>, src: &[f32], imatrix: Option<&[f32]>) -> Res
 fn array_to_f32<E: Element, S: Data<Elem = E>, D: Dimension>(
     src: &ArrayBase<S, D>,
 ) -> Result<Cow<'_, [f32]>> {
+    if E::TYPE == Type::F32 {
+        if let Some(slice) = src.as_slice() {
+            // SAFETY: E is f32 (its sealed TYPE says so): borrow, no copy.
+            return Ok(Cow::Borrowed(unsafe {
+                std::slice::from_raw_parts(slice.as_ptr().cast(), slice.len())
+            }));
+        }
+    }
     let standard = src.as_standard_layout();
     let slice = standard.as_slice().expect("standard layout");
     let mut out = vec![0f32; slice.len()];
@@ -552,6 +560,25 @@ impl<'ctx> TensorData<'ctx> {
                 lhs: t.shape(),
                 rhs: out.shape().to_vec(),
             });
+        }
+        // Fast paths: a contiguous tensor into a dense array, without a
+        // whole-tensor temporary.
+        if t.is_contiguous() && !t.is_empty() {
+            if let Some(dst) = out.as_slice_mut() {
+                if t.ty() == E::TYPE {
+                    return self.view_as::<E, IxDyn>(t).map(|v| {
+                        dst.copy_from_slice(v.as_slice().expect("contiguous"));
+                    });
+                }
+                if E::TYPE == Type::F32 && (t.ty().is_float() || t.ty().can_dequantize()) {
+                    // SAFETY: E is f32 (sealed TYPE); the token is borrowed
+                    // shared, so nothing writes the tensor meanwhile.
+                    let dst: &mut [f32] = unsafe {
+                        std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast(), dst.len())
+                    };
+                    return convert::to_f32(t.ty(), unsafe { raw_bytes(&t) }, dst);
+                }
+            }
         }
         let rank = out.ndim().max(t.n_dims());
         let copy = self.to_array_as::<E, IxDyn>(t)?;
