@@ -18,11 +18,32 @@ pub struct Graph<'ctx> {
     capacity: usize,
 }
 
+/// Hashes tensor addresses with one multiply (SipHash's DoS resistance buys
+/// nothing for pointers and cost ~40% of graph building in the W1 benchmark).
+#[derive(Default)]
+struct PointerHasher(u64);
+
+impl std::hash::Hasher for PointerHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64 ^ (n as u64 >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type PointerSet = HashSet<*mut ggml_sys::ggml_tensor, std::hash::BuildHasherDefault<PointerHasher>>;
+
 /// Every tensor reachable from `outputs` through sources, parents first
 /// (iterative: graphs of 100,000 nodes must not overflow the stack).
 fn post_order(outputs: &[Tensor<'_>]) -> Vec<*mut ggml_sys::ggml_tensor> {
     let mut order = Vec::new();
-    let mut seen: HashSet<*mut ggml_sys::ggml_tensor> = HashSet::new();
+    let mut seen = PointerSet::default();
     let mut stack: Vec<(*mut ggml_sys::ggml_tensor, bool)> =
         outputs.iter().rev().map(|t| (t.as_ptr(), false)).collect();
     while let Some((node, expanded)) = stack.pop() {
