@@ -105,10 +105,11 @@ fn cast_slice_mut<T>(bytes: &mut [u8]) -> Option<&mut [T]> {
     Some(unsafe { std::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast(), bytes.len() / size) })
 }
 
-fn misaligned() -> Error {
-    Error::Stride {
-        stride: 1,
-        elem_size: 2,
+/// The error for data that `cast_slice` cannot reinterpret as `T`s.
+fn misaligned<T>(address: *const u8) -> impl FnOnce() -> Error {
+    move || Error::Misaligned {
+        address: address as usize,
+        align: std::mem::align_of::<T>(),
     }
 }
 
@@ -148,10 +149,17 @@ pub fn from_f32(
     let rows = src.len() / row_len;
     assert_eq!(rows * row_len, src.len());
     assert_eq!(dst.len(), rows * ty.row_size(row_len));
+    let dst_address = dst.as_ptr();
     match ty {
         Type::F32 => dst.copy_from_slice(cast_bytes(src)),
-        Type::F16 => f32_to_f16(src, cast_slice_mut(dst).ok_or_else(misaligned)?),
-        Type::BF16 => f32_to_bf16(src, cast_slice_mut(dst).ok_or_else(misaligned)?),
+        Type::F16 => f32_to_f16(
+            src,
+            cast_slice_mut(dst).ok_or_else(misaligned::<f16>(dst_address))?,
+        ),
+        Type::BF16 => f32_to_bf16(
+            src,
+            cast_slice_mut(dst).ok_or_else(misaligned::<bf16>(dst_address))?,
+        ),
         _ => {
             let row_size = ty.row_size(row_len);
             let imatrix_ptr = imatrix.map_or(std::ptr::null(), <[f32]>::as_ptr);
@@ -192,9 +200,17 @@ pub fn to_f32(ty: Type, src: &[u8], dst: &mut [f32]) -> Result<()> {
     let type_size = ty.type_size();
     assert_eq!(src.len() / type_size * block_size, dst.len());
     match ty {
-        Type::F32 => dst.copy_from_slice(cast_slice(src).ok_or_else(misaligned)?),
-        Type::F16 => f16_to_f32(cast_slice(src).ok_or_else(misaligned)?, dst),
-        Type::BF16 => bf16_to_f32(cast_slice(src).ok_or_else(misaligned)?, dst),
+        Type::F32 => {
+            dst.copy_from_slice(cast_slice(src).ok_or_else(misaligned::<f32>(src.as_ptr()))?)
+        }
+        Type::F16 => f16_to_f32(
+            cast_slice(src).ok_or_else(misaligned::<f16>(src.as_ptr()))?,
+            dst,
+        ),
+        Type::BF16 => bf16_to_f32(
+            cast_slice(src).ok_or_else(misaligned::<f16>(src.as_ptr()))?,
+            dst,
+        ),
         _ => {
             // SAFETY: a valid type; the traits table is static.
             let traits = unsafe { &*ggml_sys::ggml_get_type_traits(ty.as_raw()) };

@@ -91,11 +91,9 @@ fn check_element<T: Element>(t: &Tensor<'_>) -> Result<()> {
             actual: ty,
         });
     }
-    if t.data_ptr() as usize % std::mem::align_of::<T>() != 0 {
-        return Err(Error::Stride {
-            stride: t.data_ptr() as usize % 64,
-            elem_size: std::mem::align_of::<T>(),
-        });
+    let (address, align) = (t.data_ptr() as usize, std::mem::align_of::<T>());
+    if address % align != 0 {
+        return Err(Error::Misaligned { address, align });
     }
     Ok(())
 }
@@ -107,16 +105,26 @@ fn view_error(t: &Tensor<'_>, err: ndarray::ShapeError) -> Error {
     }
 }
 
+/// Shape, element strides and element span of a view of `t` as `T`s with
+/// `rank` axes, after checking the data is there and is of type `T`.
+fn checked_layout<T: Element>(
+    t: &Tensor<'_>,
+    rank: usize,
+) -> Result<(Vec<usize>, Vec<usize>, usize)> {
+    t.require_host_data()?;
+    check_element::<T>(t)?;
+    let (shape, strides) = layout(t, rank, std::mem::size_of::<T>())?;
+    let len = span(&shape, &strides);
+    Ok((shape, strides, len))
+}
+
 /// A shared view with `rank` axes. Caller guarantees no exclusive access to
 /// the tensor's bytes for `'a`.
 ///
 /// # Safety
 /// The tensor's data must not be written during `'a`.
 unsafe fn raw_view<'a, T: Element>(t: &Tensor<'_>, rank: usize) -> Result<ArrayView<'a, T, IxDyn>> {
-    t.require_host_data()?;
-    check_element::<T>(t)?;
-    let (shape, strides) = layout(t, rank, std::mem::size_of::<T>())?;
-    let len = span(&shape, &strides);
+    let (shape, strides, len) = checked_layout::<T>(t, rank)?;
     // SAFETY: the data is host memory of at least `len` elements (ggml keeps a
     // tensor's span inside its buffer), aligned for T (checked), and not
     // written during 'a (caller).
@@ -133,10 +141,7 @@ unsafe fn raw_view_mut<'a, T: Element>(
     t: &Tensor<'_>,
     rank: usize,
 ) -> Result<ArrayViewMut<'a, T, IxDyn>> {
-    t.require_host_data()?;
-    check_element::<T>(t)?;
-    let (shape, strides) = layout(t, rank, std::mem::size_of::<T>())?;
-    let len = span(&shape, &strides);
+    let (shape, strides, len) = checked_layout::<T>(t, rank)?;
     // SAFETY: as in `raw_view`, and exclusive (caller); ndarray rejects strides
     // under which two indices would alias.
     let slice = unsafe { std::slice::from_raw_parts_mut(t.data_ptr().cast::<T>(), len) };
@@ -386,10 +391,7 @@ unsafe fn write_array<E: Element, S: Data<Elem = E>, D: Dimension>(
         }
         return Ok(());
     }
-    if !convertible(from, to)
-        || !is_float_element(from)
-        || (to == Type::F64) != (from == Type::F64) && to == Type::F64
-    {
+    if !convertible(from, to) || !is_float_element(from) || (to == Type::F64 && from != Type::F64) {
         return Err(Error::UnsupportedConversion { from, to });
     }
     let values = array_to_f32(src)?;
@@ -528,15 +530,15 @@ impl<'ctx> TensorData<'ctx> {
             if from.is_quantized() && !from.can_dequantize() {
                 return Err(Error::NotDequantizable { ty: from });
             }
-            // SAFETY: shared borrow of the token: no writer meanwhile.
-            let values = unsafe { read_f32(&t)? };
-            let shape = shape::shape_from_ne(&t.ne(), rank);
             if rank < t.n_dims() {
                 return Err(Error::InvalidShape {
                     shape: t.shape(),
                     reason: format!("cannot be seen with {rank} axes"),
                 });
             }
+            // SAFETY: shared borrow of the token: no writer meanwhile.
+            let values = unsafe { read_f32(&t)? };
+            let shape = shape::shape_from_ne(&t.ne(), rank);
             ArrayD::from_shape_vec(IxDyn(&shape), f32_to_elements::<E>(&values))
                 .expect("length matches")
         };

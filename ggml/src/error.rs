@@ -213,6 +213,15 @@ pub enum Error {
         elem_size: usize,
     },
 
+    /// Data not aligned for its element type (an odd view offset, say).
+    #[error("data at {address:#x} is not aligned to {align} bytes for its element type")]
+    Misaligned {
+        /// Address of the data.
+        address: usize,
+        /// Alignment the element type needs.
+        align: usize,
+    },
+
     /// A view reaching outside its source tensor.
     #[error("view of {needed} bytes at offset {offset} exceeds the {available} bytes of '{name}'")]
     ViewOutOfBounds {
