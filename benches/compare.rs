@@ -14,6 +14,9 @@
 //! under `taskset -c 0`: the safe crate's conversions use every core the
 //! process may run on, and so does the C program.
 
+mod common;
+use common::{random, QUANT_TYPES};
+
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::hint::black_box;
@@ -105,19 +108,6 @@ fn best_of(reps: usize, mut f: impl FnMut() -> Res) -> Res<f64> {
     Ok(best)
 }
 
-/// The C program's generator: xorshift32, values in [-1, 1).
-fn random(n: usize) -> Vec<f32> {
-    let mut s: u32 = 0x9e37_79b9;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s >> 8) as f32 * (1.0 / 8_388_608.0) - 1.0
-        })
-        .collect()
-}
-
 extern "C" {
     // libc's, linked by std anyway.
     fn madvise(addr: *mut c_void, len: usize, advice: i32) -> i32;
@@ -189,8 +179,6 @@ fn context_over(bytes: usize, huge: bool) -> Res<Context> {
 
 /// Workloads of about a millisecond (W1, W5) repeat this many times more.
 const SHORT_REPS: usize = 10;
-
-const QUANT_TYPES: [Type; 4] = [Type::Q4_0, Type::Q8_0, Type::Q4_K, Type::Q6_K];
 
 // ---------------------------------------------------------------- workloads --
 

@@ -7,6 +7,9 @@
 //! cargo bench --bench safe_api -- --test  # run each once (smoke test)
 //! ```
 
+mod common;
+use common::{random, QUANT_TYPES};
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -17,19 +20,6 @@ use ggml::{Compute, Context, Type};
 
 const SIDE: usize = 4096;
 const COPY_LEN: usize = 16 << 20; // 64 MiB of f32
-const QUANT_TYPES: [Type; 4] = [Type::Q4_0, Type::Q8_0, Type::Q4_K, Type::Q6_K];
-
-fn random(n: usize) -> Vec<f32> {
-    let mut s: u32 = 0x9e37_79b9;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s >> 8) as f32 * (1.0 / 8_388_608.0) - 1.0
-        })
-        .collect()
-}
 
 fn matrix() -> Array2<f32> {
     Array2::from_shape_vec((SIDE, SIDE), random(SIDE * SIDE)).expect("shape")
