@@ -26,6 +26,8 @@ pub struct Context {
     buffer: Option<Vec<u8>>,
     mem_size: usize,
     no_alloc: bool,
+    /// `ggml_tensor_overhead()`, asked once (it is checked on every op).
+    tensor_overhead: usize,
     data_taken: Cell<bool>,
 }
 
@@ -87,6 +89,8 @@ impl Context {
             buffer,
             mem_size,
             no_alloc,
+            // SAFETY: a constant query.
+            tensor_overhead: unsafe { ggml_sys::ggml_tensor_overhead() },
             data_taken: Cell::new(false),
         })
     }
@@ -129,6 +133,11 @@ impl Context {
     /// Bytes still free.
     pub fn free_mem(&self) -> usize {
         self.mem_size.saturating_sub(self.used_mem())
+    }
+
+    /// Bytes of metadata each tensor takes (`ggml_tensor_overhead()`).
+    pub(crate) fn tensor_overhead(&self) -> usize {
+        self.tensor_overhead
     }
 
     /// Whether tensors get no data here (`no_alloc`).
@@ -183,9 +192,7 @@ impl Context {
         } else {
             Self::tensor_size(ty, shape)
         };
-        // SAFETY: a constant query.
-        let overhead = unsafe { ggml_sys::ggml_tensor_overhead() };
-        self.reserve(bytes.max(overhead), || {
+        self.reserve(bytes.max(self.tensor_overhead), || {
             format!("a {ty} tensor of shape {shape:?}")
         })?;
         // SAFETY: live context, valid type, ne has MAX_DIMS entries, room checked.

@@ -19,7 +19,7 @@ pub struct Graph<'ctx> {
 }
 
 /// Hashes tensor addresses with one multiply (SipHash's DoS resistance buys
-/// nothing for pointers and cost ~40% of graph building in the W1 benchmark).
+/// nothing for pointers).
 #[derive(Default)]
 struct PointerHasher(u64);
 
@@ -39,11 +39,88 @@ impl std::hash::Hasher for PointerHasher {
 
 type PointerSet = HashSet<*mut ggml_sys::ggml_tensor, std::hash::BuildHasherDefault<PointerHasher>>;
 
+/// log2 of the bitmap's granule: the largest power of two not above the size
+/// of a tensor, so two distinct tensors (which never overlap) fall in distinct
+/// granules.
+const GRANULE_SHIFT: u32 =
+    usize::BITS - 1 - std::mem::size_of::<ggml_sys::ggml_tensor>().leading_zeros();
+
+/// Above this many bytes of bitmap (a context using 32 GiB), a hash set.
+const MAX_BITMAP_BYTES: usize = 16 << 20;
+
+/// The tensors a graph walk has visited.
+///
+/// The tensors of a context lie in its arena, so a bitmap over the arena's
+/// used bytes, one bit per granule, marks them with a shift and an OR: half the
+/// cost of hashing in the W1 benchmark, which is all about graph building.
+/// The bitmap is allocated zeroed (`calloc`), so a large arena costs only the
+/// pages a walk touches. Addresses outside the arena (none, unless raw code
+/// rewired a source) and huge arenas go to a hash set.
+struct Visited {
+    base: usize,
+    bits: Vec<u64>,
+    others: PointerSet,
+}
+
+impl Visited {
+    fn new(ctx: &Context) -> Self {
+        Self::with_bitmap_limit(ctx, MAX_BITMAP_BYTES)
+    }
+
+    fn with_bitmap_limit(ctx: &Context, max_bitmap_bytes: usize) -> Self {
+        // SAFETY: a live context; its buffer is fixed for its lifetime.
+        let base = unsafe { ggml_sys::ggml_get_mem_buffer(ctx.as_ptr()) } as usize;
+        let granules = (ctx.used_mem() >> GRANULE_SHIFT) + 1;
+        let words = granules.div_ceil(64);
+        let words = if words * 8 <= max_bitmap_bytes {
+            words
+        } else {
+            0
+        };
+        Visited {
+            base,
+            bits: vec![0; words],
+            others: PointerSet::default(),
+        }
+    }
+
+    /// The bitmap word and bit of `node`, if the bitmap covers it.
+    fn slot(&self, node: *mut ggml_sys::ggml_tensor) -> Option<(usize, u64)> {
+        let granule = (node as usize).checked_sub(self.base)? >> GRANULE_SHIFT;
+        (granule / 64 < self.bits.len()).then_some((granule / 64, 1 << (granule % 64)))
+    }
+
+    /// Marks `node`; false if it was marked already.
+    fn insert(&mut self, node: *mut ggml_sys::ggml_tensor) -> bool {
+        match self.slot(node) {
+            Some((word, bit)) => {
+                let fresh = self.bits[word] & bit == 0;
+                self.bits[word] |= bit;
+                fresh
+            }
+            None => self.others.insert(node),
+        }
+    }
+
+    fn contains(&self, node: *mut ggml_sys::ggml_tensor) -> bool {
+        match self.slot(node) {
+            Some((word, bit)) => self.bits[word] & bit != 0,
+            None => self.others.contains(&node),
+        }
+    }
+}
+
 /// Every tensor reachable from `outputs` through sources, parents first
 /// (iterative: graphs of 100,000 nodes must not overflow the stack).
-fn post_order(outputs: &[Tensor<'_>]) -> Vec<*mut ggml_sys::ggml_tensor> {
+fn post_order(ctx: &Context, outputs: &[Tensor<'_>]) -> Vec<*mut ggml_sys::ggml_tensor> {
+    post_order_with(Visited::new(ctx), outputs)
+}
+
+fn post_order_with(
+    mut visited: Visited,
+    outputs: &[Tensor<'_>],
+) -> Vec<*mut ggml_sys::ggml_tensor> {
     let mut order = Vec::new();
-    let mut seen = PointerSet::default();
     let mut stack: Vec<(*mut ggml_sys::ggml_tensor, bool)> =
         outputs.iter().rev().map(|t| (t.as_ptr(), false)).collect();
     while let Some((node, expanded)) = stack.pop() {
@@ -51,16 +128,16 @@ fn post_order(outputs: &[Tensor<'_>]) -> Vec<*mut ggml_sys::ggml_tensor> {
             order.push(node);
             continue;
         }
-        if !seen.insert(node) {
+        if !visited.insert(node) {
             continue;
         }
         stack.push((node, true));
         // SAFETY: `node` is a live tensor of the context (sources of tensors of
         // a context live in the same context).
         let srcs = unsafe { (*node).src };
-        for src in srcs.iter().rev().filter(|s| !s.is_null()) {
-            if !seen.contains(src) {
-                stack.push((*src, false));
+        for &src in srcs.iter().rev() {
+            if !src.is_null() && !visited.contains(src) {
+                stack.push((src, false));
             }
         }
     }
@@ -80,7 +157,7 @@ impl Context {
         for t in outputs {
             self.owns(t, "a graph output")?;
         }
-        let order = post_order(outputs);
+        let order = post_order(self, outputs);
         let capacity = order.len().max(1);
         self.reserve(Context::graph_size(capacity), || {
             format!("a graph of {capacity} nodes")
@@ -248,5 +325,74 @@ impl std::fmt::Debug for Graph<'_> {
             .field("n_nodes", &self.n_nodes())
             .field("capacity", &self.capacity)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Type;
+
+    /// A DAG with shared nodes: `x[i+1] = x[i] + x[i]`, plus a side branch.
+    fn dag(ctx: &Context) -> Result<Vec<Tensor<'_>>> {
+        let mut x = ctx.new_tensor(Type::F32, &[4])?;
+        let side = ctx.mul(x, x)?;
+        for _ in 0..40 {
+            x = ctx.add(x, x)?;
+        }
+        Ok(vec![x, ctx.sub(side, side)?])
+    }
+
+    #[test]
+    fn bitmap_and_hash_set_walks_agree() -> Result<()> {
+        let ctx = Context::new(1 << 20)?;
+        let outputs = dag(&ctx)?;
+        let with_bitmap = post_order(&ctx, &outputs);
+        let with_set = post_order_with(Visited::with_bitmap_limit(&ctx, 0), &outputs);
+        assert_eq!(with_bitmap, with_set);
+        // 1 leaf, 40 adds, mul, sub: each once, sources before their users.
+        assert_eq!(with_bitmap.len(), 43);
+        for (i, &node) in with_bitmap.iter().enumerate() {
+            // SAFETY: live tensors of `ctx`.
+            let srcs = unsafe { (*node).src };
+            for src in srcs.iter().filter(|s| !s.is_null()) {
+                assert!(with_bitmap[..i].contains(src), "source after its user");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn addresses_outside_the_arena_go_to_the_set() -> Result<()> {
+        let ctx = Context::new(1 << 16)?;
+        let t = ctx.new_tensor(Type::F32, &[4])?;
+        let mut visited = Visited::new(&ctx);
+        assert!(!visited.bits.is_empty());
+        let below = (visited.base - 4096) as *mut ggml_sys::ggml_tensor;
+        let above = (visited.base + (1 << 30)) as *mut ggml_sys::ggml_tensor;
+        for p in [t.as_ptr(), below, above] {
+            assert!(!visited.contains(p));
+            assert!(visited.insert(p));
+            assert!(!visited.insert(p));
+            assert!(visited.contains(p));
+        }
+        assert_eq!(visited.others.len(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn distinct_tensors_get_distinct_bits() -> Result<()> {
+        let ctx = Context::new_no_alloc(1 << 20)?;
+        let tensors = (0..200)
+            .map(|_| ctx.new_tensor(Type::F32, &[1]))
+            .collect::<Result<Vec<_>>>()?;
+        let mut visited = Visited::new(&ctx);
+        for t in &tensors {
+            assert!(visited.insert(t.as_ptr()));
+        }
+        assert!(visited.others.is_empty());
+        let marked: u32 = visited.bits.iter().map(|w| w.count_ones()).sum();
+        assert_eq!(marked, 200);
+        Ok(())
     }
 }

@@ -3,8 +3,32 @@
 
 use std::ffi::CStr;
 use std::fmt;
+use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
+
+/// Entries of the type table (`GGML_TYPE_COUNT`; some values are unused).
+const TYPE_COUNT: usize = ggml_sys::GGML_TYPE_COUNT as usize;
+
+/// One type's traits, as the safe crate uses them.
+struct TypeInfo {
+    name: &'static str,
+    block_size: usize,
+    type_size: usize,
+    is_quantized: bool,
+    can_dequantize: bool,
+}
+
+impl TypeInfo {
+    /// Entries for values that are not types (removed ones).
+    const UNKNOWN: TypeInfo = TypeInfo {
+        name: "?",
+        block_size: 1,
+        type_size: 0,
+        is_quantized: false,
+        can_dequantize: false,
+    };
+}
 
 macro_rules! types {
     ($($(#[$doc:meta])* $variant:ident = $constant:ident,)*) => {
@@ -118,30 +142,45 @@ impl Type {
         self as ggml_sys::ggml_type
     }
 
-    fn traits(self) -> &'static ggml_sys::ggml_type_traits {
-        crate::init::ensure_or_panic();
-        // SAFETY: `self` is a valid type of this library (the ABI guard checked
-        // that the library knows every type of the bindings); the traits live in
-        // a static table.
-        unsafe { &*ggml_sys::ggml_get_type_traits(self.as_raw()) }
+    /// What this crate reads of the type's traits, from a table filled once
+    /// from the linked library (type queries sit on every op's checks).
+    fn info(self) -> &'static TypeInfo {
+        static TABLE: OnceLock<[TypeInfo; TYPE_COUNT]> = OnceLock::new();
+        let table = TABLE.get_or_init(|| {
+            crate::init::ensure_or_panic();
+            let mut table = [TypeInfo::UNKNOWN; TYPE_COUNT];
+            for &ty in Type::ALL {
+                // SAFETY: `ty` is a type of this library (the ABI guard checked
+                // that it has every type of the bindings); the table is static.
+                let traits = unsafe { &*ggml_sys::ggml_get_type_traits(ty.as_raw()) };
+                // SAFETY: type names are static NUL-terminated strings.
+                let name = unsafe { CStr::from_ptr(traits.type_name) };
+                table[ty.as_raw() as usize] = TypeInfo {
+                    name: name.to_str().unwrap_or("?"),
+                    block_size: traits.blck_size as usize,
+                    type_size: traits.type_size,
+                    is_quantized: traits.is_quantized,
+                    can_dequantize: traits.to_float.is_some(),
+                };
+            }
+            table
+        });
+        &table[self.as_raw() as usize]
     }
 
     /// ggml's name for the type (`"q4_K"`, `"f32"`, ...).
     pub fn name(self) -> &'static str {
-        // SAFETY: type names are static NUL-terminated strings.
-        unsafe { CStr::from_ptr(self.traits().type_name) }
-            .to_str()
-            .unwrap_or("?")
+        self.info().name
     }
 
     /// Values per block (1 for plain types, 32 or 256 for most quantized ones).
     pub fn block_size(self) -> usize {
-        self.traits().blck_size as usize
+        self.info().block_size
     }
 
     /// Bytes per block.
     pub fn type_size(self) -> usize {
-        self.traits().type_size
+        self.info().type_size
     }
 
     /// Bits each value takes on average: `8 * type_size / block_size`.
@@ -151,12 +190,17 @@ impl Type {
 
     /// Whether the type is block-quantized.
     pub fn is_quantized(self) -> bool {
-        self.traits().is_quantized
+        self.info().is_quantized
     }
 
     /// Bytes of a row of `n` values (`n` must be a multiple of the block size).
     pub fn row_size(self, n: usize) -> usize {
-        n / self.block_size() * self.type_size()
+        let info = self.info();
+        if info.block_size == 1 {
+            n * info.type_size
+        } else {
+            n / info.block_size * info.type_size
+        }
     }
 
     /// Checks that rows of `row_len` values are whole blocks of this type.
@@ -193,7 +237,7 @@ impl Type {
 
     /// Whether ggml can convert this type to f32 (`to_float` in its traits).
     pub fn can_dequantize(self) -> bool {
-        self.traits().to_float.is_some()
+        self.info().can_dequantize
     }
 
     /// Whether the type is a float type with an element-wise representation

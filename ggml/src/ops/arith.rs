@@ -15,6 +15,9 @@ type BinaryFn = unsafe extern "C" fn(
 
 /// Whether `b` can be repeated to `a`'s shape (`ggml_can_repeat(b, a)`).
 pub(crate) fn can_broadcast(b: &[i64; 4], a: &[i64; 4]) -> bool {
+    if a == b {
+        return true; // the common case, without four divisions
+    }
     let empty = |ne: &[i64; 4]| ne.contains(&0);
     if empty(b) {
         return empty(a);

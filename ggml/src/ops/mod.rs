@@ -82,8 +82,7 @@ impl Context {
         ty: Type,
         ne: &[i64; shape::MAX_DIMS],
     ) -> Result<()> {
-        // SAFETY: a constant query.
-        let overhead = unsafe { ggml_sys::ggml_tensor_overhead() };
+        let overhead = self.tensor_overhead();
         let data = if self.is_no_alloc() {
             0
         } else {
@@ -97,8 +96,7 @@ impl Context {
 
     /// Room for a view (metadata only).
     pub(crate) fn reserve_view(&self, op: &'static str) -> Result<()> {
-        // SAFETY: a constant query.
-        let overhead = unsafe { ggml_sys::ggml_tensor_overhead() };
+        let overhead = self.tensor_overhead();
         self.reserve(overhead, || format!("the result of {op}"))
     }
 
