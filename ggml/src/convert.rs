@@ -2,7 +2,8 @@
 //! routines: `ggml_quantize_chunk` to quantize, the type traits' `to_float` to
 //! dequantize, and for f16/bf16 the CPU backend's SIMD row conversions
 //! (`ggml_cpu_fp32_to_fp16` & co.), or ggml-base's row routines when the CPU
-//! backend is loaded at run time. Large conversions are split across all cores.
+//! backend is loaded at run time. Large conversions are split across all cores
+//! (or [`crate::max_threads`] threads).
 
 use half::{bf16, f16};
 
@@ -14,8 +15,11 @@ const MIN_PER_THREAD: usize = 1 << 16;
 
 /// Threads to use for `n` elements.
 fn threads_for(n: usize) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    (n / MIN_PER_THREAD).clamp(1, cores)
+    let most = n / MIN_PER_THREAD;
+    if most <= 1 {
+        return 1;
+    }
+    most.min(crate::max_threads())
 }
 
 /// Runs `f` over matching chunks of `src` and `dst`, split at multiples of
@@ -208,7 +212,7 @@ pub fn to_f32(ty: Type, src: &[u8], dst: &mut [f32]) -> Result<()> {
             dst,
         ),
         Type::BF16 => bf16_to_f32(
-            cast_slice(src).ok_or_else(misaligned::<f16>(src.as_ptr()))?,
+            cast_slice(src).ok_or_else(misaligned::<bf16>(src.as_ptr()))?,
             dst,
         ),
         _ => {

@@ -191,12 +191,12 @@ pub struct Compute<'f> {
 }
 
 impl<'f> Compute<'f> {
-    /// All cores, no abort callback.
+    /// Default threads ([`crate::max_threads`]), no abort callback.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Number of threads (default: all cores).
+    /// Number of threads (default: [`crate::max_threads`], all cores unless capped).
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = Some(n);
         self
@@ -214,7 +214,7 @@ impl<'f> Compute<'f> {
         match self.threads {
             Some(0) => Err(Error::ZeroThreads),
             Some(n) => Ok(n),
-            None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            None => Ok(crate::max_threads()),
         }
     }
 }

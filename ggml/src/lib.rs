@@ -101,6 +101,7 @@ mod init;
 pub mod ops;
 pub mod shape;
 mod tensor;
+mod threads;
 mod types;
 
 pub use context::Context;
@@ -108,6 +109,7 @@ pub use data::TensorData;
 pub use error::{Error, Result};
 pub use graph::{Compute, Graph};
 pub use tensor::Tensor;
+pub use threads::{available_cores, max_threads, set_max_threads};
 pub use types::{Element, Type};
 
 pub use ggml_sys as sys;
