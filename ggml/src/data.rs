@@ -319,27 +319,27 @@ fn array_to_f32<E: Element, S: Data<Elem = E>, D: Dimension>(
     Ok(Cow::Owned(out))
 }
 
-/// f32 values converted to `E` (a float element type).
-fn f32_to_elements<E: Element>(src: &[f32]) -> Vec<E> {
+/// f32 values converted to `E` (a float element type); f32 itself is moved,
+/// not copied.
+fn f32_to_elements<E: Element>(mut src: Vec<f32>) -> Vec<E> {
+    if let Some(same) = (&mut src as &mut dyn std::any::Any).downcast_mut::<Vec<E>>() {
+        return std::mem::take(same);
+    }
     let mut out = vec![E::default(); src.len()];
     match E::TYPE {
         // SAFETY (all arms): E's sealed TYPE says which Rust type it is.
-        Type::F32 => {
-            unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len()) }
-                .copy_from_slice(src)
-        }
-        Type::F16 => convert::f32_to_f16(src, unsafe {
+        Type::F16 => convert::f32_to_f16(&src, unsafe {
             std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len())
         }),
-        Type::BF16 => convert::f32_to_bf16(src, unsafe {
+        Type::BF16 => convert::f32_to_bf16(&src, unsafe {
             std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len())
         }),
         Type::F64 => {
             let o: &mut [f64] =
                 unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len()) };
-            o.iter_mut().zip(src).for_each(|(o, &v)| *o = f64::from(v));
+            o.iter_mut().zip(&src).for_each(|(o, &v)| *o = f64::from(v));
         }
-        _ => unreachable!("integer arrays are rejected before"),
+        _ => unreachable!("f32 is moved above; integer arrays are rejected before"),
     }
     out
 }
@@ -539,7 +539,7 @@ impl<'ctx> TensorData<'ctx> {
             // SAFETY: shared borrow of the token: no writer meanwhile.
             let values = unsafe { read_f32(&t)? };
             let shape = shape::shape_from_ne(&t.ne(), rank);
-            ArrayD::from_shape_vec(IxDyn(&shape), f32_to_elements::<E>(&values))
+            ArrayD::from_shape_vec(IxDyn(&shape), f32_to_elements::<E>(values))
                 .expect("length matches")
         };
         Ok(array.into_dimensionality::<D>().expect("rank matches"))
