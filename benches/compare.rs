@@ -266,7 +266,15 @@ fn w3(o: &Options) -> Res {
             black_box(data.to_array::<f32>(t)?);
             Ok(())
         })?;
-        report(o, &key, Some("to_array"), s, bytes, "bytes");
+        // C's counterpart allocates a new buffer too ("new buffer").
+        report(
+            o,
+            &format!("{key} new buffer"),
+            Some("to_array"),
+            s,
+            bytes,
+            "bytes",
+        );
         let s = best_of(o.reps, || Ok(data.copy_to_array(t, &mut out)?))?;
         report(o, &key, Some("copy_to_array"), s, bytes, "bytes");
         let s = best_of(o.reps, || {
@@ -601,36 +609,24 @@ fn print_table(o: &Options, r: &Results) {
     // Scaling of the safe API's conversions, and W7's size independence.
     let secs = |k: &str| r.best.get(&(Side::Rust, k.to_owned())).map(|m| m.seconds);
     let mut notes = Vec::new();
+    let scaled = [
+        "copy_from_array",
+        "convert::from_f32",
+        "to_array",
+        "copy_to_array",
+        "convert::to_f32",
+    ];
     for key in &r.order {
-        if let Some(rest) = key.strip_suffix(" all @copy_from_array") {
+        for variant in scaled {
+            let Some(rest) = key.strip_suffix(&format!(" all @{variant}")) else {
+                continue;
+            };
             if let (Some(one), Some(all)) = (
-                secs(&format!("{rest} 1t @copy_from_array")),
-                secs(&format!("{rest} all @copy_from_array")),
+                secs(&format!("{rest} 1t @{variant}")),
+                secs(&format!("{rest} all @{variant}")),
             ) {
                 notes.push(format!(
-                    "{rest} (copy_from_array): all cores {:.2}x one core",
-                    one / all
-                ));
-            }
-        }
-        if let Some(rest) = key.strip_suffix(" all @convert::to_f32") {
-            if let (Some(one), Some(all)) = (
-                secs(&format!("{rest} 1t @convert::to_f32")),
-                secs(&format!("{rest} all @convert::to_f32")),
-            ) {
-                notes.push(format!(
-                    "{rest} (convert::to_f32): all cores {:.2}x one core",
-                    one / all
-                ));
-            }
-        }
-        if let Some(rest) = key.strip_suffix(" all @to_array") {
-            if let (Some(one), Some(all)) = (
-                secs(&format!("{rest} 1t @to_array")),
-                secs(&format!("{rest} all @to_array")),
-            ) {
-                notes.push(format!(
-                    "{rest} (to_array): all cores {:.2}x one core",
+                    "{rest} ({variant}): all cores {:.2}x one core",
                     one / all
                 ));
             }
