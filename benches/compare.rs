@@ -12,7 +12,9 @@
 //! machine state; a child reports the best of `--reps` repetitions and the
 //! table shows the best over `--rounds` rounds. One-thread rows run the child
 //! under `taskset -c 0`: the safe crate's conversions use every core the
-//! process may run on, and so does the C program.
+//! process may run on, and so does the C program. The `scaling` job (Rust
+//! only) times the conversions on one thread (`ggml::set_max_threads(1)`) and
+//! on all cores alternately in one process, for the scaling target.
 
 mod common;
 use common::{random, QUANT_TYPES};
@@ -286,6 +288,41 @@ fn w3(o: &Options) -> Res {
     Ok(())
 }
 
+/// Scaling of the conversions: the W2/W3 copies on one thread
+/// (`ggml::set_max_threads(1)`) and on all cores, alternating in this one
+/// process so both see the same machine (Rust only).
+fn scaling(o: &Options) -> Res {
+    let n = matrix_side(o);
+    let src = Array2::from_shape_vec((n, n), random(n * n))?;
+    let mut out = Array2::<f32>::from_elem((n, n), 1.0);
+    let bytes = (n * n * 4) as f64;
+    for ty in QUANT_TYPES {
+        let ctx = Context::new(Context::tensor_size(ty, &[n, n]) + (1 << 16))?;
+        let t = ctx.new_tensor(ty, &[n, n])?;
+        let mut data = ctx.data()?;
+        let mut best = [[f64::INFINITY; 2]; 2]; // [quantize, dequantize][1 thread, all]
+        for _ in 0..o.reps {
+            for (slot, cap) in [(0, 1), (1, 0)] {
+                ggml::set_max_threads(cap);
+                let t0 = Instant::now();
+                data.copy_from_array(t, &src)?;
+                let t1 = Instant::now();
+                data.copy_to_array(t, &mut out)?;
+                let t2 = Instant::now();
+                best[0][slot] = best[0][slot].min((t1 - t0).as_secs_f64());
+                best[1][slot] = best[1][slot].min((t2 - t1).as_secs_f64());
+            }
+        }
+        ggml::set_max_threads(0);
+        for (what, [one, all]) in ["quantize", "dequantize"].iter().zip(best) {
+            let key = format!("Scaling {what} {}", ty.name());
+            report(o, &key, Some("1 thread"), one, bytes, "bytes");
+            report(o, &key, Some("all cores"), all, bytes, "bytes");
+        }
+    }
+    Ok(())
+}
+
 /// W4: a 64 MiB f32 array into a tensor and back (memcpy is the limit).
 fn w4(o: &Options) -> Res {
     let len = if o.quick { 1 << 18 } else { 16 << 20 };
@@ -427,6 +464,7 @@ fn run_child(o: &Options, workload: &str) -> Res {
         "w5" => w5(o),
         "w6" => w6(o),
         "w7" => w7(o),
+        "scaling" => scaling(o),
         other => Err(format!("unknown workload {other:?}").into()),
     }
 }
@@ -532,6 +570,7 @@ fn orchestrate(o: &Options) -> Res {
     }
     jobs.push(("w6", " all", false));
     jobs.push(("w7", "", false));
+    jobs.push(("scaling", "", false));
     if let Some(only) = &o.only {
         jobs.retain(|(w, _, _)| only.iter().any(|x| x == w));
     }
@@ -548,7 +587,7 @@ fn orchestrate(o: &Options) -> Res {
             }
             let mut rust_args = vec!["--child".to_owned()];
             rust_args.extend(args.iter().cloned());
-            let c_side = o.c_bin.as_ref().filter(|_| w != "w7");
+            let c_side = o.c_bin.as_ref().filter(|_| !matches!(w, "w7" | "scaling"));
             // Alternate who goes first, round by round.
             let rust_first = round % 2 == 0;
             for turn in 0..2 {
@@ -609,27 +648,12 @@ fn print_table(o: &Options, r: &Results) {
     // Scaling of the safe API's conversions, and W7's size independence.
     let secs = |k: &str| r.best.get(&(Side::Rust, k.to_owned())).map(|m| m.seconds);
     let mut notes = Vec::new();
-    let scaled = [
-        "copy_from_array",
-        "convert::from_f32",
-        "to_array",
-        "copy_to_array",
-        "convert::to_f32",
-    ];
     for key in &r.order {
-        for variant in scaled {
-            let Some(rest) = key.strip_suffix(&format!(" all @{variant}")) else {
-                continue;
-            };
-            if let (Some(one), Some(all)) = (
-                secs(&format!("{rest} 1t @{variant}")),
-                secs(&format!("{rest} all @{variant}")),
-            ) {
-                notes.push(format!(
-                    "{rest} ({variant}): all cores {:.2}x one core",
-                    one / all
-                ));
-            }
+        let Some(rest) = key.strip_suffix(" @all cores") else {
+            continue;
+        };
+        if let (Some(one), Some(all)) = (secs(&format!("{rest} @1 thread")), secs(key)) {
+            notes.push(format!("{rest}: all cores {:.2}x one thread", one / all));
         }
     }
     let w7: Vec<&String> = r
