@@ -26,7 +26,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use ggml::half::f16;
-use ggml::ndarray::{Array2, ArrayView1, ArrayViewMut1};
+use ggml::ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 use ggml::{Compute, Context, Type};
 
 type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
@@ -158,6 +158,14 @@ impl<T: Copy + Default> Buffer<T> {
     }
 }
 
+/// `len` random values in a buffer aligned as the C program's (2 MiB), so
+/// both sides read and write memory of the same alignment.
+fn random_buffer(len: usize) -> Buffer<f32> {
+    let mut buffer = Buffer::new(len, false);
+    buffer.slice_mut().copy_from_slice(&random(len));
+    buffer
+}
+
 /// A context whose memory (`bytes` + slack) is a touched buffer of ours,
 /// advised for huge pages or not.
 fn context_over(bytes: usize, huge: bool) -> Res<Context> {
@@ -227,7 +235,8 @@ fn matrix_side(o: &Options) -> usize {
 /// W2: quantize a 4096×4096 f32 matrix.
 fn w2(o: &Options) -> Res {
     let n = matrix_side(o);
-    let src = Array2::from_shape_vec((n, n), random(n * n))?;
+    let input = random_buffer(n * n);
+    let src = ArrayView2::from_shape((n, n), input.slice())?;
     let bytes = (n * n * 4) as f64;
     for ty in QUANT_TYPES {
         let ctx = Context::new(Context::tensor_size(ty, &[n, n]) + (1 << 16))?;
@@ -255,9 +264,11 @@ fn w2(o: &Options) -> Res {
 /// W3: dequantize the same back to f32.
 fn w3(o: &Options) -> Res {
     let n = matrix_side(o);
-    let src = Array2::from_shape_vec((n, n), random(n * n))?;
+    let input = random_buffer(n * n);
+    let src = ArrayView2::from_shape((n, n), input.slice())?;
     let bytes = (n * n * 4) as f64;
-    let mut out = Array2::<f32>::from_elem((n, n), 1.0);
+    let mut output = Buffer::<f32>::new(n * n, false);
+    let mut out = ArrayViewMut2::from_shape((n, n), output.slice_mut())?;
     for ty in QUANT_TYPES {
         let ctx = Context::new(Context::tensor_size(ty, &[n, n]) + (1 << 16))?;
         let t = ctx.new_tensor(ty, &[n, n])?;
