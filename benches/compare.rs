@@ -190,6 +190,10 @@ fn context_over(bytes: usize, huge: bool) -> Res<Context> {
 /// Workloads of about a millisecond (W1, W5) repeat this many times more.
 const SHORT_REPS: usize = 10;
 
+/// The memory-bound copies of a few milliseconds (W4, W6) repeat this many
+/// times more: their best time needs more tries than compute-bound rows.
+const MEMORY_REPS: usize = 4;
+
 // ---------------------------------------------------------------- workloads --
 
 /// W1: 10,000 chained `add`s of 1-element f32 tensors, one thread.
@@ -347,7 +351,9 @@ fn w4(o: &Options) -> Res {
         let t = ctx.new_tensor(Type::F32, &[len])?;
         let mut data = ctx.data()?;
         let src_view = ArrayView1::from(src.slice());
-        let s = best_of(o.reps, || Ok(data.copy_from_array(t, &src_view)?))?;
+        let s = best_of(o.reps * MEMORY_REPS, || {
+            Ok(data.copy_from_array(t, &src_view)?)
+        })?;
         report(
             o,
             &format!("W4 copy in{thp}"),
@@ -356,7 +362,7 @@ fn w4(o: &Options) -> Res {
             bytes,
             "bytes",
         );
-        let s = best_of(o.reps, || {
+        let s = best_of(o.reps * MEMORY_REPS, || {
             let mut out_view = ArrayViewMut1::from(out.slice_mut());
             Ok(data.copy_to_array(t, &mut out_view)?)
         })?;
@@ -368,7 +374,7 @@ fn w4(o: &Options) -> Res {
             bytes,
             "bytes",
         );
-        let s = best_of(o.reps, || {
+        let s = best_of(o.reps * MEMORY_REPS, || {
             let view = data.view::<f32>(t)?;
             let v = view.as_slice().expect("contiguous");
             out.slice_mut().copy_from_slice(v);
@@ -419,7 +425,7 @@ fn w6(o: &Options) -> Res {
     let mut src = Buffer::<f32>::new(len, false);
     src.slice_mut().copy_from_slice(&random(len));
     let mut dst = Buffer::<f16>::new(len, false);
-    let s = best_of(o.reps, || {
+    let s = best_of(o.reps * MEMORY_REPS, || {
         ggml::convert::f32_to_f16(src.slice(), dst.slice_mut());
         Ok(())
     })?;
@@ -437,7 +443,9 @@ fn w6(o: &Options) -> Res {
     let mut data = ctx.data()?;
     data.bytes_mut(t)?.fill(0);
     let src_view = ArrayView1::from(src.slice());
-    let s = best_of(o.reps, || Ok(data.copy_from_array(t, &src_view)?))?;
+    let s = best_of(o.reps * MEMORY_REPS, || {
+        Ok(data.copy_from_array(t, &src_view)?)
+    })?;
     report(o, "W6 f32->f16", Some("copy_from_array"), s, bytes, "bytes");
     Ok(())
 }

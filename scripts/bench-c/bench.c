@@ -26,6 +26,8 @@
 
 // Workloads of about a millisecond (W1, W5) repeat this many times more.
 #define SHORT_REPS 10
+// The memory-bound copies of a few milliseconds (W4, W6) repeat this many times more.
+#define MEMORY_REPS 4
 
 static int g_quick = 0;
 static int g_reps = 3;
@@ -244,7 +246,7 @@ static void w4(void) {
         char *b = alloc_touched(bytes, huge);
         memset(a, 1, bytes);
         double best_in = 1e30, best_out = 1e30;
-        for (int r = 0; r < g_reps; r++) {
+        for (int r = 0; r < g_reps * MEMORY_REPS; r++) {
             double t0 = now();
             memcpy(b, a, bytes);
             double t1 = now();
@@ -334,7 +336,7 @@ static void w6(void) {
     for (int k = 0; k < 2; k++) {
         struct f16_arg arg = {src, dst, routines[k].f};
         double best = 1e30;
-        for (int r = 0; r < g_reps; r++) {
+        for (int r = 0; r < g_reps * MEMORY_REPS; r++) {
             double t0 = now();
             par_units(count, 1, f16_chunk, &arg);
             double dt = now() - t0;
