@@ -308,8 +308,10 @@ fn w3(o: &Options) -> Res {
 /// process so both see the same machine (Rust only).
 fn scaling(o: &Options) -> Res {
     let n = matrix_side(o);
-    let src = Array2::from_shape_vec((n, n), random(n * n))?;
-    let mut out = Array2::<f32>::from_elem((n, n), 1.0);
+    let input = random_buffer(n * n);
+    let src = ArrayView2::from_shape((n, n), input.slice())?;
+    let mut output = Buffer::<f32>::new(n * n, false);
+    let mut out = ArrayViewMut2::from_shape((n, n), output.slice_mut())?;
     let bytes = (n * n * 4) as f64;
     for ty in QUANT_TYPES {
         let ctx = Context::new(Context::tensor_size(ty, &[n, n]) + (1 << 16))?;
