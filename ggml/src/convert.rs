@@ -216,9 +216,7 @@ pub fn to_f32(ty: Type, src: &[u8], dst: &mut [f32]) -> Result<()> {
             dst,
         ),
         _ => {
-            // SAFETY: a valid type; the traits table is static.
-            let traits = unsafe { &*ggml_sys::ggml_get_type_traits(ty.as_raw()) };
-            let to_float = traits.to_float.ok_or(Error::NotDequantizable { ty })?;
+            let to_float = ty.to_float().ok_or(Error::NotDequantizable { ty })?;
             par_chunks(src, dst, type_size, block_size, block_size, |s, d| {
                 // SAFETY: `s` holds whole blocks of `ty`, `d` their values.
                 unsafe { to_float(s.as_ptr().cast(), d.as_mut_ptr(), d.len() as i64) };

@@ -2,11 +2,7 @@
 //! the CPU backend's tables (or, without a linked CPU backend, loading the
 //! run-time backends).
 
-use std::sync::atomic::AtomicBool;
 use std::sync::OnceLock;
-
-/// Set once [`ensure`] has succeeded.
-static READY: AtomicBool = AtomicBool::new(false);
 
 use crate::error::Result;
 
@@ -29,7 +25,6 @@ pub fn ensure() -> Result<()> {
         unsafe {
             ggml_sys::ggml_backend_load_all()
         };
-        READY.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     })
     .clone()
@@ -41,10 +36,6 @@ pub fn ensure() -> Result<()> {
 /// # Panics
 /// When the ABI guard failed (no context can have been created then).
 pub fn ensure_or_panic() {
-    // Hot path (every `Type` query): one relaxed load once initialised.
-    if READY.load(std::sync::atomic::Ordering::Relaxed) {
-        return;
-    }
     if let Err(err) = ensure() {
         panic!("{err}");
     }

@@ -16,7 +16,7 @@ struct TypeInfo {
     block_size: usize,
     type_size: usize,
     is_quantized: bool,
-    can_dequantize: bool,
+    to_float: ggml_sys::ggml_to_float_t,
 }
 
 impl TypeInfo {
@@ -26,7 +26,7 @@ impl TypeInfo {
         block_size: 1,
         type_size: 0,
         is_quantized: false,
-        can_dequantize: false,
+        to_float: None,
     };
 }
 
@@ -160,7 +160,7 @@ impl Type {
                     block_size: traits.blck_size as usize,
                     type_size: traits.type_size,
                     is_quantized: traits.is_quantized,
-                    can_dequantize: traits.to_float.is_some(),
+                    to_float: traits.to_float,
                 };
             }
             table
@@ -237,7 +237,12 @@ impl Type {
 
     /// Whether ggml can convert this type to f32 (`to_float` in its traits).
     pub fn can_dequantize(self) -> bool {
-        self.info().can_dequantize
+        self.info().to_float.is_some()
+    }
+
+    /// ggml's row routine to f32 (`to_float` in its traits), if any.
+    pub(crate) fn to_float(self) -> ggml_sys::ggml_to_float_t {
+        self.info().to_float
     }
 
     /// Whether the type is a float type with an element-wise representation
