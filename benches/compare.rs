@@ -201,8 +201,8 @@ fn w1(o: &Options) -> Res {
     let n_ops = if o.quick { 100 } else { 10_000 };
     let (mut build, mut compute) = (f64::INFINITY, f64::INFINITY);
     for _ in 0..o.reps * SHORT_REPS {
-        let mem = (n_ops + 4) * Context::tensor_size(Type::F32, &[1])
-            + Context::graph_size(n_ops + 4)
+        let mem = (n_ops + 4) * Context::tensor_size(Type::F32, &[1])?
+            + Context::graph_size(n_ops + 4).expect("graph size")
             + (1 << 16);
         let ctx = Context::new(mem)?;
         let t0 = Instant::now();
@@ -243,7 +243,7 @@ fn w2(o: &Options) -> Res {
     let src = ArrayView2::from_shape((n, n), input.slice())?;
     let bytes = (n * n * 4) as f64;
     for ty in QUANT_TYPES {
-        let ctx = Context::new(Context::tensor_size(ty, &[n, n]) + (1 << 16))?;
+        let ctx = Context::new(Context::tensor_size(ty, &[n, n])? + (1 << 16))?;
         let t = ctx.new_tensor(ty, &[n, n])?;
         let mut data = ctx.data()?;
         data.bytes_mut(t)?.fill(0);
@@ -274,7 +274,7 @@ fn w3(o: &Options) -> Res {
     let mut output = Buffer::<f32>::new(n * n, false);
     let mut out = ArrayViewMut2::from_shape((n, n), output.slice_mut())?;
     for ty in QUANT_TYPES {
-        let ctx = Context::new(Context::tensor_size(ty, &[n, n]) + (1 << 16))?;
+        let ctx = Context::new(Context::tensor_size(ty, &[n, n])? + (1 << 16))?;
         let t = ctx.new_tensor(ty, &[n, n])?;
         let mut data = ctx.data()?;
         data.copy_from_array(t, &src)?;
@@ -314,7 +314,7 @@ fn scaling(o: &Options) -> Res {
     let mut out = ArrayViewMut2::from_shape((n, n), output.slice_mut())?;
     let bytes = (n * n * 4) as f64;
     for ty in QUANT_TYPES {
-        let ctx = Context::new(Context::tensor_size(ty, &[n, n]) + (1 << 16))?;
+        let ctx = Context::new(Context::tensor_size(ty, &[n, n])? + (1 << 16))?;
         let t = ctx.new_tensor(ty, &[n, n])?;
         let mut data = ctx.data()?;
         let mut best = [[f64::INFINITY; 2]; 2]; // [quantize, dequantize][1 thread, all]
@@ -400,9 +400,9 @@ fn w5(o: &Options) -> Res {
     let w = Array2::from_shape_vec((n, n), random(n * n))?;
     for ty in [Type::Q4_0, Type::F16] {
         for batch in [1usize, 32] {
-            let mem = Context::tensor_size(ty, &[n, n])
-                + 2 * Context::tensor_size(Type::F32, &[batch, n])
-                + Context::graph_size(8)
+            let mem = Context::tensor_size(ty, &[n, n])?
+                + 2 * Context::tensor_size(Type::F32, &[batch, n])?
+                + Context::graph_size(8).expect("graph size")
                 + (1 << 20);
             let ctx = Context::new(mem)?;
             let a = ctx.tensor_from_array_as(ty, &w)?;
@@ -440,7 +440,7 @@ fn w6(o: &Options) -> Res {
         "bytes",
     );
 
-    let ctx = Context::new(Context::tensor_size(Type::F16, &[len]) + (1 << 16))?;
+    let ctx = Context::new(Context::tensor_size(Type::F16, &[len])? + (1 << 16))?;
     let t = ctx.new_tensor(Type::F16, &[len])?;
     let mut data = ctx.data()?;
     data.bytes_mut(t)?.fill(0);
@@ -457,7 +457,7 @@ fn w7(o: &Options) -> Res {
     let big = if o.quick { 1 << 18 } else { 1 << 28 };
     let calls = if o.quick { 1_000 } else { 1_000_000 };
     let ctx = Context::new(
-        Context::tensor_size(Type::F32, &[256]) + Context::tensor_size(Type::F32, &[big]) + 4096,
+        Context::tensor_size(Type::F32, &[256])? + Context::tensor_size(Type::F32, &[big])? + 4096,
     )?;
     let small_t = ctx.new_tensor(Type::F32, &[256])?;
     let big_t = ctx.new_tensor(Type::F32, &[big])?;

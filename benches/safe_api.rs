@@ -28,7 +28,9 @@ fn matrix() -> Array2<f32> {
 /// W1: 10,000 chained adds of 1-element tensors: building, and computing on one thread.
 fn w1_call_overhead(c: &mut Criterion) {
     const N: usize = 10_000;
-    let mem = (N + 4) * Context::tensor_size(Type::F32, &[1]) + Context::graph_size(N + 4) + 65536;
+    let mem = (N + 4) * Context::tensor_size(Type::F32, &[1]).unwrap()
+        + Context::graph_size(N + 4).unwrap()
+        + 65536;
     let mut g = c.benchmark_group("W1 10k chained add");
     g.throughput(Throughput::Elements(N as u64));
     g.bench_function("build", |b| {
@@ -76,7 +78,8 @@ fn w2_w3_quantize(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(3));
     g.throughput(Throughput::Bytes((SIDE * SIDE * 4) as u64));
     for ty in QUANT_TYPES {
-        let ctx = Context::new(Context::tensor_size(ty, &[SIDE, SIDE]) + 65536).expect("context");
+        let ctx = Context::new(Context::tensor_size(ty, &[SIDE, SIDE]).unwrap() + 65536)
+            .expect("context");
         let t = ctx.new_tensor(ty, &[SIDE, SIDE]).unwrap();
         let mut data = ctx.data().unwrap();
         g.bench_with_input(BenchmarkId::new("quantize", ty.name()), &ty, |b, _| {
@@ -93,7 +96,8 @@ fn w2_w3_quantize(c: &mut Criterion) {
 fn w4_copy(c: &mut Criterion) {
     let src = Array1::from_elem(COPY_LEN, 1.5f32);
     let mut out = Array1::from_elem(COPY_LEN, 0f32);
-    let ctx = Context::new(Context::tensor_size(Type::F32, &[COPY_LEN]) + 65536).expect("context");
+    let ctx = Context::new(Context::tensor_size(Type::F32, &[COPY_LEN]).unwrap() + 65536)
+        .expect("context");
     let t = ctx.new_tensor(Type::F32, &[COPY_LEN]).unwrap();
     let mut data = ctx.data().unwrap();
     let mut g = c.benchmark_group("W4 copy 64 MiB f32");
@@ -119,9 +123,9 @@ fn w5_mul_mat(c: &mut Criterion) {
     g.sample_size(10);
     for ty in [Type::Q4_0, Type::F16] {
         for batch in [1usize, 32] {
-            let mem = Context::tensor_size(ty, &[SIDE, SIDE])
-                + 2 * Context::tensor_size(Type::F32, &[batch, SIDE])
-                + Context::graph_size(8)
+            let mem = Context::tensor_size(ty, &[SIDE, SIDE]).unwrap()
+                + 2 * Context::tensor_size(Type::F32, &[batch, SIDE]).unwrap()
+                + Context::graph_size(8).unwrap()
                 + (1 << 20);
             let ctx = Context::new(mem).expect("context");
             let a = ctx.tensor_from_array_as(ty, &w).unwrap();
@@ -156,7 +160,9 @@ fn w6_f16(c: &mut Criterion) {
 fn w7_views(c: &mut Criterion) {
     let big = 1usize << 28;
     let ctx = Context::new(
-        Context::tensor_size(Type::F32, &[256]) + Context::tensor_size(Type::F32, &[big]) + 4096,
+        Context::tensor_size(Type::F32, &[256]).unwrap()
+            + Context::tensor_size(Type::F32, &[big]).unwrap()
+            + 4096,
     )
     .expect("context");
     let small_t = ctx.new_tensor(Type::F32, &[256]).unwrap();

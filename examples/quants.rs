@@ -90,7 +90,7 @@ fn skip_reason(ty: Type) -> Option<String> {
 /// Quantizes `img` to `ty`, dequantizes it and measures the error.
 fn measure(img: &Array2<f32>, ty: Type) -> Result<Row> {
     let start = std::time::Instant::now();
-    let ctx = Context::new(Context::tensor_size(ty, img.shape()) + (1 << 16))?;
+    let ctx = Context::new(Context::tensor_size(ty, img.shape())? + (1 << 16))?;
     let t = ctx.tensor_from_array_as(ty, img)?;
     let back = ctx.data()?.to_array_as::<f32, Ix2>(t)?;
 

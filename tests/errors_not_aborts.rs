@@ -178,6 +178,14 @@ fn non_contiguous_where_contiguity_is_required() -> Result<()> {
     Ok(())
 }
 
+/// Builds `node` into a graph and computes it: the CPU kernel contracts are
+/// checked then, node by node.
+fn compute_err<'a>(ctx: &'a Context, node: ggml::Tensor<'a>) -> Error {
+    let graph = ctx.build_graph(&[node]).unwrap();
+    let mut data = ctx.data().unwrap();
+    graph.compute(&mut data).unwrap_err()
+}
+
 #[test]
 fn unsupported_type_combinations() -> Result<()> {
     let ctx = Context::new(1 << 20)?;
@@ -185,38 +193,66 @@ fn unsupported_type_combinations() -> Result<()> {
     let f = ctx.new_tensor(Type::F32, &[4])?;
     let h = ctx.new_tensor(Type::F16, &[4])?;
     let i16t = ctx.new_tensor(Type::I16, &[4])?;
-    assert_eq!(
-        ctx.add(i, i).unwrap_err(),
-        Error::UnsupportedTypes {
-            op: "add",
-            types: vec![Type::I32, Type::I32]
-        }
-    );
-    assert_eq!(
-        ctx.add(f, h).unwrap_err(),
-        Error::UnsupportedTypes {
-            op: "add",
-            types: vec![Type::F32, Type::F16]
-        }
-    );
-    assert!(matches!(
-        ctx.mul_mat(f, i).unwrap_err(),
-        Error::UnsupportedTypes { op: "mul_mat", .. }
-    ));
-    assert!(matches!(
-        ctx.cpy(i16t, f).unwrap_err(),
-        Error::UnsupportedTypes { op: "cpy", .. }
-    ));
-    assert!(matches!(
-        ctx.scale(i, 2.0).unwrap_err(),
-        Error::UnsupportedTypes { op: "scale", .. }
-    ));
     let q = ctx.new_tensor(Type::Q4_0, &[32])?;
     let q2 = ctx.new_tensor(Type::Q4_0, &[32])?;
-    assert!(matches!(
-        ctx.add(q, q2).unwrap_err(),
-        Error::UnsupportedTypes { op: "add", .. }
-    ));
+    let iq = ctx.new_tensor(Type::IQ2_XS, &[256])?;
+    let iqf = ctx.new_tensor(Type::F32, &[256])?;
+    let q81 = ctx.new_tensor(Type::Q8_1, &[32])?;
+    let f32x32 = ctx.new_tensor(Type::F32, &[32])?;
+    // Each builds (ggml's builders accept them), and computing is refused with
+    // the node, its op, the types and what the CPU lacks.
+    let cases = [
+        (ctx.add(i, i)?, "add", vec![Type::I32, Type::I32, Type::I32]),
+        (ctx.add(f, h)?, "add", vec![Type::F32, Type::F16, Type::F32]),
+        (
+            ctx.add(q, q2)?,
+            "add",
+            vec![Type::Q4_0, Type::Q4_0, Type::Q4_0],
+        ),
+        // IQ2_XS has no CPU quantizer: ggml would overflow the heap.
+        (
+            ctx.add(iq, iqf)?,
+            "add",
+            vec![Type::IQ2_XS, Type::F32, Type::IQ2_XS],
+        ),
+        (
+            ctx.mul_mat(f, i)?,
+            "mul_mat",
+            vec![Type::F32, Type::I32, Type::F32],
+        ),
+        // Q8_1 has no dot product: ggml would call a null function pointer.
+        (
+            ctx.mul_mat(q81, f32x32)?,
+            "mul_mat",
+            vec![Type::Q8_1, Type::F32, Type::F32],
+        ),
+        (
+            ctx.cpy(i16t, f)?,
+            "cpy",
+            vec![Type::I16, Type::F32, Type::F32],
+        ),
+        // f16 -> i32 writes to a work buffer ggml never sizes.
+        (ctx.cpy(h, i)?, "cpy", vec![Type::F16, Type::I32, Type::I32]),
+        (ctx.scale(i, 2.0)?, "scale", vec![Type::I32, Type::I32]),
+        (ctx.scale(h, 2.0)?, "scale", vec![Type::F16, Type::F16]),
+    ];
+    for (node, op, types) in cases {
+        let err = compute_err(&ctx, node);
+        let Error::UnsupportedNode {
+            op: got_op,
+            types: got_types,
+            backend,
+            ..
+        } = &err
+        else {
+            panic!("{op}: {err}")
+        };
+        assert_eq!(
+            (*got_op, got_types, *backend),
+            (op, &types, "the CPU backend"),
+            "{err}"
+        );
+    }
     still_alive();
     Ok(())
 }

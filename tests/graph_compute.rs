@@ -98,8 +98,8 @@ fn cont_and_cpy_compute_conversions() -> Result<()> {
 #[test]
 fn graph_of_100_000_nodes() -> Result<()> {
     let nodes = 100_000;
-    let mem = nodes * (Context::tensor_size(Type::F32, &[1]) + 64)
-        + Context::graph_size(nodes + 2)
+    let mem = nodes * (Context::tensor_size(Type::F32, &[1])? + 64)
+        + Context::graph_size(nodes + 2).expect("graph size")
         + (1 << 20);
     let ctx = Context::new(mem)?;
     let one = ctx.tensor_from_array(&Array::from_elem(1, 1.0f32))?;

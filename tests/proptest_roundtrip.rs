@@ -502,7 +502,7 @@ mod quant {
             )
             .expect("length matches");
 
-            let ctx = Context::new(Context::tensor_size(ty, &[rows, cols]) + (1 << 16))
+            let ctx = Context::new(Context::tensor_size(ty, &[rows, cols]).unwrap() + (1 << 16))
                 .map_err(fail)?;
             let t = ctx.new_tensor(ty, &[rows, cols]).map_err(fail)?;
             let mut data = ctx.data().map_err(fail)?;

@@ -37,7 +37,7 @@ fn quantize_watched(src: &[f32], row_len: usize) -> Result<(Vec<u8>, usize, usiz
     };
     std::thread::sleep(Duration::from_millis(5));
     let baseline = peak.load(Ordering::Relaxed);
-    let mut dst = vec![0u8; src.len() / row_len * Type::Q4_K.row_size(row_len)];
+    let mut dst = vec![0u8; src.len() / row_len * Type::Q4_K.row_size(row_len).unwrap()];
     for _ in 0..3 {
         convert::from_f32(Type::Q4_K, src, &mut dst, row_len, None)?;
     }

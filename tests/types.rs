@@ -40,7 +40,8 @@ fn block_layouts_match_the_formats() {
     }
     assert_eq!(Type::Q4_0.bits_per_weight(), 4.5);
     assert_eq!(Type::Q6_K.bits_per_weight(), 6.5625);
-    assert_eq!(Type::Q4_0.row_size(64), 36);
+    assert_eq!(Type::Q4_0.row_size(64), Some(36));
+    assert_eq!(Type::F32.row_size(usize::MAX / 2), None);
 }
 
 #[test]

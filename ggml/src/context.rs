@@ -6,12 +6,41 @@ use std::ptr::NonNull;
 
 use crate::error::{Error, Result};
 use crate::shape;
+use crate::size;
 use crate::tensor::Tensor;
 use crate::types::Type;
 use crate::TensorData;
 
-/// Alignment ggml requires of a context's memory.
-const MEM_ALIGN: usize = 16;
+/// Memory of a context: an allocation of ours, obtained zeroed, or a
+/// caller's `Vec<u8>`. Either way every byte ggml hands out as tensor data is
+/// initialised (untouched pages of a large zeroed allocation cost nothing:
+/// the system maps them lazily).
+enum Memory {
+    Owned {
+        ptr: NonNull<u8>,
+        layout: std::alloc::Layout,
+    },
+    Caller(Vec<u8>),
+}
+
+impl Memory {
+    /// A zeroed allocation of at least `size` bytes, aligned for ggml.
+    fn zeroed(size: usize) -> Option<Memory> {
+        let layout = std::alloc::Layout::from_size_align(size.max(1), size::MEM_ALIGN).ok()?;
+        // SAFETY: a non-zero size; freed with the same layout in `Drop`.
+        let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })?;
+        Some(Memory::Owned { ptr, layout })
+    }
+}
+
+impl Drop for Memory {
+    fn drop(&mut self) {
+        if let Memory::Owned { ptr, layout } = self {
+            // SAFETY: allocated in `zeroed` with this layout, freed once.
+            unsafe { std::alloc::dealloc(ptr.as_ptr(), *layout) };
+        }
+    }
+}
 
 /// A ggml context: an arena holding tensor metadata, tensor data (unless
 /// `no_alloc`) and graphs.
@@ -22,12 +51,10 @@ const MEM_ALIGN: usize = 16;
 /// keeps views and computations from aliasing.
 pub struct Context {
     raw: NonNull<ggml_sys::ggml_context>,
-    /// Caller-given memory; ggml does not free it, we do (after `ggml_free`).
-    buffer: Option<Vec<u8>>,
+    /// The arena's memory; ggml does not free it, we do (after `ggml_free`).
+    memory: Option<Memory>,
     mem_size: usize,
     no_alloc: bool,
-    /// `ggml_tensor_overhead()`, asked once (it is checked on every op).
-    tensor_overhead: usize,
     data_taken: Cell<bool>,
 }
 
@@ -39,12 +66,15 @@ unsafe impl Send for Context {}
 impl Context {
     /// A context that allocates `mem_size` bytes for tensor metadata and data.
     ///
-    /// Size it with [`Context::tensor_size`] per tensor, plus
-    /// [`Context::graph_size`] per graph.
+    /// The memory is obtained zeroed, so a new tensor reads as zeros (and the
+    /// pages nobody touches cost nothing). Size it with
+    /// [`Context::tensor_size`] per tensor, plus [`Context::graph_size`] per
+    /// graph.
     ///
     /// # Errors
     /// [`Error::Abi`] if the loaded library does not match the bindings,
-    /// [`Error::ContextInit`] if the memory cannot be allocated.
+    /// [`Error::ContextInit`] if the memory cannot be allocated (or is more
+    /// than `isize::MAX` bytes).
     pub fn new(mem_size: usize) -> Result<Self> {
         Self::init(mem_size, None, false)
     }
@@ -63,60 +93,88 @@ impl Context {
     /// aligned address of the buffer.
     ///
     /// # Errors
-    /// As [`Context::new`].
+    /// As [`Context::new`]; [`Error::ContextInit`] when the buffer has no
+    /// 16-byte aligned byte to start at (an empty one, say).
     pub fn with_buffer(buffer: Vec<u8>, no_alloc: bool) -> Result<Self> {
         Self::init(buffer.len(), Some(buffer), no_alloc)
     }
 
-    fn init(mem_size: usize, mut buffer: Option<Vec<u8>>, no_alloc: bool) -> Result<Self> {
+    fn init(mem_size: usize, buffer: Option<Vec<u8>>, no_alloc: bool) -> Result<Self> {
         crate::init::ensure()?;
+        let failed = || Error::ContextInit { mem_size };
+        let (memory, start, usable) = match buffer {
+            Some(mut buffer) => {
+                let skip = buffer.as_mut_ptr().align_offset(size::MEM_ALIGN);
+                // ggml takes a size of 0 to mean 16 bytes: refuse it.
+                let usable = buffer.len().checked_sub(skip).filter(|&n| n > 0);
+                let usable = usable.ok_or_else(failed)?;
+                // SAFETY: `skip < len`, so the pointer stays inside the buffer.
+                let start = unsafe { buffer.as_mut_ptr().add(skip) };
+                (Memory::Caller(buffer), start, usable)
+            }
+            None => {
+                // ggml pads its own allocations to 16 bytes; so do we.
+                let usable = size::pad(mem_size.max(1), size::MEM_ALIGN)
+                    .filter(|&n| n <= size::MAX_BYTES)
+                    .ok_or_else(failed)?;
+                let memory = Memory::zeroed(usable).ok_or_else(failed)?;
+                let Memory::Owned { ptr, .. } = &memory else {
+                    unreachable!()
+                };
+                let start = ptr.as_ptr();
+                (memory, start, usable)
+            }
+        };
         let params = ggml_sys::ggml_init_params {
-            mem_size,
-            mem_buffer: buffer
-                .as_mut()
-                .map_or(std::ptr::null_mut(), |b| b.as_mut_ptr().cast()),
+            mem_size: usable,
+            mem_buffer: start.cast(),
             no_alloc,
         };
-        // SAFETY: a caller buffer is aligned (checked) and outlives the context
-        // (owned by it, freed after `ggml_free`). ggml_init returns NULL (or
-        // aborts before that only on allocation failure of its own struct).
+        // SAFETY: a non-empty buffer, 16-byte aligned (ggml asserts both),
+        // that outlives the context: owned by it, freed after `ggml_free`.
         let raw = unsafe { ggml_sys::ggml_init(params) };
-        let raw = NonNull::new(raw).ok_or(Error::ContextInit { mem_size })?;
-        // SAFETY: a live context.
-        let mem_size = unsafe { ggml_sys::ggml_get_mem_size(raw.as_ptr()) };
+        let raw = NonNull::new(raw).ok_or_else(failed)?;
         Ok(Context {
             raw,
-            buffer,
-            mem_size,
+            memory: Some(memory),
+            mem_size: usable,
             no_alloc,
-            // SAFETY: a constant query.
-            tensor_overhead: unsafe { ggml_sys::ggml_tensor_overhead() },
             data_taken: Cell::new(false),
         })
     }
 
     /// Takes the context's memory back (a caller-given buffer), freeing the context.
     pub fn into_buffer(mut self) -> Option<Vec<u8>> {
-        let buffer = self.buffer.take();
+        let mut memory = self.memory.take();
         drop(self);
-        buffer
+        match &mut memory {
+            Some(Memory::Caller(buffer)) => Some(std::mem::take(buffer)),
+            _ => None,
+        }
     }
 
-    /// Bytes one tensor of type `ty` and ndarray shape `shape` takes in a
-    /// context: metadata plus data (for an allocating context).
-    pub fn tensor_size(ty: Type, shape: &[usize]) -> usize {
-        let n: usize = shape.iter().product();
-        let row = shape.last().copied().unwrap_or(1).max(1);
-        let rows = n / row;
-        // SAFETY: a constant query.
-        let overhead = unsafe { ggml_sys::ggml_tensor_overhead() };
-        overhead + rows * ty.row_size(row) + MEM_ALIGN
+    /// Bytes one tensor of type `ty` and ndarray shape `shape` takes in an
+    /// allocating context: metadata plus data.
+    ///
+    /// # Errors
+    /// [`Error::InvalidShape`], [`Error::BlockSize`], [`Error::TooLarge`] (the
+    /// size does not fit in `usize`).
+    pub fn tensor_size(ty: Type, shape: &[usize]) -> Result<usize> {
+        crate::init::ensure()?;
+        let ne = shape::ne_from_shape(shape)?;
+        size::check_shape("tensor_size", ty, &ne)?;
+        size::tensor_object_bytes(size::dense_bytes(ty, &ne)).ok_or_else(|| Error::TooLarge {
+            what: "tensor_size",
+            ty,
+            shape: shape.to_vec(),
+            limit: "more than usize::MAX bytes with its metadata",
+        })
     }
 
-    /// Bytes a graph of up to `nodes` nodes takes in a context.
-    pub fn graph_size(nodes: usize) -> usize {
-        // SAFETY: a pure size computation.
-        unsafe { ggml_sys::ggml_graph_overhead_custom(nodes, false) }
+    /// Bytes a graph of up to `nodes` nodes takes in a context, or `None`
+    /// above [`MAX_GRAPH_NODES`](crate::size::MAX_GRAPH_NODES).
+    pub fn graph_size(nodes: usize) -> Option<usize> {
+        size::graph_bytes(nodes)
     }
 
     /// Total bytes of the context's memory.
@@ -135,11 +193,6 @@ impl Context {
         self.mem_size.saturating_sub(self.used_mem())
     }
 
-    /// Bytes of metadata each tensor takes (`ggml_tensor_overhead()`).
-    pub(crate) fn tensor_overhead(&self) -> usize {
-        self.tensor_overhead
-    }
-
     /// Whether tensors get no data here (`no_alloc`).
     pub fn is_no_alloc(&self) -> bool {
         self.no_alloc
@@ -150,20 +203,23 @@ impl Context {
         self.raw.as_ptr()
     }
 
-    /// Checks there is room for `needed` more bytes (plus one object header).
-    pub(crate) fn reserve(&self, needed: usize, what: impl FnOnce() -> String) -> Result<()> {
-        let available = self.free_mem();
-        // One object header and alignment padding on top of what ggml counts.
-        let needed = needed.saturating_add(64);
-        if needed > available {
-            return Err(Error::OutOfMemory {
+    /// Checks there is room for one more object costing `object` bytes (as
+    /// [`size::object_bytes`] computes them; `None` is an overflow).
+    pub(crate) fn reserve(
+        &self,
+        object: Option<usize>,
+        what: impl FnOnce() -> String,
+    ) -> Result<()> {
+        let used = self.used_mem();
+        match object {
+            Some(object) if size::fits(used, object, self.mem_size) => Ok(()),
+            _ => Err(Error::OutOfMemory {
                 what: what(),
-                needed,
-                available,
+                needed: object.unwrap_or(usize::MAX),
+                available: self.mem_size.saturating_sub(used),
                 mem_size: self.mem_size,
-            });
+            }),
         }
-        Ok(())
     }
 
     /// Checks that `tensor` belongs to this context.
@@ -177,25 +233,28 @@ impl Context {
 
     /// A new tensor of type `ty` and ndarray shape `shape` (rank 0 to 4).
     ///
-    /// Its data (in an allocating context) is uninitialised memory of ggml's;
-    /// fill it through [`TensorData`] before reading it.
+    /// In an allocating context its data reads as zeros until written.
     ///
     /// # Errors
     /// [`Error::InvalidShape`] for more than 4 axes, [`Error::BlockSize`] when
     /// the last axis is not a multiple of a quantized type's block size,
-    /// [`Error::OutOfMemory`] when the context is full.
+    /// [`Error::TooLarge`] for sizes ggml cannot count, [`Error::OutOfMemory`]
+    /// when the context is full.
     pub fn new_tensor(&self, ty: Type, shape: &[usize]) -> Result<Tensor<'_>> {
         let ne = shape::ne_from_shape(shape)?;
-        ty.check_row_len(ne[0] as usize)?;
-        let bytes = if self.no_alloc {
-            0
-        } else {
-            Self::tensor_size(ty, shape)
-        };
-        self.reserve(bytes.max(self.tensor_overhead), || {
-            format!("a {ty} tensor of shape {shape:?}")
-        })?;
-        // SAFETY: live context, valid type, ne has MAX_DIMS entries, room checked.
+        self.new_tensor_ne("new_tensor", ty, &ne)
+    }
+
+    /// A new dense tensor of `ty` and `ne`, after the shape and room checks.
+    pub(crate) fn new_tensor_ne(
+        &self,
+        what: &'static str,
+        ty: Type,
+        ne: &size::Ne,
+    ) -> Result<Tensor<'_>> {
+        self.reserve_tensor(what, ty, ne)?;
+        // SAFETY: live context, valid type, a checked shape (ggml's element
+        // test holds, sizes fit size_t), room checked exactly as ggml does.
         let raw = unsafe {
             ggml_sys::ggml_new_tensor(
                 self.raw.as_ptr(),
@@ -205,6 +264,28 @@ impl Context {
             )
         };
         Tensor::from_raw(self, raw)
+    }
+
+    /// Checks `ne` as a shape of `ty` and that the context has room for a new
+    /// dense tensor of it (with its data, unless `no_alloc`).
+    pub(crate) fn reserve_tensor(&self, what: &'static str, ty: Type, ne: &size::Ne) -> Result<()> {
+        size::check_shape(what, ty, ne)?;
+        let data = if self.no_alloc {
+            0
+        } else {
+            size::dense_bytes(ty, ne)
+        };
+        self.reserve(size::tensor_object_bytes(data), || {
+            let shape = shape::shape_from_ne(ne, shape::n_dims(ne));
+            format!("{what}: a {ty} tensor of shape {shape:?}")
+        })
+    }
+
+    /// Checks the context has room for a view (a tensor without data of its own).
+    pub(crate) fn reserve_view(&self, what: &'static str) -> Result<()> {
+        self.reserve(size::tensor_object_bytes(0), || {
+            format!("the view made by {what}")
+        })
     }
 
     /// The tensor named `name`, if this context has one.
@@ -238,7 +319,7 @@ impl Context {
 impl Drop for Context {
     fn drop(&mut self) {
         // SAFETY: the context is live and dropped once; every tensor handle
-        // borrowed it, so none is left. A caller buffer is freed after this.
+        // borrowed it, so none is left. Its memory is freed after this.
         unsafe { ggml_sys::ggml_free(self.raw.as_ptr()) };
     }
 }

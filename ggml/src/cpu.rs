@@ -17,7 +17,7 @@ pub(crate) fn compute(
     threads: usize,
     abort: Option<AbortHook>,
 ) -> Result<ggml_sys::ggml_status> {
-    let threads = i32::try_from(threads).unwrap_or(i32::MAX);
+    let threads = crate::threads::clamp(threads);
     // SAFETY: a live graph; no threadpool (ggml makes a disposable one).
     let mut plan = unsafe { ggml_sys::ggml_graph_plan(graph, threads, std::ptr::null_mut()) };
     let mut work = vec![0u8; plan.work_size];
@@ -70,7 +70,7 @@ pub(crate) fn compute(
         let set_threads = lookup(c"ggml_backend_set_n_threads");
         if !set_threads.is_null() {
             let set_threads: SetThreads = std::mem::transmute(set_threads);
-            set_threads(backend, i32::try_from(threads).unwrap_or(i32::MAX));
+            set_threads(backend, crate::threads::clamp(threads));
         }
         if let Some((f, data)) = abort {
             let set_abort = lookup(c"ggml_backend_set_abort_callback");

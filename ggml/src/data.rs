@@ -194,7 +194,7 @@ unsafe fn read_f32(t: &Tensor<'_>) -> Result<Vec<f32>> {
         convert::to_f32(ty, unsafe { raw_bytes(t) }, &mut out)?;
     } else if t.rows_are_dense() {
         let row_len = t.ne()[0] as usize;
-        let row_size = ty.row_size(row_len);
+        let row_size = ty.row_bytes(row_len);
         for (row, offset) in out.chunks_mut(row_len.max(1)).zip(row_offsets(t)) {
             // SAFETY: each row is `row_size` dense bytes inside the tensor.
             let bytes = unsafe { std::slice::from_raw_parts(t.data_ptr().add(offset), row_size) };
@@ -244,7 +244,7 @@ unsafe fn write_f32(t: &Tensor<'_>, src: &[f32], imatrix: Option<&[f32]>) -> Res
         return convert::from_f32(ty, src, unsafe { raw_bytes_mut(t) }, row_len, imatrix);
     }
     if t.rows_are_dense() {
-        let row_size = ty.row_size(row_len);
+        let row_size = ty.row_bytes(row_len);
         for (row, offset) in src.chunks(row_len.max(1)).zip(row_offsets(t)) {
             // SAFETY: each row is `row_size` dense bytes inside the tensor, exclusive.
             let bytes =
@@ -655,14 +655,14 @@ impl<'ctx> TensorData<'ctx> {
                 rhs: dst.shape(),
             });
         }
-        if src == dst {
+        if src == dst || src.is_empty() {
             return Ok(());
         }
         let (from, to) = (src.ty(), dst.ty());
         if from == to {
             // Gather into a buffer first: src and dst may be views of one another.
             let unit = if from.is_quantized() {
-                from.row_size(src.ne()[0] as usize)
+                from.row_bytes(src.ne()[0] as usize)
             } else {
                 from.type_size()
             };

@@ -182,15 +182,6 @@ pub enum Error {
         to: Type,
     },
 
-    /// An operation that ggml does not implement for these types.
-    #[error("{op} is not supported for types {types:?}")]
-    UnsupportedTypes {
-        /// Operation.
-        op: &'static str,
-        /// Types of the operands.
-        types: Vec<Type>,
-    },
-
     /// A non-contiguous tensor where contiguity is required.
     #[error("{op} needs a contiguous tensor, but '{name}' has ne {ne:?} and byte strides {nb:?}")]
     NotContiguous {
@@ -263,7 +254,125 @@ pub enum Error {
     #[error("backend error: {0}")]
     Backend(String),
 
+    /// A size that does not fit ggml's integer types: more than `i64::MAX`
+    /// elements, or more than `isize::MAX` bytes (which ggml would wrap).
+    #[error("{what}: a {ty} tensor of shape {shape:?} is too large ({limit})")]
+    TooLarge {
+        /// What was being made.
+        what: &'static str,
+        /// Its type.
+        ty: Type,
+        /// Its shape, in ndarray order with four axes.
+        shape: Vec<usize>,
+        /// The limit it exceeds.
+        limit: &'static str,
+    },
+
+    /// A NaN or infinite value where a quantized type is produced (ggml's
+    /// quantizers abort or compute garbage on them).
+    #[error("value {value} at index {index} (row-major) is not finite; {ty} cannot represent it")]
+    NonFinite {
+        /// Position of the first such value in the input, row-major.
+        index: usize,
+        /// The value.
+        value: f32,
+        /// The type being produced.
+        ty: Type,
+    },
+
+    /// A value too large for the grid search of the i-quants (IQ1, IQ2,
+    /// IQ3 types), whose error sums overflow and abort past it.
+    #[error(
+        "value {value} at index {index} (row-major) is beyond ±{limit}, the most {ty} quantizes"
+    )]
+    OutOfRange {
+        /// Position of the first such value in the input, row-major.
+        index: usize,
+        /// The value.
+        value: f32,
+        /// The type being produced.
+        ty: Type,
+        /// The largest magnitude accepted.
+        limit: f32,
+    },
+
+    /// An importance matrix with a NaN, infinite or negative weight (or,
+    /// for the i-quants, one above their limit).
+    #[error("importance matrix weight {value} at index {index} is not a finite non-negative number in range")]
+    InvalidImatrix {
+        /// Position of the weight.
+        index: usize,
+        /// The weight.
+        value: f32,
+    },
+
+    /// A layout ggml's kernels cannot take for this type: a quantized tensor
+    /// whose rows would no longer be whole blocks (transposed or permuted
+    /// away from `ne[0]`), or strides that are not whole elements.
+    #[error(transparent)]
+    Layout(Box<LayoutError>),
+
+    /// A destination whose elements overlap each other, or that overlaps the
+    /// source: ggml's threads would write the same bytes at once, or read
+    /// bytes another thread writes.
+    #[error("{op}: destination '{dst}' {reason}")]
+    Overlap {
+        /// Operation.
+        op: &'static str,
+        /// Name of the destination.
+        dst: String,
+        /// How it overlaps.
+        reason: &'static str,
+    },
+
+    /// A graph node the backend computing it has no kernel for (found when
+    /// the graph is computed, node by node).
+    #[error("node '{node}' ({op}, types {types:?}) cannot be computed on {backend}: {reason}")]
+    UnsupportedNode {
+        /// Name of the node.
+        node: String,
+        /// Its operation.
+        op: &'static str,
+        /// Types of the node's sources, then of the node.
+        types: Vec<Type>,
+        /// The backend.
+        backend: &'static str,
+        /// What its kernels lack.
+        reason: &'static str,
+    },
+
+    /// Slices whose lengths do not agree (the conversion functions).
+    #[error("{what}: expected {expected} values, got {actual}")]
+    LengthMismatch {
+        /// Which argument.
+        what: &'static str,
+        /// Length it must have.
+        expected: usize,
+        /// Length it has.
+        actual: usize,
+    },
+
     /// Thread count of zero.
     #[error("thread count must be at least 1")]
     ZeroThreads,
+}
+
+/// The details of [`Error::Layout`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{op}: '{name}' ({ty}, ne {ne:?}, byte strides {nb:?}, offset {offset}) has a layout ggml cannot use: {reason}")]
+pub struct LayoutError {
+    /// Operation.
+    pub op: &'static str,
+    /// Name of the tensor.
+    pub name: String,
+    /// Its type.
+    pub ty: Type,
+    /// Its ne (or the requested one).
+    pub ne: [i64; 4],
+    /// Its byte strides (or the requested ones).
+    pub nb: [usize; 4],
+    /// Byte offset (views), else 0.
+    pub offset: usize,
+    /// What is wrong.
+    pub reason: &'static str,
 }

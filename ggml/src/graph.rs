@@ -2,12 +2,14 @@
 //! tensors they reach, computed on the CPU with a thread count and an optional
 //! abort callback.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::size;
 use crate::tensor::Tensor;
 use crate::TensorData;
 
@@ -16,6 +18,11 @@ pub struct Graph<'ctx> {
     raw: NonNull<ggml_sys::ggml_cgraph>,
     ctx: &'ctx Context,
     capacity: usize,
+    /// Every tensor of the graph, sources before their users.
+    tensors: Vec<*mut ggml_sys::ggml_tensor>,
+    /// Whether the CPU backend's checks passed (tensors and layouts cannot
+    /// change once made, so once is enough).
+    cpu_checked: Cell<bool>,
 }
 
 /// Hashes tensor addresses with one multiply (SipHash's DoS resistance buys
@@ -159,18 +166,19 @@ impl Context {
         }
         let order = post_order(self, outputs);
         let capacity = order.len().max(1);
-        self.reserve(Context::graph_size(capacity), || {
+        self.reserve(size::graph_bytes(capacity), || {
             format!("a graph of {capacity} nodes")
         })?;
-        // SAFETY: live context with room for the graph (checked).
+        // SAFETY: live context with room for the graph (checked exactly as
+        // ggml_new_object does, so ggml does not fail to allocate it).
         let raw = unsafe { ggml_sys::ggml_new_graph_custom(self.as_ptr(), capacity, false) };
         let raw = NonNull::new(raw).ok_or(Error::OutOfMemory {
             what: format!("a graph of {capacity} nodes"),
-            needed: Context::graph_size(capacity),
+            needed: size::graph_bytes(capacity).unwrap_or(usize::MAX),
             available: self.free_mem(),
             mem_size: self.mem_size(),
         })?;
-        for node in order {
+        for &node in &order {
             // SAFETY: parents come first, so each call visits one new node
             // (shallow recursion in ggml); the graph has room for all of them.
             unsafe { ggml_sys::ggml_build_forward_expand(raw.as_ptr(), node) };
@@ -179,6 +187,8 @@ impl Context {
             raw,
             ctx: self,
             capacity,
+            tensors: order,
+            cpu_checked: Cell::new(false),
         })
     }
 }
@@ -196,7 +206,8 @@ impl<'f> Compute<'f> {
         Self::default()
     }
 
-    /// Number of threads (default: [`crate::max_threads`], all cores unless capped).
+    /// Number of threads (default: [`crate::max_threads`], all cores unless
+    /// capped); at most [`crate::MAX_THREADS`] run, larger counts are clamped.
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = Some(n);
         self
@@ -277,7 +288,13 @@ impl<'ctx> Graph<'ctx> {
     /// Computes the graph on all cores. Taking the context's [`TensorData`]
     /// mutably guarantees no view of any tensor is alive meanwhile.
     ///
+    /// Before the first computation, every tensor of the graph is checked to
+    /// have memory, and every node to have a CPU kernel for its types and
+    /// layouts.
+    ///
     /// # Errors
+    /// [`Error::NoData`] for a tensor without memory (a `no_alloc` context),
+    /// [`Error::UnsupportedNode`] for a node the CPU kernels lack,
     /// [`Error::WrongContext`], [`Error::Compute`], [`Error::Backend`] (no CPU
     /// backend could be loaded, for run-time-loaded backends).
     pub fn compute(&self, data: &mut TensorData<'ctx>) -> Result<()> {
@@ -298,6 +315,7 @@ impl<'ctx> Graph<'ctx> {
             });
         }
         let threads = options.thread_count()?;
+        self.check_cpu()?;
         let mut state = options.abort.map(|callback| AbortState {
             callback,
             panic: None,
@@ -316,6 +334,27 @@ impl<'ctx> Graph<'ctx> {
             resume_unwind(payload);
         }
         status_result(result?)
+    }
+}
+
+impl Graph<'_> {
+    /// Checks, once, that every tensor of the graph has host memory and that
+    /// the CPU backend has a kernel for every node.
+    ///
+    /// # Errors
+    /// [`Error::NoData`] naming the first tensor without memory,
+    /// [`Error::UnsupportedNode`] naming the first node the CPU cannot compute.
+    fn check_cpu(&self) -> Result<()> {
+        if self.cpu_checked.get() {
+            return Ok(());
+        }
+        for &raw in &self.tensors {
+            let t = self.ctx.wrap(raw)?;
+            t.require_host_data()?;
+            crate::ops::check_node(&t, crate::ops::Backend::Cpu)?;
+        }
+        self.cpu_checked.set(true);
+        Ok(())
     }
 }
 

@@ -98,18 +98,20 @@ mod data;
 mod error;
 mod graph;
 mod init;
+mod layout;
 pub mod ops;
 pub mod shape;
+pub mod size;
 mod tensor;
 mod threads;
 mod types;
 
 pub use context::Context;
 pub use data::TensorData;
-pub use error::{Error, Result};
+pub use error::{Error, LayoutError, Result};
 pub use graph::{Compute, Graph};
 pub use tensor::Tensor;
-pub use threads::{available_cores, max_threads, set_max_threads};
+pub use threads::{available_cores, max_threads, set_max_threads, MAX_THREADS};
 pub use types::{Element, Type};
 
 pub use ggml_sys as sys;

@@ -6,6 +6,7 @@ use std::ptr::NonNull;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::layout::Layout;
 use crate::shape::{self, MAX_DIMS};
 use crate::types::Type;
 
@@ -110,11 +111,44 @@ impl<'ctx> Tensor<'ctx> {
         self.nb()[0] == self.ty().type_size()
     }
 
-    /// Whether the tensor has data the host can read.
+    /// Type, `ne` and `nb`, for the guard layer's layout checks.
+    pub(crate) fn layout(&self) -> Layout {
+        let t = self.get();
+        Layout {
+            ty: self.ty(),
+            ne: t.ne,
+            nb: t.nb,
+        }
+    }
+
+    /// ggml's operation that computes this tensor (`GGML_OP_NONE` for a leaf).
+    pub(crate) fn op(&self) -> ggml_sys::ggml_op {
+        self.get().op
+    }
+
+    /// Source `i` of the operation, if any.
+    pub(crate) fn src(&self, i: usize) -> Option<Tensor<'ctx>> {
+        let raw = NonNull::new(self.get().src[i])?;
+        Some(Tensor { raw, ctx: self.ctx })
+    }
+
+    /// The tensor whose memory this one views, and the byte offset into it
+    /// (itself and 0 for a tensor that is not a view). ggml links every view
+    /// to the first tensor that owns memory, never to another view.
+    pub(crate) fn memory_root(&self) -> (Tensor<'ctx>, usize) {
+        let t = self.get();
+        match NonNull::new(t.view_src) {
+            Some(raw) => (Tensor { raw, ctx: self.ctx }, t.view_offs),
+            None => (*self, 0),
+        }
+    }
+
+    /// Whether the tensor has data the host can read. An empty tensor always
+    /// has (there is nothing to read; ggml gives it no memory at all).
     pub fn has_host_data(&self) -> bool {
         let t = self.get();
         if t.data.is_null() {
-            return false;
+            return self.is_empty();
         }
         // SAFETY: a non-null buffer of a live tensor.
         t.buffer.is_null() || unsafe { ggml_sys::ggml_backend_buffer_is_host(t.buffer) }
@@ -144,9 +178,15 @@ impl<'ctx> Tensor<'ctx> {
         *self
     }
 
-    /// Data pointer (null in `no_alloc` contexts until a backend allocates).
+    /// Data pointer (null in `no_alloc` contexts until a backend allocates),
+    /// or for an empty tensor without memory a dangling one aligned for any
+    /// element, which empty slices may start at.
     pub(crate) fn data_ptr(&self) -> *mut u8 {
-        self.get().data.cast()
+        let data = self.get().data.cast::<u8>();
+        if data.is_null() && self.is_empty() {
+            return NonNull::<u64>::dangling().as_ptr().cast();
+        }
+        data
     }
 
     /// `Error::NoData` unless the host can read the data.

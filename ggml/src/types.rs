@@ -193,14 +193,18 @@ impl Type {
         self.info().is_quantized
     }
 
-    /// Bytes of a row of `n` values (`n` must be a multiple of the block size).
-    pub fn row_size(self, n: usize) -> usize {
+    /// Bytes of a row of `n` values (`n` a multiple of the block size), as
+    /// ggml computes it (`type_size * n / block_size`), or `None` when that
+    /// overflows `usize`.
+    pub fn row_size(self, n: usize) -> Option<usize> {
+        crate::size::row_bytes(self, n)
+    }
+
+    /// [`Type::row_size`] for rows of tensors whose shapes passed the size
+    /// checks, which bound it.
+    pub(crate) fn row_bytes(self, n: usize) -> usize {
         let info = self.info();
-        if info.block_size == 1 {
-            n * info.type_size
-        } else {
-            n / info.block_size * info.type_size
-        }
+        n * info.type_size / info.block_size
     }
 
     /// Checks that rows of `row_len` values are whole blocks of this type.

@@ -3,7 +3,7 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::ops::full_shape;
+use crate::ops::{full_shape, Contract};
 use crate::tensor::Tensor;
 use crate::types::Type;
 
@@ -25,130 +25,200 @@ pub(crate) fn can_broadcast(b: &[i64; 4], a: &[i64; 4]) -> bool {
     a.iter().zip(b).all(|(&x, &y)| x % y == 0)
 }
 
-/// Type pairs the CPU's element-wise kernels implement (result has `a`'s type).
-fn binary_types_supported(a: Type, b: Type) -> bool {
+/// Type triples (src0, src1, dst) of the CPU's element-wise kernels
+/// (`binary_op` in ggml-cpu's binary-ops.cpp; anything else aborts).
+fn cpu_binary_types(a: Type, b: Type, dst: Type) -> bool {
+    use Type::{BF16, F16, F32};
     matches!(
-        (a, b),
-        (Type::F32, Type::F32)
-            | (Type::F16, Type::F16)
-            | (Type::F16, Type::F32)
-            | (Type::BF16, Type::BF16)
-            | (Type::BF16, Type::F32)
+        (a, b, dst),
+        (F32, F32, F32)
+            | (F16, F16, F16)
+            | (BF16, BF16, BF16)
+            | (BF16, F32, BF16)
+            | (BF16, F32, F32)
+            | (F16, F32, F16)
+            | (F16, F32, F32)
     )
 }
 
+/// CPU kernels of `sub`, `mul`, `div` (and `add` of plain types):
+/// `apply_binary_op` asserts dense elements in `src0` and `dst` rows and a
+/// type triple it has.
+fn cpu_binary(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
+    let [a, b] = crate::ops::sources::<2>(node)?;
+    if !cpu_binary_types(a.ty(), b.ty(), node.ty()) {
+        return Err("no element-wise kernel for these types (f32, f16 and bf16 with a matching or f32 right side)");
+    }
+    if !a.rows_are_dense() || !node.rows_are_dense() {
+        return Err("the left operand's rows must be dense (nb[0] one element)");
+    }
+    if !crate::ops::fits_int(a.ne()[0]) {
+        return Err("the CPU's row loops count in int: rows of at most i32::MAX values");
+    }
+    Ok(())
+}
+
+/// CPU kernels of `add`: plain types as [`cpu_binary`]; a quantized left
+/// operand goes through `ggml_compute_forward_add_q_f32`, which dequantizes
+/// a row, adds an f32 row of the same shape and quantizes it back.
+fn cpu_add(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
+    let [a, b] = crate::ops::sources::<2>(node)?;
+    let ta = a.ty();
+    if !ta.is_quantized() {
+        return cpu_binary(node);
+    }
+    if b.ty() != Type::F32 || node.ty() != ta {
+        return Err(
+            "a quantized left operand needs an f32 right operand and result of its own type",
+        );
+    }
+    if !ta.can_dequantize() || !crate::ops::cpu_can_quantize_to(ta) {
+        return Err("the CPU cannot both dequantize and quantize rows of this type");
+    }
+    if a.ne() != b.ne() {
+        return Err(
+            "a quantized left operand needs a right operand of the same shape (no broadcasting)",
+        );
+    }
+    if !a.rows_are_dense() || !node.rows_are_dense() || a.is_transposed() {
+        return Err("quantized rows must be dense");
+    }
+    if b.nb()[0] != std::mem::size_of::<f32>() {
+        return Err("the right operand's rows must be dense");
+    }
+    let rows = a.len() as i64 / a.ne()[0].max(1);
+    if !crate::ops::fits_int(rows) {
+        return Err("the CPU counts quantized rows in int: at most i32::MAX rows");
+    }
+    Ok(())
+}
+
+/// CPU kernel of `scale` (`ggml_compute_forward_scale`): f32 or bf16,
+/// result of the same type, both contiguous (the kernels assert it), rows and
+/// row counts within `int`.
+fn cpu_scale(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
+    let [a] = crate::ops::sources::<1>(node)?;
+    if !matches!(a.ty(), Type::F32 | Type::BF16) || node.ty() != a.ty() {
+        return Err("the CPU scales f32 and bf16 tensors");
+    }
+    if !a.is_contiguous() || !node.is_contiguous() {
+        return Err("the CPU scales contiguous tensors");
+    }
+    let ne = a.ne();
+    if !crate::ops::fits_int(ne[0]) || !crate::ops::fits_int(ne[1] * ne[2] * ne[3]) {
+        return Err("the CPU's loops count in int: at most i32::MAX values a row and rows");
+    }
+    Ok(())
+}
+
+/// `add`'s contract.
+pub(crate) const ADD: Contract = Contract {
+    op: ggml_sys::GGML_OP_ADD,
+    name: "add",
+    cpu: cpu_add,
+};
+/// `sub`'s contract.
+pub(crate) const SUB: Contract = Contract {
+    op: ggml_sys::GGML_OP_SUB,
+    name: "sub",
+    cpu: cpu_binary,
+};
+/// `mul`'s contract.
+pub(crate) const MUL: Contract = Contract {
+    op: ggml_sys::GGML_OP_MUL,
+    name: "mul",
+    cpu: cpu_binary,
+};
+/// `div`'s contract.
+pub(crate) const DIV: Contract = Contract {
+    op: ggml_sys::GGML_OP_DIV,
+    name: "div",
+    cpu: cpu_binary,
+};
+/// `scale`'s contract.
+pub(crate) const SCALE: Contract = Contract {
+    op: ggml_sys::GGML_OP_SCALE,
+    name: "scale",
+    cpu: cpu_scale,
+};
+
 impl Context {
+    /// Builds an element-wise op: ggml asserts only that `b` repeats to `a`;
+    /// the result is a new tensor of `a`'s type and shape.
     fn binary<'a>(
         &'a self,
         op: &'static str,
         f: BinaryFn,
         a: Tensor<'a>,
         b: Tensor<'a>,
-        allow_quantized: bool,
     ) -> Result<Tensor<'a>> {
         self.owns_all(&[&a, &b])?;
-        let (ta, tb) = (a.ty(), b.ty());
         let (na, nb) = (a.ne(), b.ne());
-        if allow_quantized && ta.is_quantized() {
-            // The quantized kernel: a quantized + b f32 of the same shape, dense rows.
-            if tb != Type::F32 || !ta.can_dequantize() || !crate::ops::cpu_can_quantize_to(ta) {
-                return Err(Error::UnsupportedTypes {
-                    op,
-                    types: vec![ta, tb],
-                });
-            }
-            if na != nb {
-                return Err(Error::ShapeMismatch {
-                    op,
-                    lhs: full_shape(&na),
-                    rhs: full_shape(&nb),
-                });
-            }
-            if !a.rows_are_dense() || a.nb().windows(2).any(|w| w[0] > w[1]) {
-                return Err(a.not_contiguous(op));
-            }
-            if !b.rows_are_dense() {
-                return Err(b.not_contiguous(op));
-            }
-        } else {
-            if !binary_types_supported(ta, tb) {
-                return Err(Error::UnsupportedTypes {
-                    op,
-                    types: vec![ta, tb],
-                });
-            }
-            if !can_broadcast(&nb, &na) {
-                return Err(Error::NotBroadcastable {
-                    op,
-                    lhs: full_shape(&na),
-                    rhs: full_shape(&nb),
-                });
-            }
-            if !a.rows_are_dense() {
-                return Err(a.not_contiguous(op));
-            }
+        if !can_broadcast(&nb, &na) {
+            return Err(Error::NotBroadcastable {
+                op,
+                lhs: full_shape(&na),
+                rhs: full_shape(&nb),
+            });
         }
-        self.reserve_result(op, ta, &na)?;
-        // SAFETY: both tensors belong to this live context; shapes and types
-        // checked above as ggml and its CPU kernels require; room reserved.
+        self.reserve_tensor(op, a.ty(), &na)?;
+        // SAFETY: both tensors belong to this live context; `b` repeats to
+        // `a` (ggml's only assertion); room for the result reserved.
         self.wrap(unsafe { f(self.as_ptr(), a.as_ptr(), b.as_ptr()) })
     }
 
     /// `a + b`, with `b` broadcast (repeated) to `a`'s shape. The result has
     /// `a`'s type.
     ///
-    /// Types: f32+f32, f16+f16, f16+f32, bf16+bf16, bf16+f32, and a quantized
-    /// `a` plus an f32 `b` of the same shape (the result is re-quantized).
+    /// On the CPU: f32+f32, f16+f16, f16+f32, bf16+bf16, bf16+f32, and a
+    /// quantized `a` plus an f32 `b` of the same shape (the result is
+    /// re-quantized). Other types build, and are refused with
+    /// [`Error::UnsupportedNode`] when computed.
     ///
     /// # Errors
-    /// [`Error::NotBroadcastable`], [`Error::ShapeMismatch`],
-    /// [`Error::UnsupportedTypes`], [`Error::NotContiguous`], [`Error::OutOfMemory`].
+    /// [`Error::NotBroadcastable`], [`Error::OutOfMemory`], [`Error::WrongContext`].
     pub fn add<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Result<Tensor<'a>> {
-        self.binary("add", ggml_sys::ggml_add, a, b, true)
+        self.binary("add", ggml_sys::ggml_add, a, b)
     }
 
-    /// `a - b`, with `b` broadcast to `a`'s shape (float types as [`Context::add`],
-    /// no quantized operands).
+    /// `a - b`, with `b` broadcast to `a`'s shape (on the CPU: float types
+    /// as [`Context::add`], no quantized operands).
     ///
     /// # Errors
     /// As [`Context::add`].
     pub fn sub<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Result<Tensor<'a>> {
-        self.binary("sub", ggml_sys::ggml_sub, a, b, false)
+        self.binary("sub", ggml_sys::ggml_sub, a, b)
     }
 
     /// `a * b` element-wise, with `b` broadcast to `a`'s shape.
     ///
     /// # Errors
-    /// As [`Context::sub`].
+    /// As [`Context::add`].
     pub fn mul<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Result<Tensor<'a>> {
-        self.binary("mul", ggml_sys::ggml_mul, a, b, false)
+        self.binary("mul", ggml_sys::ggml_mul, a, b)
     }
 
     /// `a / b` element-wise, with `b` broadcast to `a`'s shape.
     ///
     /// # Errors
-    /// As [`Context::sub`].
+    /// As [`Context::add`].
     pub fn div<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Result<Tensor<'a>> {
-        self.binary("div", ggml_sys::ggml_div, a, b, false)
+        self.binary("div", ggml_sys::ggml_div, a, b)
     }
 
-    /// `a * s` for a contiguous f32 or bf16 tensor.
+    /// `a * s`. ggml needs `a`'s rows dense and its dimensions 2 and 3 dense
+    /// over 1 (a contiguous tensor, or a view of whole rows); the CPU scales
+    /// contiguous f32 and bf16 tensors.
     ///
     /// # Errors
-    /// [`Error::UnsupportedTypes`], [`Error::NotContiguous`], [`Error::OutOfMemory`].
+    /// [`Error::NotContiguous`], [`Error::OutOfMemory`], [`Error::WrongContext`].
     pub fn scale<'a>(&'a self, a: Tensor<'a>, s: f32) -> Result<Tensor<'a>> {
         self.owns(&a, "an operand")?;
-        if !matches!(a.ty(), Type::F32 | Type::BF16) {
-            return Err(Error::UnsupportedTypes {
-                op: "scale",
-                types: vec![a.ty()],
-            });
-        }
-        if !a.is_contiguous() {
+        if !a.layout().is_padded_1d() {
             return Err(a.not_contiguous("scale"));
         }
-        self.reserve_result("scale", a.ty(), &a.ne())?;
-        // SAFETY: a contiguous f32/bf16 tensor of this context; room reserved.
+        self.reserve_tensor("scale", a.ty(), &a.ne())?;
+        // SAFETY: a tensor of this context, padded 1-d as ggml asserts; room reserved.
         self.wrap(unsafe { ggml_sys::ggml_scale(self.as_ptr(), a.as_ptr(), s) })
     }
 }

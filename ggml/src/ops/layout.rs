@@ -1,20 +1,154 @@
 //! Operations on layout: views, reshapes, permutations, transposition, making
 //! contiguous, and copying with type conversion.
+//!
+//! Every op here but `cont` makes a view: a tensor over the memory of
+//! another. ggml asserts that a view's dense size fits in the memory it views
+//! ([`Context::reserve_view_of`]); the builders also keep quantized rows whole
+//! blocks, elements aligned, and destinations free of overlaps.
 
 use crate::context::Context;
-use crate::error::{Error, Result};
-use crate::ops::{cpu_can_quantize_to, full_shape};
+use crate::error::{Error, LayoutError, Result};
+use crate::layout::Layout;
+use crate::ops::{cpu_can_quantize_to, full_shape, no_kernel, Contract};
 use crate::shape;
+use crate::size;
 use crate::tensor::Tensor;
 use crate::types::Type;
 
-/// Bytes a tensor of `ty`, `ne` and byte strides `nb` spans (`ggml_nbytes`).
-fn span(ty: Type, ne: &[i64; 4], nb: &[usize; 4]) -> usize {
-    if ne.contains(&0) {
-        return 0;
+/// CPU kernels of `cont` and `cpy` (`ggml_compute_forward_dup`, ops.cpp):
+///
+/// - same type (`dup_bytes`): any layout for plain types; quantized ones must
+///   be both contiguous, or of one shape with dense rows (other layouts write
+///   block-size times past the destination);
+/// - f32/f16/bf16 between each other and f32 ↔ i32 (`dup_flt`), any layout
+///   (f16/bf16 → i32 use a work buffer ggml never sizes: refused);
+/// - a float source to a quantized destination the CPU quantizes to
+///   (`dup_to_q`): dense source rows of the destination's row length (the
+///   work buffer is sized from the destination's), contiguous destination;
+/// - a quantized source to f32 (`dup_from_q`): dense rows.
+///
+/// The kernels count rows and blocks in `int` (elements in `uint32_t` when
+/// dequantizing).
+fn cpu_copy(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
+    let src = crate::ops::sources::<1>(node)?[0];
+    // `cpy`'s node is a view of its destination.
+    let dst = node.src(1).unwrap_or(*node);
+    let (ts, td) = (src.ty(), dst.ty());
+    if !crate::ops::fits_int(node.len() as i64) {
+        return Err("the CPU copies at most i32::MAX elements at once");
     }
-    let first = ty.row_size(ne[0] as usize);
-    first + (1..4).map(|i| (ne[i] as usize - 1) * nb[i]).sum::<usize>()
+    let float = |t: Type| t.is_float();
+    if ts == td {
+        let (ls, ld) = (src.layout(), dst.layout());
+        let whole = ls.is_contiguous() && ld.is_contiguous();
+        let rows = ls.ne == ld.ne && ls.rows_are_dense() && ld.rows_are_dense();
+        if ts.is_quantized() && !(whole || rows) {
+            return Err(
+                "quantized copies need both sides contiguous, or the same shape with dense rows",
+            );
+        }
+        return Ok(());
+    }
+    if float(ts) && float(td) || matches!((ts, td), (Type::F32, Type::I32) | (Type::I32, Type::F32))
+    {
+        return Ok(());
+    }
+    if float(ts) && td.is_quantized() {
+        if !cpu_can_quantize_to(td) {
+            return Err("the CPU cannot quantize to the destination's type");
+        }
+        if !dst.is_contiguous() || !src.rows_are_dense() || src.ne()[0] != dst.ne()[0] {
+            return Err(
+                "quantizing needs a contiguous destination and dense source rows of its row length",
+            );
+        }
+        return Ok(());
+    }
+    if ts.is_quantized() && td == Type::F32 {
+        if !ts.can_dequantize() {
+            return Err("the CPU cannot dequantize the source's type");
+        }
+        if !src.rows_are_dense() || !dst.rows_are_dense() {
+            return Err("dequantizing needs dense rows on both sides");
+        }
+        if node.len() as u64 > u64::from(u32::MAX) {
+            return Err("the CPU dequantizes at most u32::MAX elements at once");
+        }
+        return Ok(());
+    }
+    Err("no copy kernel between these types (f16/bf16 to i32, integers, f64, quantized to other than f32)")
+}
+
+/// `view`'s contract (nothing to compute).
+pub(crate) const VIEW: Contract = Contract {
+    op: ggml_sys::GGML_OP_VIEW,
+    name: "view",
+    cpu: no_kernel,
+};
+/// `reshape`'s contract (nothing to compute).
+pub(crate) const RESHAPE: Contract = Contract {
+    op: ggml_sys::GGML_OP_RESHAPE,
+    name: "reshape",
+    cpu: no_kernel,
+};
+/// `permute`'s contract (nothing to compute).
+pub(crate) const PERMUTE: Contract = Contract {
+    op: ggml_sys::GGML_OP_PERMUTE,
+    name: "permute",
+    cpu: no_kernel,
+};
+/// `transpose`'s contract (nothing to compute).
+pub(crate) const TRANSPOSE: Contract = Contract {
+    op: ggml_sys::GGML_OP_TRANSPOSE,
+    name: "transpose",
+    cpu: no_kernel,
+};
+/// `cont`'s contract.
+pub(crate) const CONT: Contract = Contract {
+    op: ggml_sys::GGML_OP_CONT,
+    name: "cont",
+    cpu: cpu_copy,
+};
+/// `cpy`'s contract.
+pub(crate) const CPY: Contract = Contract {
+    op: ggml_sys::GGML_OP_CPY,
+    name: "cpy",
+    cpu: cpu_copy,
+};
+
+/// `Error::Layout` for `t` under `op`.
+fn bad_layout(
+    op: &'static str,
+    t: &Tensor<'_>,
+    layout: &Layout,
+    offset: usize,
+    reason: &'static str,
+) -> Error {
+    Error::Layout(Box::new(LayoutError {
+        op,
+        name: t.name(),
+        ty: layout.ty,
+        ne: layout.ne,
+        nb: layout.nb,
+        offset,
+        reason,
+    }))
+}
+
+/// Refuses to move ggml's axis 0 of a quantized tensor elsewhere: its rows
+/// would no longer be whole blocks, which every kernel and conversion needs.
+fn keep_quantized_rows(op: &'static str, t: &Tensor<'_>, axis0_moves: bool) -> Result<()> {
+    if t.ty().is_quantized() && axis0_moves {
+        let layout = t.layout();
+        return Err(bad_layout(
+            op,
+            t,
+            &layout,
+            0,
+            "a quantized tensor's rows (ne[0]) are blocks and must stay its fastest axis",
+        ));
+    }
+    Ok(())
 }
 
 impl Context {
@@ -22,11 +156,17 @@ impl Context {
     /// axis but the last (ndarray order; the last axis is dense), starting
     /// `offset` bytes into `t`'s data.
     ///
+    /// The view must lie inside `t`, its strides and offset must be whole
+    /// elements (multiples of the element size; of the block size for
+    /// quantized types), and ggml needs its
+    /// *dense* size, from where it starts, to fit in the memory it views
+    /// (so rows may overlap only that far).
+    ///
     /// # Errors
     /// [`Error::InvalidShape`] when `strides` does not have `shape.len() - 1`
     /// entries, [`Error::BlockSize`] for a quantized row length that is not a
-    /// multiple of the block size, [`Error::ViewOutOfBounds`] when the view
-    /// reaches outside `t`.
+    /// multiple of the block size, [`Error::Layout`] for misaligned strides,
+    /// [`Error::ViewOutOfBounds`] when the view reaches outside `t`.
     pub fn view<'a>(
         &'a self,
         t: Tensor<'a>,
@@ -47,28 +187,47 @@ impl Context {
             });
         }
         let ty = t.ty();
-        ty.check_row_len(ne[0] as usize)?;
+        size::check_shape("view", ty, &ne)?;
         let mut nb = [0usize; 4];
         nb[0] = ty.type_size();
         for (i, &s) in strides.iter().rev().enumerate() {
             nb[i + 1] = s;
         }
-        // Unused outer axes: ggml's convention of a dense continuation.
+        // Unused outer axes: ggml's convention of a dense continuation
+        // (`ne` is 1 there, so these strides never move; saturate, do not wrap).
         for i in strides.len() + 1..4 {
-            nb[i] = nb[i - 1] * ne[i - 1] as usize;
+            nb[i] = nb[i - 1].saturating_mul(ne[i - 1] as usize);
         }
-        let needed = span(ty, &ne, &nb);
-        let available = t.nbytes();
-        if offset.checked_add(needed).is_none_or(|end| end > available) {
-            return Err(Error::ViewOutOfBounds {
-                name: t.name(),
+        let layout = Layout { ty, ne, nb };
+        let (_, base) = t.memory_root();
+        if !layout.strides_whole(base.wrapping_add(offset)) {
+            return Err(bad_layout(
+                "view",
+                &t,
+                &layout,
                 offset,
-                needed,
-                available,
-            });
+                "strides and offset must be whole elements (whole blocks for quantized types)",
+            ));
         }
-        self.reserve_view("view")?;
-        // SAFETY: a tensor of this context; extent checked against its bytes.
+        let available = t.nbytes();
+        let needed = layout.span();
+        match needed {
+            Some(needed)
+                if offset
+                    .checked_add(needed)
+                    .is_some_and(|end| end <= available) => {}
+            _ => {
+                return Err(Error::ViewOutOfBounds {
+                    name: t.name(),
+                    offset,
+                    needed: needed.unwrap_or(usize::MAX),
+                    available,
+                })
+            }
+        }
+        self.reserve_view_of("view", &t, &ne, offset)?;
+        // SAFETY: a tensor of this context; the view lies inside it, its dense
+        // size fits the memory it views (ggml's assertion), room reserved.
         let raw = unsafe {
             ggml_sys::ggml_view_4d(
                 self.as_ptr(),
@@ -98,16 +257,17 @@ impl Context {
         if !t.is_contiguous() {
             return Err(t.not_contiguous("reshape"));
         }
-        if ne.iter().product::<i64>() != t.ne().iter().product::<i64>() {
+        let count = size::check_shape("reshape", t.ty(), &ne)?;
+        if count != t.len() {
             return Err(Error::ShapeMismatch {
                 op: "reshape",
                 lhs: t.shape(),
                 rhs: shape.to_vec(),
             });
         }
-        t.ty().check_row_len(ne[0] as usize)?;
-        self.reserve_view("reshape")?;
-        // SAFETY: contiguous tensor of this context, same element count.
+        self.reserve_view_of("reshape", &t, &ne, 0)?;
+        // SAFETY: contiguous tensor of this context, same element count, the
+        // view fits (checked); room reserved.
         self.wrap(unsafe {
             ggml_sys::ggml_reshape_4d(self.as_ptr(), t.as_ptr(), ne[0], ne[1], ne[2], ne[3])
         })
@@ -115,13 +275,17 @@ impl Context {
 
     /// Permutes the axes of `t` in ggml's terms: ggml axis `i` (where axis 0 is
     /// `ne[0]`, the last ndarray axis) becomes axis `axes[i]`. No data moves:
-    /// the result is a strided view.
+    /// the result is a strided view. A quantized tensor keeps axis 0 in place
+    /// (its rows are blocks).
     ///
     /// For a 4-D ndarray `x`, `permute(t, axes)` corresponds to
     /// `x.permuted_axes(p)` with `p[3 - axes[i]] = 3 - i`.
     ///
     /// # Errors
-    /// [`Error::InvalidAxes`] unless `axes` is a permutation of 0..4.
+    /// [`Error::InvalidAxes`] unless `axes` is a permutation of 0..4,
+    /// [`Error::Layout`] for a quantized tensor with `axes[0] != 0`,
+    /// [`Error::ViewOutOfBounds`] when `t` is a view whose dense size does not
+    /// fit the memory it views (ggml's view assertion).
     pub fn permute<'a>(&'a self, t: Tensor<'a>, axes: [usize; 4]) -> Result<Tensor<'a>> {
         self.owns(&t, "the permuted tensor")?;
         let mut seen = [false; 4];
@@ -130,47 +294,54 @@ impl Context {
                 return Err(Error::InvalidAxes { axes });
             }
         }
-        self.reserve_view("permute")?;
+        keep_quantized_rows("permute", &t, axes[0] != 0)?;
+        self.reserve_view_of("permute", &t, &t.ne(), 0)?;
         let [a0, a1, a2, a3] = axes.map(|a| a as i32);
-        // SAFETY: a tensor of this context; axes are a permutation of 0..4.
+        // SAFETY: a tensor of this context; axes are a permutation of 0..4;
+        // the view fits (checked); room reserved.
         self.wrap(unsafe { ggml_sys::ggml_permute(self.as_ptr(), t.as_ptr(), a0, a1, a2, a3) })
     }
 
     /// Swaps the two innermost axes (ggml's 0 and 1: the last two ndarray
-    /// axes). No data moves.
+    /// axes). No data moves. Quantized tensors cannot be transposed (their
+    /// rows are blocks): [`Context::cpy`] them to f32 first.
     ///
     /// # Errors
-    /// [`Error::OutOfMemory`].
+    /// [`Error::Layout`] for a quantized tensor, [`Error::ViewOutOfBounds`]
+    /// as [`Context::permute`], [`Error::OutOfMemory`].
     pub fn transpose<'a>(&'a self, t: Tensor<'a>) -> Result<Tensor<'a>> {
         self.owns(&t, "the transposed tensor")?;
-        self.reserve_view("transpose")?;
-        // SAFETY: a tensor of this context.
+        keep_quantized_rows("transpose", &t, true)?;
+        self.reserve_view_of("transpose", &t, &t.ne(), 0)?;
+        // SAFETY: a tensor of this context, not quantized; the view fits.
         self.wrap(unsafe { ggml_sys::ggml_transpose(self.as_ptr(), t.as_ptr()) })
     }
 
     /// A contiguous copy of `t` (computed with the graph).
     ///
     /// # Errors
-    /// [`Error::NotContiguous`] for a quantized tensor whose rows are not dense,
-    /// [`Error::OutOfMemory`].
+    /// [`Error::TooLarge`], [`Error::OutOfMemory`], [`Error::WrongContext`].
     pub fn cont<'a>(&'a self, t: Tensor<'a>) -> Result<Tensor<'a>> {
         self.owns(&t, "an operand")?;
-        if t.ty().is_quantized() && !t.rows_are_dense() {
-            return Err(t.not_contiguous("cont"));
-        }
-        self.reserve_result("cont", t.ty(), &t.ne())?;
+        self.reserve_tensor("cont", t.ty(), &t.ne())?;
         // SAFETY: a tensor of this context; room reserved.
         self.wrap(unsafe { ggml_sys::ggml_cont(self.as_ptr(), t.as_ptr()) })
     }
 
     /// Copies `a` into `b` when the graph is computed, converting the type
-    /// (f32/f16/bf16 between each other, to a quantized `b`, from a quantized
-    /// `a` to f32, f32 ↔ i32, or the same type). Returns `b` as the node to
-    /// compute.
+    /// (on the CPU: f32/f16/bf16 between each other, to a quantized `b`, from
+    /// a quantized `a` to f32, f32 ↔ i32, or the same type). Returns `b` as
+    /// the node to compute.
+    ///
+    /// `b` must not overlap itself (a view whose rows share bytes), nor
+    /// overlap `a` unless it is `a` itself: ggml's threads would write the
+    /// same bytes, or read bytes another one writes. For copies between
+    /// overlapping tensors use [`crate::TensorData::copy_tensor`] (memmove
+    /// semantics).
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] (element counts differ),
-    /// [`Error::UnsupportedTypes`], [`Error::NotContiguous`].
+    /// [`Error::ShapeMismatch`] (element counts differ), [`Error::Overlap`],
+    /// [`Error::ViewOutOfBounds`] as [`Context::permute`].
     pub fn cpy<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Result<Tensor<'a>> {
         self.owns_all(&[&a, &b])?;
         if a.len() != b.len() {
@@ -180,34 +351,29 @@ impl Context {
                 rhs: full_shape(&b.ne()),
             });
         }
-        let (ta, tb) = (a.ty(), b.ty());
-        let supported = ta == tb
-            || (ta.is_float() && tb.is_float())
-            || matches!((ta, tb), (Type::F32, Type::I32) | (Type::I32, Type::F32))
-            || (ta.is_float() && tb.is_quantized() && cpu_can_quantize_to(tb))
-            || (ta.is_quantized() && tb == Type::F32 && ta.can_dequantize());
-        if !supported {
-            return Err(Error::UnsupportedTypes {
+        let (la, lb) = (a.layout(), b.layout());
+        if !lb.is_injective() {
+            return Err(Error::Overlap {
                 op: "cpy",
-                types: vec![ta, tb],
+                dst: b.name(),
+                reason: "has elements that share bytes",
             });
         }
-        if tb.is_quantized() && ta != tb && !b.is_contiguous() {
-            return Err(b.not_contiguous("cpy"));
+        let ((ra, oa), (rb, ob)) = (a.memory_root(), b.memory_root());
+        if ra == rb && !(oa == ob && la == lb) {
+            let (ea, eb) = (oa.saturating_add(a.nbytes()), ob.saturating_add(b.nbytes()));
+            if oa < eb && ob < ea && !la.is_empty() && !lb.is_empty() {
+                return Err(Error::Overlap {
+                    op: "cpy",
+                    dst: b.name(),
+                    reason: "overlaps the source (use TensorData::copy_tensor)",
+                });
+            }
         }
-        if ta.is_quantized() && (!a.rows_are_dense() || (ta != tb && !b.is_contiguous())) {
-            return Err(a.not_contiguous("cpy"));
-        }
-        if ta == tb && ta.is_quantized() && !(a.is_contiguous() && b.is_contiguous()) {
-            return Err(if a.is_contiguous() {
-                b.not_contiguous("cpy")
-            } else {
-                a.not_contiguous("cpy")
-            });
-        }
-        self.reserve_view("cpy")?;
-        // SAFETY: tensors of this context with equal element counts and a type
-        // pair the CPU copy kernels implement.
+        self.reserve_view_of("cpy", &b, &b.ne(), 0)?;
+        // SAFETY: tensors of this context with equal element counts; the view
+        // of `b` fits (ggml's assertion); room reserved. Kernel support is
+        // checked when computed.
         self.wrap(unsafe { ggml_sys::ggml_cpy(self.as_ptr(), a.as_ptr(), b.as_ptr()) })
     }
 }

@@ -2,8 +2,43 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::ops::Contract;
 use crate::tensor::Tensor;
 use crate::types::Type;
+
+/// CPU kernel of `mul_mat` (`ggml_compute_forward_mul_mat`): `src0` of a type
+/// with a dot product, `src1` f32 (converted to the dot product's type) or of
+/// that type itself, dense elements along rows of both, `src0` not transposed.
+fn cpu_mul_mat(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
+    let [a, b] = crate::ops::sources::<2>(node)?;
+    let (ta, tb) = (a.ty(), b.ty());
+    if !(ta.is_float() || ta.is_quantized()) || !crate::ops::cpu_has_vec_dot(ta) {
+        return Err("the CPU has no dot product for the left operand's type");
+    }
+    if !(tb == Type::F32 || (tb == ta && ta.is_float())) {
+        return Err("the right operand must be f32 (or the left's float type)");
+    }
+    if node.ty() != Type::F32 || !node.rows_are_dense() {
+        return Err("the result must be dense f32");
+    }
+    if a.is_transposed() || !a.rows_are_dense() {
+        return Err("the left operand's rows must be dense and not transposed");
+    }
+    if !b.rows_are_dense() {
+        return Err("the right operand's rows must be dense");
+    }
+    if !crate::ops::fits_int(a.ne()[0]) {
+        return Err("the CPU's dot products count in int: at most i32::MAX values a row");
+    }
+    Ok(())
+}
+
+/// `mul_mat`'s contract.
+pub(crate) const MUL_MAT: Contract = Contract {
+    op: ggml_sys::GGML_OP_MUL_MAT,
+    name: "mul_mat",
+    cpu: cpu_mul_mat,
+};
 
 impl Context {
     /// ggml's matrix product: for `a` with `ne = [k, m, ..]` and `b` with
@@ -12,39 +47,38 @@ impl Context {
     /// result are rows of `b`). In ndarray terms, for 2-D `a: [m, k]` and
     /// `b: [n, k]`, the result is `b · aᵀ`, shape `[n, m]`. Batches (the
     /// 3rd and 4th ggml dimensions) of `b` must be multiples of `a`'s and are
-    /// broadcast.
+    /// broadcast. An inner dimension `k` of 0 gives zeros (a new tensor, no
+    /// computation).
     ///
-    /// `a` may be f32, f16, bf16 or quantized; `b` is f32 (or the same float
-    /// type as `a`). Both need dense rows, and `a` must not be transposed.
+    /// On the CPU `a` may be f32, f16, bf16 or quantized and `b` f32 (or the
+    /// same float type as `a`), both with dense rows; others are refused when
+    /// computed ([`Error::UnsupportedNode`]). `a` must not be transposed.
     ///
     /// # Errors
-    /// [`Error::MatMulShape`], [`Error::UnsupportedTypes`],
-    /// [`Error::NotContiguous`], [`Error::OutOfMemory`].
+    /// [`Error::MatMulShape`] (also for a batch dimension of 0 in `a`, which
+    /// ggml divides by), [`Error::NotContiguous`] for a transposed `a`,
+    /// [`Error::TooLarge`], [`Error::OutOfMemory`], [`Error::WrongContext`].
     pub fn mul_mat<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Result<Tensor<'a>> {
         self.owns_all(&[&a, &b])?;
-        let (ta, tb) = (a.ty(), b.ty());
-        let a_ok = (ta.is_float() || ta.is_quantized()) && crate::ops::cpu_has_vec_dot(ta);
-        let b_ok = tb == Type::F32 || (tb == ta && ta.is_float());
-        if !a_ok || !b_ok {
-            return Err(Error::UnsupportedTypes {
-                op: "mul_mat",
-                types: vec![ta, tb],
-            });
-        }
         let (na, nb) = (a.ne(), b.ne());
-        if na[0] != nb[0] || nb[2] % na[2] != 0 || nb[3] % na[3] != 0 {
+        // ggml_can_mul_mat: b's batches modulo a's (so a's must not be 0).
+        if na[0] != nb[0] || na[2] == 0 || na[3] == 0 || nb[2] % na[2] != 0 || nb[3] % na[3] != 0 {
             return Err(Error::MatMulShape { a: na, b: nb });
         }
-        if a.is_transposed() || !a.rows_are_dense() {
+        let ne = [na[1], nb[1], nb[2], nb[3]];
+        if na[0] == 0 {
+            // Sums of nothing: a fresh tensor, which reads as zeros. (ggml
+            // cannot build it: an empty `a` has `nb[1] = 0 < nb[0]` and counts
+            // as transposed.)
+            return self.new_tensor_ne("mul_mat", Type::F32, &ne);
+        }
+        if a.is_transposed() {
             return Err(a.not_contiguous("mul_mat"));
         }
-        if !b.rows_are_dense() {
-            return Err(b.not_contiguous("mul_mat"));
-        }
-        let ne = [na[1], nb[1], nb[2], nb[3]];
-        self.reserve_result("mul_mat", Type::F32, &ne)?;
-        // SAFETY: operands of this context, checked as ggml_can_mul_mat and the
-        // CPU kernel require; room reserved.
+        self.reserve_tensor("mul_mat", Type::F32, &ne)?;
+        // SAFETY: operands of this context, checked as ggml_mul_mat asserts
+        // (ggml_can_mul_mat without a division by zero, a not transposed);
+        // the result's shape checked and its room reserved.
         self.wrap(unsafe { ggml_sys::ggml_mul_mat(self.as_ptr(), a.as_ptr(), b.as_ptr()) })
     }
 }
