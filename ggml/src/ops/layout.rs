@@ -3,7 +3,7 @@
 //!
 //! Every op here but `cont` makes a view: a tensor over the memory of
 //! another. ggml asserts that a view's dense size fits in the memory it views
-//! ([`Context::reserve_view_of`]); the builders also keep quantized rows whole
+//! (`Context::reserve_view_of`); the builders also keep quantized rows whole
 //! blocks, elements aligned, and destinations free of overlaps.
 
 use crate::context::Context;

@@ -4,14 +4,14 @@
 //! - The builder checks everything ggml's builder asserts (shapes, sizes,
 //!   the bounds of the views it makes, room in the context) with the guard
 //!   functions below, then calls ggml. Nothing is computed yet.
-//! - The kernel contract ([`Contract`]) says what a backend's kernels need
+//! - The kernel contract (`Contract`) says what a backend's kernels need
 //!   of a node of that op: type combinations and layouts. ggml's CPU backend
 //!   answers `supports_op` optimistically (its kernels then abort on type
 //!   pairs they lack), so the contract is checked node by node when a graph
-//!   is computed, against the backend computing it ([`check_node`]).
+//!   is computed, against the backend computing it (`check_node`).
 //!
 //! Adding an op is writing its builder and one `Contract`, and listing the
-//! contract in [`CONTRACTS`].
+//! contract in `CONTRACTS`.
 //!
 //! - [`arith`], element-wise `add`, `sub`, `mul`, `div` with broadcasting, `scale`;
 //! - [`matmul`], `mul_mat`;
