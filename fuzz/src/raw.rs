@@ -51,10 +51,21 @@ unsafe fn compute(nodes: &[*mut sys::ggml_tensor], threads: i32) {
         for &n in nodes {
             sys::ggml_build_forward_expand(graph, n);
         }
-        let mut plan = sys::ggml_graph_plan(graph, threads, std::ptr::null_mut());
-        let mut work = vec![0u8; plan.work_size];
-        plan.work_data = work.as_mut_ptr();
-        sys::ggml_graph_compute(graph, &mut plan);
+        #[cfg(ggml_cpu_backend)]
+        {
+            let mut plan = sys::ggml_graph_plan(graph, threads, std::ptr::null_mut());
+            let mut work = vec![0u8; plan.work_size];
+            plan.work_data = work.as_mut_ptr();
+            sys::ggml_graph_compute(graph, &mut plan);
+        }
+        #[cfg(not(ggml_cpu_backend))]
+        {
+            let _ = threads;
+            let backend =
+                sys::ggml_backend_init_by_type(sys::GGML_BACKEND_DEVICE_TYPE_CPU, std::ptr::null());
+            sys::ggml_backend_graph_compute(backend, graph);
+            sys::ggml_backend_free(backend);
+        }
         sys::ggml_free(ctx);
     }
 }

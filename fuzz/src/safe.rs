@@ -24,10 +24,23 @@ pub enum Outcome {
 /// The contexts and tensors a program has made.
 #[derive(Default)]
 pub struct State {
-    /// Every context made.
-    pub contexts: Vec<&'static Context>,
+    /// Every context made (leaked boxes, freed when the state is dropped).
+    contexts: Vec<&'static Context>,
     /// Every tensor made, of any context.
     pub tensors: Vec<Tensor<'static>>,
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        // The tensors borrowing the contexts go first.
+        self.tensors.clear();
+        for ctx in self.contexts.drain(..) {
+            // SAFETY: each context was leaked from a box by `call` and is only
+            // referenced by this state's tensors (cleared above) and by
+            // references that did not outlive the call that made them.
+            drop(unsafe { Box::from_raw(ctx as *const Context as *mut Context) });
+        }
+    }
 }
 
 impl State {

@@ -77,9 +77,21 @@
 //!
 //! # Errors, never aborts
 //!
-//! ggml ends the process when a precondition fails (`GGML_ASSERT`). Every
-//! function here checks those preconditions first and returns an [`Error`]
-//! naming the shapes and types involved.
+//! ggml ends the process when a precondition fails (`GGML_ASSERT`), and its
+//! CPU kernels abort (or worse) on type combinations and layouts they lack.
+//! Every function here checks those preconditions first and returns an
+//! [`Error`] naming the shapes and types involved:
+//!
+//! - sizes are computed with checked arithmetic in one place ([`size`]);
+//! - each op's builder checks what ggml's builder asserts, and each op's
+//!   kernel contract is checked node by node when a graph is computed,
+//!   against the backend computing it ([`Error::UnsupportedNode`]; see
+//!   [`ops`]);
+//! - computing checks that every tensor has memory; contexts' memory is
+//!   zeroed, so nothing the safe API reads is uninitialised;
+//! - quantizing refuses NaN, infinities and (for the 1–3-bit i-quants) values
+//!   beyond ±2³⁰ ([`Error::NonFinite`], [`Error::OutOfRange`]);
+//! - thread counts are clamped to [`MAX_THREADS`].
 //!
 //! # Linking
 //!
