@@ -3,7 +3,7 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::ops::{full_shape, Contract};
+use crate::ops::full_shape;
 use crate::tensor::Tensor;
 use crate::types::Type;
 
@@ -111,36 +111,11 @@ fn cpu_scale(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
     Ok(())
 }
 
-/// `add`'s contract.
-pub(crate) const ADD: Contract = Contract {
-    op: ggml_sys::GGML_OP_ADD,
-    name: "add",
-    cpu: cpu_add,
-};
-/// `sub`'s contract.
-pub(crate) const SUB: Contract = Contract {
-    op: ggml_sys::GGML_OP_SUB,
-    name: "sub",
-    cpu: cpu_binary,
-};
-/// `mul`'s contract.
-pub(crate) const MUL: Contract = Contract {
-    op: ggml_sys::GGML_OP_MUL,
-    name: "mul",
-    cpu: cpu_binary,
-};
-/// `div`'s contract.
-pub(crate) const DIV: Contract = Contract {
-    op: ggml_sys::GGML_OP_DIV,
-    name: "div",
-    cpu: cpu_binary,
-};
-/// `scale`'s contract.
-pub(crate) const SCALE: Contract = Contract {
-    op: ggml_sys::GGML_OP_SCALE,
-    name: "scale",
-    cpu: cpu_scale,
-};
+contract!(ADD: GGML_OP_ADD, "add", cpu_add);
+contract!(SUB: GGML_OP_SUB, "sub", cpu_binary);
+contract!(MUL: GGML_OP_MUL, "mul", cpu_binary);
+contract!(DIV: GGML_OP_DIV, "div", cpu_binary);
+contract!(SCALE: GGML_OP_SCALE, "scale", cpu_scale);
 
 impl Context {
     /// Builds an element-wise op: ggml asserts only that `b` repeats to `a`;

@@ -9,7 +9,7 @@
 use crate::context::Context;
 use crate::error::{Error, LayoutError, Result};
 use crate::layout::Layout;
-use crate::ops::{cpu_can_quantize_to, full_shape, no_kernel, Contract};
+use crate::ops::{cpu_can_quantize_to, full_shape, no_kernel};
 use crate::shape;
 use crate::size;
 use crate::tensor::Tensor;
@@ -79,42 +79,12 @@ fn cpu_copy(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
     Err("no copy kernel between these types (f16/bf16 to i32, integers, f64, quantized to other than f32)")
 }
 
-/// `view`'s contract (nothing to compute).
-pub(crate) const VIEW: Contract = Contract {
-    op: ggml_sys::GGML_OP_VIEW,
-    name: "view",
-    cpu: no_kernel,
-};
-/// `reshape`'s contract (nothing to compute).
-pub(crate) const RESHAPE: Contract = Contract {
-    op: ggml_sys::GGML_OP_RESHAPE,
-    name: "reshape",
-    cpu: no_kernel,
-};
-/// `permute`'s contract (nothing to compute).
-pub(crate) const PERMUTE: Contract = Contract {
-    op: ggml_sys::GGML_OP_PERMUTE,
-    name: "permute",
-    cpu: no_kernel,
-};
-/// `transpose`'s contract (nothing to compute).
-pub(crate) const TRANSPOSE: Contract = Contract {
-    op: ggml_sys::GGML_OP_TRANSPOSE,
-    name: "transpose",
-    cpu: no_kernel,
-};
-/// `cont`'s contract.
-pub(crate) const CONT: Contract = Contract {
-    op: ggml_sys::GGML_OP_CONT,
-    name: "cont",
-    cpu: cpu_copy,
-};
-/// `cpy`'s contract.
-pub(crate) const CPY: Contract = Contract {
-    op: ggml_sys::GGML_OP_CPY,
-    name: "cpy",
-    cpu: cpu_copy,
-};
+contract!(VIEW: GGML_OP_VIEW, "view", no_kernel);
+contract!(RESHAPE: GGML_OP_RESHAPE, "reshape", no_kernel);
+contract!(PERMUTE: GGML_OP_PERMUTE, "permute", no_kernel);
+contract!(TRANSPOSE: GGML_OP_TRANSPOSE, "transpose", no_kernel);
+contract!(CONT: GGML_OP_CONT, "cont", cpu_copy);
+contract!(CPY: GGML_OP_CPY, "cpy", cpu_copy);
 
 /// `Error::Layout` for `t` under `op`.
 fn bad_layout(

@@ -2,7 +2,6 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::ops::Contract;
 use crate::tensor::Tensor;
 use crate::types::Type;
 
@@ -33,12 +32,7 @@ fn cpu_mul_mat(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
     Ok(())
 }
 
-/// `mul_mat`'s contract.
-pub(crate) const MUL_MAT: Contract = Contract {
-    op: ggml_sys::GGML_OP_MUL_MAT,
-    name: "mul_mat",
-    cpu: cpu_mul_mat,
-};
+contract!(MUL_MAT: GGML_OP_MUL_MAT, "mul_mat", cpu_mul_mat);
 
 impl Context {
     /// ggml's matrix product: for `a` with `ne = [k, m, ..]` and `b` with

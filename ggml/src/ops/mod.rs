@@ -17,10 +17,6 @@
 //! - [`matmul`], `mul_mat`;
 //! - [`layout`], `view`, `reshape`, `permute`, `transpose`, `cont`, `cpy`.
 
-pub mod arith;
-pub mod layout;
-pub mod matmul;
-
 use std::sync::OnceLock;
 
 use crate::context::Context;
@@ -42,6 +38,22 @@ pub(crate) struct Contract {
     /// The CPU backend's kernels: type combinations and layouts they implement.
     pub cpu: KernelCheck,
 }
+
+/// Declares an op's contract: `contract!(NAME: GGML_OP_X, "name", cpu_check);`.
+macro_rules! contract {
+    ($name:ident: $op:ident, $label:literal, $cpu:expr) => {
+        #[doc = concat!("`", $label, "`'s kernel contract.")]
+        pub(crate) const $name: crate::ops::Contract = crate::ops::Contract {
+            op: ggml_sys::$op,
+            name: $label,
+            cpu: $cpu,
+        };
+    };
+}
+
+pub mod arith;
+pub mod layout;
+pub mod matmul;
 
 /// Every op the crate builds. Nodes of other ops (made through raw calls)
 /// are refused when computed.
