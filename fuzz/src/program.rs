@@ -400,8 +400,15 @@ pub enum Call {
     MulMat(u8, u8),
     /// `build_graph` of one to three outputs and `compute_with` threads.
     Compute(u8, Vec<u8>, Threads),
+    /// `build_graph` and `compute_with` an abort callback that stops after
+    /// some nodes.
+    ComputeAbort(u8, u8),
     /// `ggml::set_max_threads`.
     SetMaxThreads(Threads),
+    /// `Context::tensor_size` and `Context::graph_size` (pure size queries).
+    Sizes(TypeSel, Shape, u32),
+    /// `Tensor::set_name` then `Context::tensor_by_name`.
+    Name(u8, String),
     /// `TensorData::copy_from_array` (or with an importance matrix).
     CopyFromArray(u8, Fill, ArrayLayout, Option<Fill>),
     /// `TensorData::to_array` / `copy_to_array` as an element type.

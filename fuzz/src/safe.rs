@@ -264,6 +264,36 @@ pub fn call(state: &mut State, call: &Call, options: Options) -> Outcome {
                 graph.compute_with(&mut data, options)
             })())
         }
+        Call::ComputeAbort(t, after) => {
+            let t = tensor!(*t);
+            let ctx = t.context();
+            let mut calls = 0u8;
+            let mut stop = move || {
+                calls = calls.saturating_add(1);
+                calls > *after % 4
+            };
+            outcome((|| {
+                let graph = ctx.build_graph(&[t])?;
+                let mut data = ctx.data()?;
+                graph.compute_with(
+                    &mut data,
+                    Compute::new().threads(2).abort_callback(&mut stop),
+                )
+            })())
+        }
+        Call::Sizes(ty, shape, nodes) => {
+            let size = Context::tensor_size(ty.get(no_slow), &shape.dims());
+            let graph = Context::graph_size(*nodes as usize);
+            std::hint::black_box(graph);
+            outcome(size)
+        }
+        Call::Name(t, name) => {
+            let t = tensor!(*t);
+            let named = t.set_name(name);
+            let found = t.context().tensor_by_name(&named.name());
+            std::hint::black_box(found.map(|f| f.shape()));
+            Outcome::Ok
+        }
         Call::SetMaxThreads(threads) => {
             ggml::set_max_threads(threads.value().unwrap_or(0));
             Outcome::Ok
