@@ -319,6 +319,20 @@ fn errors_not_panics() -> Result<()> {
     Ok(())
 }
 
+// Found by the fuzzer (seeds 1004713, 1006121): a reshape to a shape with a
+// dimension of 0 after a non-empty one passed the element-count check
+// (ggml's running count skips dimensions of 0) and ggml aborted.
+#[test]
+fn reshape_to_an_empty_shape_is_a_mismatch() -> Result<()> {
+    let ctx = Context::new(1 << 20)?;
+    let t = ctx.tensor_from_array(&Array2::from_elem((8, 32), 1.0f32))?;
+    assert_err!(ctx.reshape(t, &[0, 256]), Error::ShapeMismatch { .. });
+    assert_err!(ctx.reshape(t, &[256, 0, 1]), Error::ShapeMismatch { .. });
+    let e = ctx.new_tensor(Type::F32, &[0, 32])?;
+    assert_eq!(ctx.reshape(e, &[32, 0])?.ne(), [0, 32, 1, 1]);
+    Ok(())
+}
+
 // 10. Empty tensors are ordinary.
 #[test]
 fn empty_tensors_are_ordinary() -> Result<()> {

@@ -65,13 +65,13 @@ pub(crate) fn check_shape(what: &'static str, ty: Type, ne: &Ne) -> Result<usize
         });
     }
     // ggml_new_tensor_impl: `GGML_ASSERT(INT64_MAX / ne[i] > current_nelements)`.
-    let mut count = ne[0];
+    let mut running = ne[0];
     for &d in &ne[1..] {
         if d > 1 {
-            if i64::MAX / d <= count {
+            if i64::MAX / d <= running {
                 return Err(too_large(what, ty, ne, "more than i64::MAX elements"));
             }
-            count *= d;
+            running *= d;
         }
     }
     let rows_bound = ne
@@ -94,7 +94,9 @@ pub(crate) fn check_shape(what: &'static str, ty: Type, ne: &Ne) -> Result<usize
     if bytes_bound.is_none_or(|b| b > MAX_BYTES) {
         return Err(too_large(what, ty, ne, "more than isize::MAX bytes"));
     }
-    Ok(count as usize)
+    // ggml's running count above skips dimensions of 0 and 1; the element
+    // count is the whole product (bounded by `rows_bound`, so it fits).
+    Ok(ne.iter().product::<i64>() as usize)
 }
 
 /// Bytes of a dense tensor of `ty` and `ne` (`ggml_row_size(ne[0]) * ne[1] *
@@ -209,6 +211,9 @@ mod tests {
     fn element_counts_follow_ggml_and_bound_rows() {
         assert_eq!(check_shape("t", Type::F32, &ne([4, 3, 2, 1])).unwrap(), 24);
         assert_eq!(check_shape("t", Type::F32, &ne([0, 3, 2, 1])).unwrap(), 0);
+        // A dimension of 0 after others (found by the fuzzer: ggml's running
+        // count skips it, the element count does not).
+        assert_eq!(check_shape("t", Type::F32, &ne([256, 0, 1, 1])).unwrap(), 0);
         // 2^62 + 4 f32 elements: 2^64 + 16 bytes, wraps in size_t.
         let err = check_shape("t", Type::F32, &ne([(1 << 62) + 4, 1, 1, 1])).unwrap_err();
         assert!(matches!(err, Error::TooLarge { .. }), "{err}");
