@@ -37,6 +37,11 @@ impl<'ctx> Tensor<'ctx> {
         Ok(tensor)
     }
 
+    /// Wraps a tensor of `ctx` that this crate made (so its type is known).
+    pub(crate) fn from_made(ctx: &'ctx Context, raw: NonNull<ggml_sys::ggml_tensor>) -> Self {
+        Tensor { raw, ctx }
+    }
+
     /// The raw tensor, for calls into `ggml-sys`. It stays owned by the context.
     pub fn as_ptr(&self) -> *mut ggml_sys::ggml_tensor {
         self.raw.as_ptr()

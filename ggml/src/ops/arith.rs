@@ -46,6 +46,15 @@ fn cpu_binary_types(a: Type, b: Type, dst: Type) -> bool {
 /// type triple it has.
 fn cpu_binary(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
     let [a, b] = crate::ops::sources::<2>(node)?;
+    cpu_binary_of(node, a, b)
+}
+
+/// [`cpu_binary`] with the sources fetched.
+fn cpu_binary_of(
+    node: &Tensor<'_>,
+    a: Tensor<'_>,
+    b: Tensor<'_>,
+) -> std::result::Result<(), &'static str> {
     if !cpu_binary_types(a.ty(), b.ty(), node.ty()) {
         return Err("no element-wise kernel for these types (f32, f16 and bf16 with a matching or f32 right side)");
     }
@@ -65,7 +74,7 @@ fn cpu_add(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
     let [a, b] = crate::ops::sources::<2>(node)?;
     let ta = a.ty();
     if !ta.is_quantized() {
-        return cpu_binary(node);
+        return cpu_binary_of(node, a, b);
     }
     if b.ty() != Type::F32 || node.ty() != ta {
         return Err(
