@@ -206,10 +206,12 @@ unsafe fn read_f32(t: &Tensor<'_>) -> Result<Vec<f32>> {
         match ty {
             Type::F32 => out.copy_from_slice(&standard(unsafe { raw_view::<f32>(t, MAX_DIMS)? })),
             Type::F16 => convert::f16_to_f32(
+                // SAFETY: not written meanwhile (the caller's contract).
                 &standard(unsafe { raw_view::<f16>(t, MAX_DIMS)? }),
                 &mut out,
             ),
             Type::BF16 => convert::bf16_to_f32(
+                // SAFETY: not written meanwhile (the caller's contract).
                 &standard(unsafe { raw_view::<bf16>(t, MAX_DIMS)? }),
                 &mut out,
             ),
@@ -265,11 +267,13 @@ unsafe fn write_f32(t: &Tensor<'_>, src: &[f32], imatrix: Option<&[f32]>) -> Res
         Type::F16 => {
             let mut h = vec![f16::ZERO; src.len()];
             convert::f32_to_f16(src, &mut h);
+            // SAFETY: exclusive access (the caller's contract).
             unsafe { raw_view_mut::<f16>(t, MAX_DIMS)? }.assign(&as_array(&shape, h));
         }
         Type::BF16 => {
             let mut h = vec![bf16::ZERO; src.len()];
             convert::f32_to_bf16(src, &mut h);
+            // SAFETY: exclusive access (the caller's contract).
             unsafe { raw_view_mut::<bf16>(t, MAX_DIMS)? }.assign(&as_array(&shape, h));
         }
         _ => return Err(t.not_contiguous("writing")),
@@ -305,6 +309,7 @@ fn array_to_f32<E: Element, S: Data<Elem = E>, D: Dimension>(
             &mut out,
         ),
         Type::BF16 => convert::bf16_to_f32(
+            // SAFETY: E is bf16 per its sealed TYPE.
             unsafe { std::slice::from_raw_parts(slice.as_ptr().cast(), slice.len()) },
             &mut out,
         ),
@@ -331,11 +336,13 @@ fn f32_to_elements<E: Element>(mut src: Vec<f32>) -> Vec<E> {
         Type::F16 => convert::f32_to_f16(&src, unsafe {
             std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len())
         }),
+        // SAFETY: E is bf16 per its sealed TYPE.
         Type::BF16 => convert::f32_to_bf16(&src, unsafe {
             std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len())
         }),
         Type::F64 => {
             let o: &mut [f64] =
+                // SAFETY: E is f64 per its sealed TYPE.
                 unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len()) };
             o.iter_mut().zip(&src).for_each(|(o, &v)| *o = f64::from(v));
         }
@@ -578,6 +585,7 @@ impl<'ctx> TensorData<'ctx> {
                     let dst: &mut [f32] = unsafe {
                         std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast(), dst.len())
                     };
+                    // SAFETY: the shared token borrow keeps writers away.
                     return convert::to_f32(t.ty(), unsafe { raw_bytes(&t) }, dst);
                 }
             }

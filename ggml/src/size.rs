@@ -181,6 +181,7 @@ pub(crate) fn graph_bytes(nodes: usize) -> Option<usize> {
     // arithmetic (hash table of 2 * nodes entries, 8 bytes each) fits in a
     // 64-bit size_t.
     #[cfg(target_pointer_width = "64")]
+    // SAFETY: as said above.
     return Some(unsafe { ggml_sys::ggml_graph_overhead_custom(nodes, false) });
     #[cfg(not(target_pointer_width = "64"))]
     {
