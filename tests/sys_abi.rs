@@ -3,6 +3,12 @@
 //! bindgen's layout tests (size, alignment and field offsets of every struct)
 //! are compile-time `const` assertions in the generated bindings: they run, and
 //! would fail the build, whenever `ggml-sys` compiles.
+//!
+//! Where the libraries are shared (the pkg-config modes, the `dynamic`
+//! feature), a library that reports another ggml version is put in front of
+//! the real one with `LD_PRELOAD` (a shim defining `ggml_version()`, compiled
+//! here with `cc`), and the guard must refuse it. A static build has no library
+//! to swap: the version the bindings expect is checked against the one linked.
 
 use ggml_sys::abi::{self, ExpectedAbi, LinkedAbi};
 
@@ -20,10 +26,75 @@ fn measured_values_match_the_headers() {
     assert_eq!(linked.tensor_size, expected.tensor_size);
     assert_eq!(linked.max_dims, Some(ggml_sys::GGML_MAX_DIMS));
     assert!(linked.knows_last_type);
-    if let Some(version) = &expected.ggml_version {
-        assert_eq!(*version, linked.ggml_version);
-    }
+    // Every link mode knows which ggml the bindings were made for: the guard
+    // compares versions, not only layouts.
+    let version = expected
+        .ggml_version
+        .as_deref()
+        .expect("the build found the ggml version of the headers (build_info::GGML_VERSION)");
+    assert_eq!(version, linked.ggml_version);
     assert!(!linked.ggml_commit.is_empty());
+}
+
+/// In a child process started by [`another_ggml_version_is_refused`] (with the
+/// shim preloaded): prints what the guard says.
+#[test]
+fn abi_guard_child() {
+    if std::env::var_os("GGML_SYS_ABI_CHILD").is_none() {
+        return;
+    }
+    match abi::check() {
+        Ok(()) => println!("GUARD: accepted"),
+        Err(err) => println!("GUARD: refused: {err}"),
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn another_ggml_version_is_refused() {
+    let expected = ExpectedAbi::of_bindings();
+    let version = expected.ggml_version.clone().expect("GGML_VERSION is known");
+    if !ggml_sys::build_info::SHARED {
+        // Static: the library is inside this binary and cannot be another one.
+        // The guard still compares what it measures with what it expects.
+        let mut linked = LinkedAbi::measure(&expected);
+        assert!(abi::compare(&expected, &linked).is_ok());
+        linked.ggml_version = "0.0.1-other".into();
+        assert!(abi::compare(&expected, &linked).is_err());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("other_version.c");
+    let shim = dir.path().join("libother_version.so");
+    std::fs::write(
+        &source,
+        "const char * ggml_version(void) { return \"0.0.1-other\"; }\n",
+    )
+    .unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = std::process::Command::new(&cc)
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&shim)
+        .arg(&source)
+        .status()
+        .unwrap_or_else(|e| panic!("this test compiles a shim library with `{cc}`: {e}"));
+    assert!(status.success(), "{cc} failed to build the shim");
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "abi_guard_child", "--nocapture", "--test-threads=1"])
+        .env("GGML_SYS_ABI_CHILD", "1")
+        .env("LD_PRELOAD", &shim)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("GUARD: "))
+        .unwrap_or_else(|| panic!("the child printed no verdict: {stdout}"));
+    assert!(
+        line.contains("refused")
+            && line.contains(&format!("ggml version: bindings {version}, library 0.0.1-other")),
+        "{line}"
+    );
 }
 
 fn consistent() -> (ExpectedAbi, LinkedAbi) {

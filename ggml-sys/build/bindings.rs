@@ -4,17 +4,27 @@ use crate::env::Config;
 use crate::fail::fail;
 use crate::library::Library;
 
-/// Generates `$OUT_DIR/bindings.rs`.
-pub fn generate(config: &Config, library: &Library) {
+/// The headers of the optional backends: (feature on?, header, output file).
+/// Each gets its own bindings file, included as a feature-gated module
+/// (`ggml_sys::cuda`, ...) so that the documentation can badge it.
+fn backends(config: &Config) -> [(bool, &'static str, &'static str); 4] {
+    let f = config.features;
+    [
+        (f.cuda, "GGML_SYS_CUDA", "cuda"),
+        (f.metal, "GGML_SYS_METAL", "metal"),
+        (f.vulkan, "GGML_SYS_VULKAN", "vulkan"),
+        (f.rpc, "GGML_SYS_RPC", "rpc"),
+    ]
+}
+
+/// The options every bindgen run shares.
+fn base_builder(config: &Config, library: &Library) -> bindgen::Builder {
     let mut builder = bindgen::Builder::default()
         .header(config.manifest_dir.join("wrapper.h").display().to_string())
         .rust_target(bindgen::RustTarget::stable(82, 0).unwrap_or_default())
         // Keep the headers' comments as doc comments, not only `///`-style ones.
         .clang_arg("-fparse-all-comments")
         .generate_comments(true)
-        .allowlist_function("(ggml|gguf|llama)_.*")
-        .allowlist_type("(ggml|gguf|llama)_.*")
-        .allowlist_var("(GGML|GGUF|LLAMA)_.*")
         // A C enum as a Rust `enum` would make an unknown value undefined
         // behaviour: keep them as integer constants; the safe crate converts.
         .default_enum_style(bindgen::EnumVariation::Consts)
@@ -26,33 +36,57 @@ pub fn generate(config: &Config, library: &Library) {
     for dir in &library.include_dirs {
         builder = builder.clang_arg(format!("-I{}", dir.display()));
     }
-    let f = config.features;
-    for (define, on) in [
-        ("GGML_SYS_CPU_BACKEND", library.cpu_backend_linked),
-        ("GGML_SYS_CUDA", f.cuda),
-        ("GGML_SYS_METAL", f.metal),
-        ("GGML_SYS_VULKAN", f.vulkan),
-        ("GGML_SYS_RPC", f.rpc),
-    ] {
-        if on {
-            builder = builder.clang_arg(format!("-D{define}"));
-        }
+    if library.cpu_backend_linked {
+        builder = builder.clang_arg("-DGGML_SYS_CPU_BACKEND");
     }
+    builder
+}
 
-    let out = config.out_dir.join("bindings.rs");
+/// Generates `$OUT_DIR/bindings.rs` (ggml, ggml-alloc, ggml-backend, ggml-cpu,
+/// ggml-opt, gguf, llama) and one `bindings_<backend>.rs` per backend feature.
+pub fn generate(config: &Config, library: &Library) {
+    let core = base_builder(config, library)
+        .allowlist_function("(ggml|gguf|llama)_.*")
+        .allowlist_type("(ggml|gguf|llama)_.*")
+        .allowlist_var("(GGML|GGUF|LLAMA)_.*");
+    write(config, library, core, "bindings.rs");
+    for (on, define, name) in backends(config) {
+        if !on {
+            continue;
+        }
+        // Only the backend header's own items; the types it uses (ggml_backend_t,
+        // ...) come from the core bindings through `use super::*`.
+        let builder = base_builder(config, library)
+            .clang_arg(format!("-D{define}"))
+            .allowlist_file(format!(".*[/\\\\]ggml-{name}\\.h"))
+            .allowlist_recursively(false);
+        write(config, library, builder, &format!("bindings_{name}.rs"));
+    }
+}
+
+fn write(config: &Config, library: &Library, builder: bindgen::Builder, file: &str) {
+    let out = config.out_dir.join(file);
     match run_bindgen(builder) {
-        Ok(bindings) => bindings.write_to_file(&out).expect("write bindings.rs"),
+        Ok(bindings) => bindings.write_to_file(&out).expect("write the bindings"),
         Err(Failure::NoLibclang(reason)) => fail(
             &format!("libclang was not found; bindgen loads it to read the C headers ({reason})"),
-            "Install it with:  scripts/setup   (or: sudo apt-get install libclang-dev)\n\
-             or point to it:   LIBCLANG_PATH=/usr/lib/llvm-14/lib cargo build",
+            config.advice(
+                "Install it with:  scripts/setup   (or: sudo apt-get install libclang-dev)\n\
+                 or point to it:   LIBCLANG_PATH=/usr/lib/llvm-14/lib cargo build",
+                "Install it with:  sudo apt-get install libclang-dev   (Fedora: sudo dnf install clang-devel)\n\
+                 or point to it:   LIBCLANG_PATH=/usr/lib/llvm-14/lib cargo build",
+            ),
         ),
         Err(Failure::Clang(reason)) if is_missing_builtin_header(&reason) => fail(
             &format!(
                 "libclang was found but not its built-in C headers (stddef.h, stdbool.h): {reason}"
             ),
-            "Install the complete libclang with:  scripts/setup   (or: sudo apt-get install libclang-dev)\n\
-             or point to a complete LLVM:        LIBCLANG_PATH=/usr/lib/llvm-14/lib cargo build",
+            config.advice(
+                "Install the complete libclang with:  scripts/setup   (or: sudo apt-get install libclang-dev)\n\
+                 or point to a complete LLVM:        LIBCLANG_PATH=/usr/lib/llvm-14/lib cargo build",
+                "Install the complete libclang with:  sudo apt-get install libclang-dev\n\
+                 or point to a complete LLVM:        LIBCLANG_PATH=/usr/lib/llvm-14/lib cargo build",
+            ),
         ),
         Err(Failure::Clang(reason)) => fail(
             &format!(

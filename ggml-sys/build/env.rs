@@ -77,6 +77,9 @@ pub struct Config {
     pub target: String,
     pub target_os: String,
     pub target_env: String,
+    /// Building inside the ggml-rs repository, where `scripts/` exists; a
+    /// crates.io user has only the package, and messages must not name them.
+    pub in_repository: bool,
 }
 
 impl Config {
@@ -104,6 +107,8 @@ impl Config {
         for passive in ["PKG_CONFIG_PATH", "LIBCLANG_PATH", "CUDA_PATH", "CMAKE"] {
             var(passive);
         }
+        let manifest_dir = PathBuf::from(cargo_var("CARGO_MANIFEST_DIR"));
+        let in_repository = manifest_dir.join("../scripts/fetch-llama-cpp").is_file();
         Config {
             features,
             use_system,
@@ -111,11 +116,22 @@ impl Config {
             native,
             extra_cmake_args,
             docs_rs,
-            manifest_dir: PathBuf::from(cargo_var("CARGO_MANIFEST_DIR")),
+            manifest_dir,
             out_dir: PathBuf::from(cargo_var("OUT_DIR")),
             target,
             target_os: cargo_var("CARGO_CFG_TARGET_OS"),
             target_env: std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default(),
+            in_repository,
+        }
+    }
+
+    /// The fix to print: `repository` inside the ggml-rs repository (it may name
+    /// `scripts/...`), `package` for a user of the published crate.
+    pub fn advice<'a>(&self, repository: &'a str, package: &'a str) -> &'a str {
+        if self.in_repository {
+            repository
+        } else {
+            package
         }
     }
 

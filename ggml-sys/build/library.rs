@@ -60,6 +60,15 @@ impl Library {
                 println!("cargo:root={}", root.display());
             }
         }
+        // The directory a binary needs on its run-time search path: shared
+        // libraries, on targets whose linkers take `-rpath`. Links metadata
+        // reaches direct dependents only; the `ggml` crate passes it on as
+        // `DEP_GGML_RPATH`.
+        if let (true, Some(lib_dir)) = (self.shared, &self.lib_dir) {
+            if config.target_os != "windows" {
+                println!("cargo:rpath={}", lib_dir.display());
+            }
+        }
         println!("cargo:link_mode={}", self.mode.as_str());
         println!("cargo:shared={}", u8::from(self.shared));
         let cpu = if self.cpu_backend_linked {

@@ -33,9 +33,14 @@ pub fn locate(config: &Config) -> PathBuf {
         };
         fail(
             &what,
-            "Get the pinned source with:        scripts/fetch-llama-cpp\n\
-             or use your own checkout:          LLAMA_CPP_DIR=/path/to/llama.cpp cargo build\n\
-             or link an installed libllama:     GGML_SYS_USE_PKG_CONFIG=1 cargo build",
+            config.advice(
+                "Get the pinned source with:        scripts/fetch-llama-cpp\n\
+                 or use your own checkout:          LLAMA_CPP_DIR=/path/to/llama.cpp cargo build\n\
+                 or link an installed libllama:     GGML_SYS_USE_PKG_CONFIG=1 cargo build",
+                "Unset LLAMA_CPP_DIR to build the llama.cpp shipped in this package,\n\
+                 or point it at a complete checkout:  LLAMA_CPP_DIR=/path/to/llama.cpp cargo build\n\
+                 or link an installed libllama:       GGML_SYS_USE_PKG_CONFIG=1 PKG_CONFIG_PATH=/prefix/lib/pkgconfig cargo build",
+            ),
         );
     }
     let dir = dir.canonicalize().unwrap_or(dir);
@@ -73,7 +78,8 @@ pub fn headers_only(config: &Config) -> Library {
 /// Builds the ggml and llama libraries with CMake and emits the link lines.
 pub fn build(config: &Config) -> Library {
     let dir = locate(config);
-    check_cmake();
+    check_cmake(config);
+    check_build_tools(config);
     let cuda = if config.features.cuda {
         Some(find_cuda())
     } else {
@@ -137,7 +143,7 @@ pub fn build(config: &Config) -> Library {
         };
         defines.push(("CMAKE_INSTALL_RPATH", origin));
     }
-    for (key, value) in defines {
+    for (key, value) in &defines {
         cmake.define(key, value);
     }
     if let Some(cuda) = &cuda {
@@ -146,9 +152,12 @@ pub fn build(config: &Config) -> Library {
     for arg in &config.extra_cmake_args {
         cmake.configure_arg(arg);
     }
+    let build_dir = shared_build_dir(config, &dir, &defines, cuda.as_ref());
+    cmake.out_dir(&build_dir);
     println!(
-        "ggml-sys: building llama.cpp from {} ({}, {})",
+        "ggml-sys: building llama.cpp from {} into {} ({}, {})",
         dir.display(),
+        build_dir.display(),
         if f.dynamic { "shared" } else { "static" },
         if config.native {
             "native CPU"
@@ -196,19 +205,124 @@ fn cmake_version(file: &Path, prefix: &str) -> Option<String> {
     ))
 }
 
-fn check_cmake() {
+fn check_cmake(config: &Config) {
     let cmake = std::env::var("CMAKE").unwrap_or_else(|_| "cmake".to_owned());
-    let works = Command::new(&cmake)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !works {
+    if !runs(&cmake) {
         fail(
             &format!("`{cmake}` was not found; it is needed to build llama.cpp from source"),
-            "Install it with:              scripts/setup   (or: sudo apt-get install cmake)\n\
-             or point to one:              CMAKE=/path/to/cmake cargo build\n\
-             or link an installed libllama: GGML_SYS_USE_PKG_CONFIG=1 cargo build",
+            &format!(
+                "{}\n\
+                 or point to one:               CMAKE=/path/to/cmake cargo build\n\
+                 or link an installed libllama: GGML_SYS_USE_PKG_CONFIG=1 cargo build",
+                config.advice(
+                    "Install it with:               scripts/setup   (or: sudo apt-get install cmake make g++)",
+                    "Install it with:               sudo apt-get install cmake make g++   (Fedora: sudo dnf install cmake make gcc-c++; macOS: brew install cmake)",
+                )
+            ),
         );
+    }
+}
+
+/// Whether `program --version` runs and succeeds.
+fn runs(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The build program of CMake's generator (`make` for the default "Unix
+/// Makefiles", `ninja` for Ninja) and, for native builds, a C++ compiler:
+/// without them CMake stops with a message that does not say what to install.
+fn check_build_tools(config: &Config) {
+    let install = |package: &str| {
+        if config.in_repository {
+            format!("Install it with:  scripts/setup   (or: sudo apt-get install {package})")
+        } else {
+            format!("Install it with:  sudo apt-get install {package}")
+        }
+    };
+    let generator = crate::env::var("CMAKE_GENERATOR").unwrap_or_default();
+    if generator.contains("Ninja") {
+        if !runs("ninja") && !runs("ninja-build") {
+            fail(
+                &format!("CMAKE_GENERATOR={generator}, but `ninja` was not found"),
+                &format!(
+                    "{}\nor unset CMAKE_GENERATOR to use make",
+                    install("ninja-build")
+                ),
+            );
+        }
+    } else if generator.is_empty() && !cfg!(windows) && !runs("make") && !runs("gmake") {
+        fail(
+            "`make` was not found; CMake's default generator (Unix Makefiles) needs it to build llama.cpp",
+            &format!(
+                "{}\nor use Ninja:     CMAKE_GENERATOR=Ninja cargo build   (with ninja installed)",
+                install("make")
+            ),
+        );
+    }
+    let cross = std::env::var("HOST").ok().as_deref() != Some(config.target.as_str());
+    if !cross && !cfg!(windows) {
+        let cxx = crate::env::var("CXX").unwrap_or_else(|| "c++".to_owned());
+        if !runs(&cxx) {
+            fail(
+                &format!("the C++ compiler `{cxx}` was not found; llama.cpp is C and C++"),
+                &format!(
+                    "{}\nor point to one:  CXX=/path/to/clang++ cargo build",
+                    install("g++")
+                ),
+            );
+        }
+    }
+}
+
+/// Where CMake builds and installs: one directory per configuration, shared
+/// by every build of this crate in the target directory.
+///
+/// Cargo gives each build-script run its own `OUT_DIR`, hashed from, among
+/// other things, the features of the build script's own dependencies (bindgen,
+/// syn, ...), which differ between, say, `cargo build -p ggml-sys-2` and an
+/// example of a workspace that also has proc-macros. Building in `OUT_DIR`
+/// would compile llama.cpp once per such variant; keyed by what reaches CMake,
+/// a second variant only re-runs CMake's configure step and finds everything
+/// up to date. Cargo holds the target directory's lock while it builds, so two
+/// builds never share a directory at once.
+fn shared_build_dir(
+    config: &Config,
+    source: &Path,
+    defines: &[(&str, &str)],
+    cuda: Option<&Cuda>,
+) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    source.hash(&mut h);
+    std::fs::read_to_string(source.join(".ggml-sys-source"))
+        .unwrap_or_default()
+        .hash(&mut h);
+    defines.hash(&mut h);
+    config.extra_cmake_args.hash(&mut h);
+    config.target.hash(&mut h);
+    cuda.map(|c| &c.nvcc).hash(&mut h);
+    // What the cmake and cc crates turn into compiler flags.
+    for var in [
+        "OPT_LEVEL",
+        "DEBUG",
+        "PROFILE",
+        "CC",
+        "CXX",
+        "CFLAGS",
+        "CXXFLAGS",
+        "CMAKE_GENERATOR",
+        "CMAKE_TOOLCHAIN_FILE",
+    ] {
+        std::env::var(var).ok().hash(&mut h);
+    }
+    let key = format!("ggml-sys-llama-cpp-{:016x}", h.finish());
+    // OUT_DIR is <target>/<profile>/build/<package>-<hash>/out.
+    match config.out_dir.parent().and_then(Path::parent) {
+        Some(build) if build.file_name().is_some_and(|n| n == "build") => build.join(key),
+        _ => config.out_dir.join("cmake"),
     }
 }
 

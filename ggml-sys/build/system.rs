@@ -18,7 +18,7 @@ pub fn probe(config: &Config) -> Library {
         .probe("llama")
     {
         Ok(lib) => lib,
-        Err(err) => probe_failed(&err),
+        Err(err) => probe_failed(config, &err),
     };
     let Some(lib_dir) = llama.link_paths.first().cloned() else {
         fail(
@@ -69,7 +69,11 @@ pub fn probe(config: &Config) -> Library {
     if cpu_backend_linked {
         names.push("ggml-cpu".to_owned());
     }
+    names.extend(backend_libraries(config, &lib_dir));
     names.push("ggml-base".to_owned());
+    // Adding or replacing a library of the install (a backend built later, an
+    // upgrade) reruns this script: cargo scans the directory's files.
+    println!("cargo:rerun-if-changed={}", lib_dir.display());
 
     // Cargo puts link-search directories inside the target directory on the
     // loader path of `cargo run` / `cargo test`, so point it at links there.
@@ -82,11 +86,18 @@ pub fn probe(config: &Config) -> Library {
         lib_dir.display()
     );
 
+    let ggml_version = ggml_version_of_install(&lib_dir);
+    if ggml_version.is_none() {
+        println!(
+            "cargo:warning=ggml-sys: could not tell the ggml version of the install in {} (no cmake/ggml/ggml-config-version.cmake, no versioned libggml-base); the ABI guard compares layouts only",
+            lib_dir.display()
+        );
+    }
     Library {
         mode: LinkMode::System,
         export_include: include_dirs.first().cloned(),
         include_dirs,
-        ggml_version: ggml_version_of_install(&lib_dir),
+        ggml_version,
         llama_version: Some(llama.version.clone()),
         lib_dir: Some(lib_dir),
         shared: true,
@@ -94,7 +105,7 @@ pub fn probe(config: &Config) -> Library {
     }
 }
 
-fn probe_failed(err: &pkg_config::Error) -> ! {
+fn probe_failed(config: &Config, err: &pkg_config::Error) -> ! {
     let searched =
         std::env::var("PKG_CONFIG_PATH").unwrap_or_else(|_| "(PKG_CONFIG_PATH is not set)".into());
     let default_dirs = std::process::Command::new("pkg-config")
@@ -113,17 +124,24 @@ fn probe_failed(err: &pkg_config::Error) -> ! {
         .take(8)
         .collect::<Vec<_>>()
         .join("\n    ");
+    let build_one = if config.in_repository {
+        "or build and install one from the pinned source:\n\
+         \x20   scripts/build-system-llama /path/to/prefix\n"
+    } else {
+        "or build and install one from a llama.cpp checkout (cmake -DBUILD_SHARED_LIBS=ON ... && cmake --install),\n"
+    };
     fail(
         &format!(
             "system link mode (GGML_SYS_USE_PKG_CONFIG=1 or the `system` feature), but pkg-config could not find `llama` >= {MIN_LLAMA_VERSION}\n\
              \n  searched PKG_CONFIG_PATH: {searched}\n  and pkg-config's default directories: {default_dirs}\n\
              \n  pkg-config said:\n    {first_lines}"
         ),
-        "Point pkg-config at the install's lib/pkgconfig directory:\n\
-         \x20   PKG_CONFIG_PATH=/path/to/prefix/lib/pkgconfig cargo build\n\
-         or build and install one from the pinned source:\n\
-         \x20   scripts/build-system-llama /path/to/prefix\n\
-         or build from source instead: unset GGML_SYS_USE_PKG_CONFIG (and drop the `system` feature)",
+        &format!(
+            "Point pkg-config at the install's lib/pkgconfig directory:\n\
+             \x20   PKG_CONFIG_PATH=/path/to/prefix/lib/pkgconfig cargo build\n\
+             {build_one}\
+             or build from source instead: unset GGML_SYS_USE_PKG_CONFIG (and drop the `system` feature)"
+        ),
     );
 }
 
@@ -161,12 +179,86 @@ fn symlink(original: &Path, link: &Path) {
     std::fs::copy(original, link).expect("copy a system library");
 }
 
-/// ggml's version from the CMake package files the install carries.
+/// The shared libraries of the backends whose features are on. An install
+/// built without a backend, or with it as a run-time module only
+/// (`GGML_BACKEND_DL`), stops the build: its functions (`ggml_backend_rpc_init`,
+/// ...) cannot be linked.
+fn backend_libraries(config: &Config, lib_dir: &Path) -> Vec<String> {
+    let f = config.features;
+    let mut names = Vec::new();
+    for (feature, on, library, cmake_option) in [
+        ("cuda", f.cuda, "ggml-cuda", "GGML_CUDA"),
+        ("metal", f.metal, "ggml-metal", "GGML_METAL"),
+        ("vulkan", f.vulkan, "ggml-vulkan", "GGML_VULKAN"),
+        ("rpc", f.rpc, "ggml-rpc", "GGML_RPC"),
+    ] {
+        if !on {
+            continue;
+        }
+        if has_shared_library(lib_dir, library) {
+            names.push(library.to_owned());
+            continue;
+        }
+        let module = ["ggml", "../ggml"]
+            .iter()
+            .map(|d| lib_dir.join(d).join(format!("lib{library}.so")))
+            .find(|p| p.is_file());
+        let why = match module {
+            Some(module) => format!(
+                "it has the backend only as a run-time module ({}, a GGML_BACKEND_DL install), which cannot be linked",
+                module.display()
+            ),
+            None => format!("it was built without {cmake_option}=ON"),
+        };
+        fail(
+            &format!(
+                "the `{feature}` feature is on, but the install in {} has no lib{library} to link: {why}",
+                lib_dir.display()
+            ),
+            &format!(
+                "Install a llama.cpp built with -D{cmake_option}=ON (and without GGML_BACKEND_DL),{}\n\
+                 or build without the `{feature}` feature (its backend can still be loaded at run time\n\
+                 through ggml's backend registry when the install has the module).",
+                if config.in_repository {
+                    format!(
+                        "\n  e.g. GGML_SYS_CMAKE_ARGS=-D{cmake_option}=ON scripts/build-system-llama /path/to/prefix"
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
+    names
+}
+
+/// ggml's version of the install: its CMake package version file
+/// (`lib/cmake/ggml/ggml-config-version.cmake`, what `cmake --install` writes),
+/// else the version in the file name of `libggml-base.so.X.Y.Z` /
+/// `libggml-base.X.Y.Z.dylib`.
 fn ggml_version_of_install(lib_dir: &Path) -> Option<String> {
-    let file: PathBuf = lib_dir.join("cmake/ggml/ggml-version.cmake");
-    let text = std::fs::read_to_string(file).ok()?;
-    text.lines().find_map(|line| {
-        let rest = line.trim().strip_prefix("set(PACKAGE_VERSION \"")?;
-        Some(rest.split('"').next()?.to_owned())
+    let from_cmake = ["ggml-config-version.cmake", "ggml-version.cmake"]
+        .iter()
+        .map(|f| lib_dir.join("cmake/ggml").join(f))
+        .find_map(|file: PathBuf| {
+            let text = std::fs::read_to_string(file).ok()?;
+            text.lines().find_map(|line| {
+                let rest = line.trim().strip_prefix("set(PACKAGE_VERSION \"")?;
+                Some(rest.split('"').next()?.to_owned())
+            })
+        });
+    from_cmake.or_else(|| {
+        std::fs::read_dir(lib_dir)
+            .ok()?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|name| {
+                let version = name
+                    .strip_prefix("libggml-base.so.")
+                    .or_else(|| name.strip_prefix("libggml-base.")?.strip_suffix(".dylib"))?;
+                let parts = version.split('.').count();
+                let numeric = version.split('.').all(|p| p.parse::<u32>().is_ok());
+                (parts == 3 && numeric).then(|| version.to_owned())
+            })
+            .next()
     })
 }

@@ -22,6 +22,7 @@
 //! `ggml-cpu.h` items are absent and [`build_info::CPU_BACKEND_LINKED`] is false.
 
 #![allow(non_upper_case_globals, non_camel_case_types, non_snake_case)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[allow(
     missing_docs,
@@ -36,6 +37,37 @@ mod generated {
 }
 
 pub use generated::*;
+
+/// One optional backend's header, bound in its own module (documented with
+/// the feature it needs) and re-exported at the crate root.
+macro_rules! backend_bindings {
+    ($feature:literal, $module:ident, $file:literal, $header:literal) => {
+        #[doc = concat!("Bindings of `", $header, "` (the `", $feature, "` feature); also re-exported at the crate root.")]
+        #[cfg(feature = $feature)]
+        #[cfg_attr(docsrs, doc(cfg(feature = $feature)))]
+        #[allow(
+            missing_docs,
+            clippy::all,
+            clippy::pedantic,
+            rustdoc::all,
+            unsafe_op_in_unsafe_fn,
+            improper_ctypes,
+            unused_imports
+        )]
+        pub mod $module {
+            use super::*;
+            include!(concat!(env!("OUT_DIR"), "/", $file));
+        }
+        #[cfg(feature = $feature)]
+        #[doc(no_inline)]
+        pub use $module::*;
+    };
+}
+
+backend_bindings!("cuda", cuda, "bindings_cuda.rs", "ggml-cuda.h");
+backend_bindings!("metal", metal, "bindings_metal.rs", "ggml-metal.h");
+backend_bindings!("vulkan", vulkan, "bindings_vulkan.rs", "ggml-vulkan.h");
+backend_bindings!("rpc", rpc, "bindings_rpc.rs", "ggml-rpc.h");
 
 pub mod abi;
 
