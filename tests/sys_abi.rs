@@ -53,7 +53,10 @@ fn abi_guard_child() {
 #[test]
 fn another_ggml_version_is_refused() {
     let expected = ExpectedAbi::of_bindings();
-    let version = expected.ggml_version.clone().expect("GGML_VERSION is known");
+    let version = expected
+        .ggml_version
+        .clone()
+        .expect("GGML_VERSION is known");
     if !ggml_sys::build_info::SHARED {
         // Static: the library is inside this binary and cannot be another one.
         // The guard still compares what it measures with what it expects.
@@ -80,7 +83,12 @@ fn another_ggml_version_is_refused() {
         .unwrap_or_else(|e| panic!("this test compiles a shim library with `{cc}`: {e}"));
     assert!(status.success(), "{cc} failed to build the shim");
     let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "abi_guard_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "abi_guard_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("GGML_SYS_ABI_CHILD", "1")
         .env("LD_PRELOAD", &shim)
         .output()
@@ -92,7 +100,9 @@ fn another_ggml_version_is_refused() {
         .unwrap_or_else(|| panic!("the child printed no verdict: {stdout}"));
     assert!(
         line.contains("refused")
-            && line.contains(&format!("ggml version: bindings {version}, library 0.0.1-other")),
+            && line.contains(&format!(
+                "ggml version: bindings {version}, library 0.0.1-other"
+            )),
         "{line}"
     );
 }

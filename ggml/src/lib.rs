@@ -3,15 +3,21 @@
 //! tensor type, zero-copy `ndarray` views and copies that convert and
 //! (de)quantize.
 //!
+//! The package is `ggml-2` on crates.io (the name `ggml` belongs to another,
+//! archived project); the library is `ggml`:
+//! `ggml = { package = "ggml-2", version = "0.1" }`. Arrays are those of the
+//! ndarray this crate re-exports as [`ggml::ndarray`](ndarray) (0.17), so that
+//! versions never clash.
+//!
 //! ```
+//! use ggml::ndarray::{array, Array};
 //! use ggml::{Context, Type};
-//! use ndarray::array;
 //!
 //! # fn main() -> ggml::Result<()> {
 //! let ctx = Context::new(16 << 20)?;
 //! // A quantized tensor plus an f32 one, as in ggml's Python example.
-//! let a = ctx.tensor_from_array_as(Type::Q8_0, &ndarray::Array::linspace(0.0f32, 31.0, 32))?;
-//! let b = ctx.tensor_from_array(&ndarray::Array::from_elem(32, 100.0f32))?;
+//! let a = ctx.tensor_from_array_as(Type::Q8_0, &Array::linspace(0.0f32, 31.0, 32))?;
+//! let b = ctx.tensor_from_array(&Array::from_elem(32, 100.0f32))?;
 //! let sum = ctx.add(a, b)?; // Q8_0 + f32 -> Q8_0
 //!
 //! let graph = ctx.build_graph(&[sum])?;
@@ -95,8 +101,12 @@
 //!
 //! # Linking
 //!
-//! See the `ggml-sys` crate: a pinned llama.cpp built from source (default), or
-//! a system `libllama` through pkg-config (`GGML_SYS_USE_PKG_CONFIG=1`). When
+//! See the `ggml-sys-2` crate ([`sys`]): a pinned llama.cpp built from source
+//! (default), or a system `libllama` through pkg-config
+//! (`GGML_SYS_USE_PKG_CONFIG=1`). Against shared libraries, a binary finds them
+//! without `LD_LIBRARY_PATH` when its `build.rs` puts `DEP_GGML_RPATH` on its
+//! rpath (this crate's `links = "ggml"` metadata):
+//! `println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}")`. When
 //! the CPU backend is only loadable at run time (`GGML_BACKEND_DL` installs),
 //! graphs are computed through the backend registry and conversions use
 //! ggml-base's routines; the API is the same.
