@@ -4,19 +4,6 @@ use crate::env::Config;
 use crate::fail::fail;
 use crate::library::Library;
 
-/// The headers of the optional backends: (feature on?, header, output file).
-/// Each gets its own bindings file, included as a feature-gated module
-/// (`ggml_sys::cuda`, ...) so that the documentation can badge it.
-fn backends(config: &Config) -> [(bool, &'static str, &'static str); 4] {
-    let f = config.features;
-    [
-        (f.cuda, "GGML_SYS_CUDA", "cuda"),
-        (f.metal, "GGML_SYS_METAL", "metal"),
-        (f.vulkan, "GGML_SYS_VULKAN", "vulkan"),
-        (f.rpc, "GGML_SYS_RPC", "rpc"),
-    ]
-}
-
 /// The options every bindgen run shares.
 fn base_builder(config: &Config, library: &Library) -> bindgen::Builder {
     let mut builder = bindgen::Builder::default()
@@ -50,17 +37,34 @@ pub fn generate(config: &Config, library: &Library) {
         .allowlist_type("(ggml|gguf|llama)_.*")
         .allowlist_var("(GGML|GGUF|LLAMA)_.*");
     write(config, library, core, "bindings.rs");
-    for (on, define, name) in backends(config) {
-        if !on {
-            continue;
-        }
+    // The modules of every backend (each gated by its feature), for lib.rs.
+    let modules: String = crate::backends::BACKENDS
+        .iter()
+        .map(|b| {
+            format!(
+                "backend_bindings!({0:?}, {0}, \"bindings_{0}.rs\", {1:?});\n",
+                b.feature, b.header
+            )
+        })
+        .collect();
+    std::fs::write(config.out_dir.join("backend_modules.rs"), modules)
+        .expect("write backend_modules.rs");
+    // One file per backend feature, included as a feature-gated module
+    // (`ggml_sys::cuda`, ...) so that the documentation can badge it.
+    for backend in crate::backends::enabled(&config.features) {
         // Only the backend header's own items; the types it uses (ggml_backend_t,
         // ...) come from the core bindings through `use super::*`.
+        let header = backend.header.replace('.', "\\.");
         let builder = base_builder(config, library)
-            .clang_arg(format!("-D{define}"))
-            .allowlist_file(format!(".*[/\\\\]ggml-{name}\\.h"))
+            .clang_arg(format!("-D{}", backend.define))
+            .allowlist_file(format!(".*[/\\\\]{header}"))
             .allowlist_recursively(false);
-        write(config, library, builder, &format!("bindings_{name}.rs"));
+        write(
+            config,
+            library,
+            builder,
+            &format!("bindings_{}.rs", backend.feature),
+        );
     }
 }
 

@@ -127,19 +127,13 @@ impl Library {
                 opt(&self.lib_dir.as_ref().map(|p| p.display().to_string()))
             ),
         );
-        for (name, on) in [
-            ("CUDA", f.cuda),
-            ("METAL", f.metal),
-            ("VULKAN", f.vulkan),
-            ("RPC", f.rpc),
-            ("OPENMP", f.openmp),
-        ] {
+        let backends = crate::backends::BACKENDS
+            .iter()
+            .map(|b| (b.feature, b.is_on(&f)));
+        for (feature, on) in backends.chain([("openmp", f.openmp)]) {
             item(
-                &format!(
-                    "Whether the `{}` feature was on for this build.",
-                    name.to_lowercase()
-                ),
-                format!("pub const FEATURE_{name}: bool = {on};"),
+                &format!("Whether the `{feature}` feature was on for this build."),
+                format!("pub const FEATURE_{}: bool = {on};", feature.to_uppercase()),
             );
         }
         out

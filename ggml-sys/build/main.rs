@@ -10,6 +10,7 @@
 //! 3. [`bindings`] runs bindgen over `wrapper.h` with the headers of *that* library.
 //! 4. [`library`] exports `links` metadata and the constants the crate reads at run time.
 
+mod backends;
 mod bindings;
 mod env;
 mod fail;

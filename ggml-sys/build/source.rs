@@ -113,13 +113,12 @@ pub fn build(config: &Config) -> Library {
         ("GGML_CCACHE", "OFF"),
         ("GGML_NATIVE", on_off(config.native)),
         ("GGML_OPENMP", on_off(f.openmp)),
-        ("GGML_CUDA", on_off(f.cuda)),
-        ("GGML_METAL", on_off(f.metal)),
         ("GGML_METAL_EMBED_LIBRARY", on_off(f.metal)),
-        ("GGML_VULKAN", on_off(f.vulkan)),
-        ("GGML_RPC", on_off(f.rpc)),
         ("GGML_BLAS", "OFF"),
     ];
+    for backend in &crate::backends::BACKENDS {
+        defines.push((backend.cmake_option, on_off(backend.is_on(&f))));
+    }
     if !config.native && config.target.starts_with("x86_64") {
         // Baseline x86-64: the binary runs on any x86-64 CPU.
         for isa in [

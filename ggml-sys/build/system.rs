@@ -184,17 +184,10 @@ fn symlink(original: &Path, link: &Path) {
 /// (`GGML_BACKEND_DL`), stops the build: its functions (`ggml_backend_rpc_init`,
 /// ...) cannot be linked.
 fn backend_libraries(config: &Config, lib_dir: &Path) -> Vec<String> {
-    let f = config.features;
     let mut names = Vec::new();
-    for (feature, on, library, cmake_option) in [
-        ("cuda", f.cuda, "ggml-cuda", "GGML_CUDA"),
-        ("metal", f.metal, "ggml-metal", "GGML_METAL"),
-        ("vulkan", f.vulkan, "ggml-vulkan", "GGML_VULKAN"),
-        ("rpc", f.rpc, "ggml-rpc", "GGML_RPC"),
-    ] {
-        if !on {
-            continue;
-        }
+    for backend in crate::backends::enabled(&config.features) {
+        let (feature, library, cmake_option) =
+            (backend.feature, backend.library, backend.cmake_option);
         if has_shared_library(lib_dir, library) {
             names.push(library.to_owned());
             continue;

@@ -4,7 +4,8 @@
 //! the headers of the library that is actually built or linked (`wrapper.h`:
 //! `ggml.h`, `ggml-alloc.h`, `ggml-backend.h`, `ggml-cpu.h`, `ggml-opt.h`,
 //! `gguf.h`, `llama.h`, plus `ggml-cuda.h` / `ggml-metal.h` / `ggml-vulkan.h` /
-//! `ggml-rpc.h` with their features). C enums are plain integer constants
+//! `ggml-rpc.h` with their features, each in its own module (`cuda`, `metal`,
+//! `vulkan`, `rpc`) re-exported at the root). C enums are plain integer constants
 //! (`GGML_TYPE_F32: ggml_type = 0`), never Rust `enum`s, so a value this side
 //! does not know is not undefined behaviour.
 //!
@@ -64,10 +65,9 @@ macro_rules! backend_bindings {
     };
 }
 
-backend_bindings!("cuda", cuda, "bindings_cuda.rs", "ggml-cuda.h");
-backend_bindings!("metal", metal, "bindings_metal.rs", "ggml-metal.h");
-backend_bindings!("vulkan", vulkan, "bindings_vulkan.rs", "ggml-vulkan.h");
-backend_bindings!("rpc", rpc, "bindings_rpc.rs", "ggml-rpc.h");
+// `backend_bindings!(...)` for each backend of the build script's table
+// (build/backends.rs).
+include!(concat!(env!("OUT_DIR"), "/backend_modules.rs"));
 
 pub mod abi;
 
