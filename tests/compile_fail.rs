@@ -13,6 +13,12 @@ fn borrowing_rules() {
     // its bindings, not a native build: docs.rs mode skips compiling
     // llama.cpp again in trybuild's own target directory.
     std::env::set_var("DOCS_RS", "1");
+    // So they are the same in every link mode: scripts/test-all, which runs
+    // the suite once per mode in separate target directories, points them
+    // all at one directory and the dependencies are checked once.
+    if let Some(dir) = std::env::var_os("GGML_TRYBUILD_TARGET_DIR") {
+        std::env::set_var("CARGO_TARGET_DIR", dir);
+    }
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/*.rs");
 }
