@@ -1,10 +1,11 @@
 //! [`Context`]: a ggml memory arena that owns tensors and graphs, and frees them
 //! all at once when dropped.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
 
 use crate::error::{Error, Result};
+use crate::memory::{Lease, OwnedBuffer};
 use crate::shape;
 use crate::size;
 use crate::tensor::Tensor;
@@ -56,6 +57,13 @@ pub struct Context {
     mem_size: usize,
     no_alloc: bool,
     data_taken: Cell<bool>,
+    /// Backend buffers holding tensors of this context; freed with it.
+    pub(crate) buffers: RefCell<Vec<OwnedBuffer>>,
+    /// Memory allocators lent to tensors of this context (see `memory`).
+    pub(crate) leases: RefCell<Vec<Lease>>,
+    /// Advanced whenever any tensor's memory may have changed place, so
+    /// graphs know when to check their tensors' memory again.
+    memory_generation: Cell<u64>,
 }
 
 // SAFETY: a ggml context has no thread affinity; moving it (with all its
@@ -140,6 +148,9 @@ impl Context {
             mem_size: usable,
             no_alloc,
             data_taken: Cell::new(false),
+            buffers: RefCell::new(Vec::new()),
+            leases: RefCell::new(Vec::new()),
+            memory_generation: Cell::new(0),
         })
     }
 
@@ -313,6 +324,16 @@ impl Context {
 
     pub(crate) fn release_data(&self) {
         self.data_taken.set(false);
+    }
+
+    /// Notes that tensors may have changed place (see `memory`).
+    pub(crate) fn memory_changed(&self) {
+        self.memory_generation.set(self.memory_generation.get() + 1);
+    }
+
+    /// Changes each time tensors of this context may have changed place.
+    pub(crate) fn memory_generation(&self) -> u64 {
+        self.memory_generation.get()
     }
 }
 

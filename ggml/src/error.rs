@@ -335,8 +335,8 @@ pub enum Error {
         op: &'static str,
         /// Types of the node's sources, then of the node.
         types: Vec<Type>,
-        /// The backend.
-        backend: &'static str,
+        /// The backend (`"the CPU backend"`, or a device's backend by name).
+        backend: String,
         /// What its kernels lack.
         reason: &'static str,
     },
@@ -355,6 +355,120 @@ pub enum Error {
     /// Thread count of zero.
     #[error("thread count must be at least 1")]
     ZeroThreads,
+
+    /// No device matches a request (`Device::by_type`, `by_name`, ...).
+    #[error("no {wanted} device{advice}")]
+    NoDevice {
+        /// What was asked for (`"GPU"`, `"named 'CUDA1'"`, `"number 3"`).
+        wanted: String,
+        /// What to do about it (which feature to enable), or empty.
+        advice: String,
+    },
+
+    /// A device's backend could not be started.
+    #[error("could not start a backend on device '{device}'")]
+    BackendInit {
+        /// The device's name.
+        device: String,
+    },
+
+    /// A backend buffer could not be allocated (out of device memory, or
+    /// larger than the buffer type allows).
+    #[error("could not allocate {size} bytes of {buffer_type} memory{detail}")]
+    BufferAlloc {
+        /// The buffer type's name (`"CPU"`, `"CUDA0"`, ...).
+        buffer_type: String,
+        /// Bytes asked for.
+        size: usize,
+        /// More about the failure, or empty.
+        detail: String,
+    },
+
+    /// Backend buffers are for `no_alloc` contexts: an allocating context's
+    /// tensors already have memory in its arena.
+    #[error("{what} needs a no_alloc context (this one allocates tensor data in its arena)")]
+    NotNoAlloc {
+        /// The call.
+        what: &'static str,
+    },
+
+    /// Nothing left to allocate: every tensor of the context or graph
+    /// already has memory.
+    #[error("{what}: every tensor already has memory")]
+    AlreadyAllocated {
+        /// The call.
+        what: &'static str,
+    },
+
+    /// A tensor's memory cannot be used by the backend asked to compute it
+    /// (a tensor in host memory computed on a GPU, in another device's
+    /// buffer, ...).
+    #[error("tensor '{name}' is in {place}, which {backend} cannot use")]
+    UnsupportedBuffer {
+        /// The tensor.
+        name: String,
+        /// Where its memory is (a buffer type's name, or "the context's arena").
+        place: String,
+        /// The backend.
+        backend: String,
+    },
+
+    /// A zero-copy view of memory that may change or disappear behind the
+    /// view: device memory, or compute memory an allocator lends. Use the
+    /// copying functions (`to_array`, `copy_from_array`).
+    #[error(
+        "tensor '{name}' is in {place}; reach it by copies (to_array, copy_from_array), not views"
+    )]
+    NotViewable {
+        /// The tensor.
+        name: String,
+        /// Where its memory is.
+        place: &'static str,
+    },
+
+    /// An allocator or scheduler could not change its memory now.
+    #[error("busy: {what}")]
+    Busy {
+        /// Why.
+        what: &'static str,
+    },
+
+    /// A graph has more tensors than the scheduler was sized for.
+    #[error("a graph of {tensors} tensors does not fit a scheduler sized for {capacity}")]
+    GraphTooLarge {
+        /// Tensors (nodes and leaves) of the graph.
+        tensors: usize,
+        /// What the scheduler holds.
+        capacity: usize,
+    },
+
+    /// Backends a scheduler cannot use as given.
+    #[error("scheduler backends: {reason} (got {count})")]
+    SchedulerBackends {
+        /// How many were given.
+        count: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
+
+    /// A graph the scheduler cannot place: a tensor that no backend both
+    /// holds memory for and has a kernel for, or an input nothing consumes.
+    #[error("the scheduler cannot place tensor '{name}': {reason}")]
+    Unschedulable {
+        /// The tensor.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// An operation the backend does not offer (events on the CPU, ...).
+    #[error("{backend} does not support {what}")]
+    NotSupported {
+        /// The backend or device.
+        backend: String,
+        /// The operation.
+        what: &'static str,
+    },
 }
 
 /// The details of [`Error::Layout`].

@@ -20,9 +20,13 @@ pub struct Graph<'ctx> {
     capacity: usize,
     /// Every tensor of the graph, sources before their users.
     tensors: Vec<*mut ggml_sys::ggml_tensor>,
-    /// Whether the CPU backend's checks passed (tensors and layouts cannot
-    /// change once made, so once is enough).
-    cpu_checked: Cell<bool>,
+    /// The computer (0: the direct CPU path, else a device) and context
+    /// memory generation for which every check passed: node kernels and
+    /// layouts cannot change once made, tensors' memory changes only with
+    /// the generation.
+    checked: Cell<Option<(usize, u64)>>,
+    /// Unique per graph of the process (the scheduler's bookkeeping).
+    id: u64,
 }
 
 /// Hashes tensor addresses with one multiply (SipHash's DoS resistance buys
@@ -188,7 +192,11 @@ impl Context {
             ctx: self,
             capacity,
             tensors: order,
-            cpu_checked: Cell::new(false),
+            checked: Cell::new(None),
+            id: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
         })
     }
 }
@@ -222,18 +230,51 @@ impl<'f> Compute<'f> {
     }
 
     fn thread_count(&self) -> Result<usize> {
+        Ok(self.requested_threads()?.unwrap_or_else(crate::max_threads))
+    }
+
+    /// The thread count asked for, if any.
+    pub(crate) fn requested_threads(&self) -> Result<Option<usize>> {
         match self.threads {
             Some(0) => Err(Error::ZeroThreads),
-            Some(n) => Ok(n),
-            None => Ok(crate::max_threads()),
+            n => Ok(n),
         }
+    }
+
+    /// The abort callback, if any.
+    pub(crate) fn into_abort(self) -> Option<&'f mut (dyn FnMut() -> bool + Send)> {
+        self.abort
     }
 }
 
 /// State the abort trampoline reaches through ggml's `void *`.
-struct AbortState<'f> {
+pub(crate) struct AbortState<'f> {
     callback: &'f mut (dyn FnMut() -> bool + Send),
     panic: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl<'f> AbortState<'f> {
+    pub(crate) fn new(callback: &'f mut (dyn FnMut() -> bool + Send)) -> Self {
+        AbortState {
+            callback,
+            panic: None,
+        }
+    }
+
+    /// The callback and data to hand ggml; valid while `self` is not moved.
+    pub(crate) fn hook(&mut self) -> crate::cpu::AbortHook {
+        (
+            abort_trampoline as unsafe extern "C" fn(*mut std::ffi::c_void) -> bool,
+            (self as *mut AbortState<'_>).cast(),
+        )
+    }
+
+    /// Resumes a panic the callback raised.
+    pub(crate) fn resume_panic(self) {
+        if let Some(payload) = self.panic {
+            resume_unwind(payload);
+        }
+    }
 }
 
 unsafe extern "C" fn abort_trampoline(data: *mut std::ffi::c_void) -> bool {
@@ -252,7 +293,7 @@ unsafe extern "C" fn abort_trampoline(data: *mut std::ffi::c_void) -> bool {
     }
 }
 
-fn status_result(status: ggml_sys::ggml_status) -> Result<()> {
+pub(crate) fn status_result(status: ggml_sys::ggml_status) -> Result<()> {
     match status {
         ggml_sys::GGML_STATUS_SUCCESS => Ok(()),
         ggml_sys::GGML_STATUS_ABORTED => Err(Error::Aborted),
@@ -309,56 +350,59 @@ impl<'ctx> Graph<'ctx> {
     /// # Panics
     /// Resumes a panic of the abort callback after ggml has stopped.
     pub fn compute_with(&self, data: &mut TensorData<'ctx>, options: Compute<'_>) -> Result<()> {
-        if !std::ptr::eq(data.context(), self.ctx) {
-            return Err(Error::WrongContext {
-                what: "the tensor data token",
-            });
-        }
+        self.check_token(data)?;
         let threads = options.thread_count()?;
-        self.check_cpu()?;
-        let mut state = options.abort.map(|callback| AbortState {
-            callback,
-            panic: None,
+        let mut state = options.abort.map(AbortState::new);
+        let result = self.ctx.pinned(|| {
+            crate::backend::check_graph(self, &crate::backend::Target::DirectCpu)?;
+            crate::cpu::compute(
+                self.raw.as_ptr(),
+                threads,
+                state.as_mut().map(AbortState::hook),
+            )
         });
-        let result = crate::cpu::compute(
-            self.raw.as_ptr(),
-            threads,
-            state.as_mut().map(|s| {
-                (
-                    abort_trampoline as unsafe extern "C" fn(*mut std::ffi::c_void) -> bool,
-                    (s as *mut AbortState<'_>).cast(),
-                )
-            }),
-        );
-        if let Some(payload) = state.and_then(|s| s.panic) {
-            resume_unwind(payload);
+        if let Some(state) = state {
+            state.resume_panic();
         }
         status_result(result?)
     }
-}
 
-impl Graph<'_> {
-    /// Checks, once, that every tensor of the graph has host memory and that
-    /// the CPU backend has a kernel for every node.
-    ///
-    /// # Errors
-    /// [`Error::NoData`] naming the first tensor without memory,
-    /// [`Error::UnsupportedNode`] naming the first node the CPU cannot compute.
-    fn check_cpu(&self) -> Result<()> {
-        if self.cpu_checked.get() {
-            return Ok(());
-        }
-        for &raw in &self.tensors {
-            let Some(raw) = NonNull::new(raw) else {
-                continue;
-            };
+    /// The context the graph is in.
+    pub(crate) fn context(&self) -> &'ctx Context {
+        self.ctx
+    }
+
+    /// Every tensor of the graph, sources before their users.
+    pub(crate) fn tensors(&self) -> impl Iterator<Item = Tensor<'ctx>> + '_ {
+        self.tensors
+            .iter()
+            .filter_map(|&raw| NonNull::new(raw))
             // Every tensor of the graph was made by this crate in this context.
-            let t = Tensor::from_made(self.ctx, raw);
-            t.require_host_data()?;
-            crate::ops::check_node(&t, crate::ops::Backend::Cpu)?;
+            .map(|raw| Tensor::from_made(self.ctx, raw))
+    }
+
+    /// Unique per graph of the process.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn checked_for(&self) -> Option<(usize, u64)> {
+        self.checked.get()
+    }
+
+    pub(crate) fn set_checked_for(&self, key: (usize, u64)) {
+        self.checked.set(Some(key));
+    }
+
+    /// Checks that `data` is the token of the graph's context.
+    pub(crate) fn check_token(&self, data: &TensorData<'_>) -> Result<()> {
+        if std::ptr::eq(data.context(), self.ctx) {
+            Ok(())
+        } else {
+            Err(Error::WrongContext {
+                what: "the tensor data token",
+            })
         }
-        self.cpu_checked.set(true);
-        Ok(())
     }
 }
 

@@ -113,6 +113,7 @@
 
 #![warn(missing_docs)]
 
+pub mod backend;
 mod context;
 pub mod convert;
 mod cpu;
@@ -121,6 +122,7 @@ mod error;
 mod graph;
 mod init;
 mod layout;
+mod memory;
 pub mod ops;
 pub mod shape;
 pub mod size;

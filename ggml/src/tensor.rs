@@ -148,15 +148,19 @@ impl<'ctx> Tensor<'ctx> {
         }
     }
 
-    /// Whether the tensor has data the host can read. An empty tensor always
-    /// has (there is nothing to read; ggml gives it no memory at all).
+    /// Whether the tensor has data the host can read in place: in an
+    /// allocating context's arena or in host memory of a backend buffer. An
+    /// empty tensor always has (there is nothing to read).
     pub fn has_host_data(&self) -> bool {
-        let t = self.get();
-        if t.data.is_null() {
-            return self.is_empty();
-        }
-        // SAFETY: a non-null buffer of a live tensor.
-        t.buffer.is_null() || unsafe { ggml_sys::ggml_backend_buffer_is_host(t.buffer) }
+        self.is_empty() || self.ctx.pinned(|| self.ctx.place(self).is_host())
+    }
+
+    /// Whether the tensor has memory anywhere (host or device).
+    pub fn is_allocated(&self) -> bool {
+        self.is_empty()
+            || self
+                .ctx
+                .pinned(|| self.ctx.place(self) != crate::memory::Place::Nowhere)
     }
 
     /// The tensor's name (empty when unnamed).
@@ -192,15 +196,6 @@ impl<'ctx> Tensor<'ctx> {
             return NonNull::<u64>::dangling().as_ptr().cast();
         }
         data
-    }
-
-    /// `Error::NoData` unless the host can read the data.
-    pub(crate) fn require_host_data(&self) -> Result<()> {
-        if self.has_host_data() {
-            Ok(())
-        } else {
-            Err(Error::NoData { name: self.name() })
-        }
     }
 
     pub(crate) fn not_contiguous(&self, op: &'static str) -> Error {

@@ -114,12 +114,8 @@ pub(crate) fn check_node(node: &Tensor<'_>, backend: Backend) -> Result<()> {
     let unsupported = |name: &'static str, reason| Error::UnsupportedNode {
         node: node.name(),
         op: name,
-        types: (0..ggml_sys::GGML_MAX_SRC as usize)
-            .map_while(|i| node.src(i))
-            .map(|s| s.ty())
-            .chain([node.ty()])
-            .collect(),
-        backend: backend.name(),
+        types: node_types(node),
+        backend: backend.name().to_owned(),
         reason,
     };
     let Some(contract) = contract(op) else {
@@ -129,6 +125,26 @@ pub(crate) fn check_node(node: &Tensor<'_>, backend: Backend) -> Result<()> {
         Backend::Cpu => contract.cpu,
     };
     check(node).map_err(|reason| unsupported(contract.name, reason))
+}
+
+/// Types of a node's sources, then of the node (for errors).
+pub(crate) fn node_types(node: &Tensor<'_>) -> Vec<Type> {
+    (0..ggml_sys::GGML_MAX_SRC as usize)
+        .map_while(|i| node.src(i))
+        .map(|s| s.ty())
+        .chain([node.ty()])
+        .collect()
+}
+
+/// The name of `op`: this crate's, else ggml's.
+pub(crate) fn op_name(op: ggml_sys::ggml_op) -> &'static str {
+    if let Some(c) = contract(op) {
+        return c.name;
+    }
+    // SAFETY: ggml returns a static NUL-terminated name for any op value.
+    unsafe { std::ffi::CStr::from_ptr(ggml_sys::ggml_op_name(op)) }
+        .to_str()
+        .unwrap_or("?")
 }
 
 /// Whether `n` fits the C `int` ggml's CPU kernels count some loops in

@@ -16,6 +16,8 @@ use ndarray::{
     ArrayBase, ArrayD, ArrayView, ArrayViewMut, Data, DataMut, Dimension, IxDyn, ShapeBuilder,
 };
 
+mod io;
+
 use crate::context::Context;
 use crate::convert;
 use crate::error::{Error, Result};
@@ -79,7 +81,7 @@ fn span(shape: &[usize], strides: &[usize]) -> usize {
         .sum::<usize>()
 }
 
-fn check_element<T: Element>(t: &Tensor<'_>) -> Result<()> {
+fn check_element<T: Element>(t: &Tensor<'_>, base: *mut u8) -> Result<()> {
     let ty = t.ty();
     if ty.is_quantized() {
         return Err(Error::QuantizedView { name: t.name(), ty });
@@ -91,7 +93,7 @@ fn check_element<T: Element>(t: &Tensor<'_>) -> Result<()> {
             actual: ty,
         });
     }
-    let (address, align) = (t.data_ptr() as usize, std::mem::align_of::<T>());
+    let (address, align) = (base as usize, std::mem::align_of::<T>());
     if address % align != 0 {
         return Err(Error::Misaligned { address, align });
     }
@@ -109,10 +111,10 @@ fn view_error(t: &Tensor<'_>, err: ndarray::ShapeError) -> Error {
 /// `rank` axes, after checking the data is there and is of type `T`.
 fn checked_layout<T: Element>(
     t: &Tensor<'_>,
+    base: *mut u8,
     rank: usize,
 ) -> Result<(Vec<usize>, Vec<usize>, usize)> {
-    t.require_host_data()?;
-    check_element::<T>(t)?;
+    check_element::<T>(t, base)?;
     let (shape, strides) = layout(t, rank, std::mem::size_of::<T>())?;
     let len = span(&shape, &strides);
     Ok((shape, strides, len))
@@ -123,12 +125,16 @@ fn checked_layout<T: Element>(
 ///
 /// # Safety
 /// The tensor's data must not be written during `'a`.
-unsafe fn raw_view<'a, T: Element>(t: &Tensor<'_>, rank: usize) -> Result<ArrayView<'a, T, IxDyn>> {
-    let (shape, strides, len) = checked_layout::<T>(t, rank)?;
+unsafe fn raw_view<'a, T: Element>(
+    t: &Tensor<'_>,
+    base: *mut u8,
+    rank: usize,
+) -> Result<ArrayView<'a, T, IxDyn>> {
+    let (shape, strides, len) = checked_layout::<T>(t, base, rank)?;
     // SAFETY: the data is host memory of at least `len` elements (ggml keeps a
     // tensor's span inside its buffer), aligned for T (checked), and not
     // written during 'a (caller).
-    let slice = unsafe { std::slice::from_raw_parts(t.data_ptr().cast::<T>(), len) };
+    let slice = unsafe { std::slice::from_raw_parts(base.cast::<T>(), len) };
     ArrayView::from_shape(IxDyn(&shape).strides(IxDyn(&strides)), slice)
         .map_err(|e| view_error(t, e))
 }
@@ -139,12 +145,13 @@ unsafe fn raw_view<'a, T: Element>(t: &Tensor<'_>, rank: usize) -> Result<ArrayV
 /// No other access to the tensor's bytes during `'a`.
 unsafe fn raw_view_mut<'a, T: Element>(
     t: &Tensor<'_>,
+    base: *mut u8,
     rank: usize,
 ) -> Result<ArrayViewMut<'a, T, IxDyn>> {
-    let (shape, strides, len) = checked_layout::<T>(t, rank)?;
+    let (shape, strides, len) = checked_layout::<T>(t, base, rank)?;
     // SAFETY: as in `raw_view`, and exclusive (caller); ndarray rejects strides
     // under which two indices would alias.
-    let slice = unsafe { std::slice::from_raw_parts_mut(t.data_ptr().cast::<T>(), len) };
+    let slice = unsafe { std::slice::from_raw_parts_mut(base.cast::<T>(), len) };
     ArrayViewMut::from_shape(IxDyn(&shape).strides(IxDyn(&strides)), slice)
         .map_err(|e| view_error(t, e))
 }
@@ -153,16 +160,16 @@ unsafe fn raw_view_mut<'a, T: Element>(
 ///
 /// # Safety
 /// No write to the bytes during `'a`.
-unsafe fn raw_bytes<'a>(t: &Tensor<'_>) -> &'a [u8] {
+unsafe fn raw_bytes<'a>(t: &Tensor<'_>, base: *mut u8) -> &'a [u8] {
     // SAFETY: contiguous host data of `nbytes` bytes (caller checked).
-    unsafe { std::slice::from_raw_parts(t.data_ptr(), t.nbytes()) }
+    unsafe { std::slice::from_raw_parts(base, t.nbytes()) }
 }
 
 /// # Safety
 /// No other access to the bytes during `'a`.
-unsafe fn raw_bytes_mut<'a>(t: &Tensor<'_>) -> &'a mut [u8] {
+unsafe fn raw_bytes_mut<'a>(t: &Tensor<'_>, base: *mut u8) -> &'a mut [u8] {
     // SAFETY: contiguous host data of `nbytes` bytes, exclusive (caller).
-    unsafe { std::slice::from_raw_parts_mut(t.data_ptr(), t.nbytes()) }
+    unsafe { std::slice::from_raw_parts_mut(base, t.nbytes()) }
 }
 
 /// Byte offsets of every row (`ne[0]` values) of `t`, in ndarray (row-major) order.
@@ -179,8 +186,7 @@ fn row_offsets(t: &Tensor<'_>) -> impl Iterator<Item = usize> {
 ///
 /// # Safety
 /// No write to the tensor's bytes during the call.
-unsafe fn read_f32(t: &Tensor<'_>) -> Result<Vec<f32>> {
-    t.require_host_data()?;
+unsafe fn read_f32(t: &Tensor<'_>, base: *mut u8) -> Result<Vec<f32>> {
     let ty = t.ty();
     if !(ty.is_float() || ty.is_quantized()) {
         return Err(Error::UnsupportedConversion {
@@ -191,28 +197,30 @@ unsafe fn read_f32(t: &Tensor<'_>) -> Result<Vec<f32>> {
     let mut out = vec![0f32; t.len()];
     if t.is_contiguous() {
         // SAFETY: contiguous host data, not written meanwhile (caller).
-        convert::to_f32(ty, unsafe { raw_bytes(t) }, &mut out)?;
+        convert::to_f32(ty, unsafe { raw_bytes(t, base) }, &mut out)?;
     } else if t.rows_are_dense() {
         let row_len = t.ne()[0] as usize;
         let row_size = ty.row_bytes(row_len);
         for (row, offset) in out.chunks_mut(row_len.max(1)).zip(row_offsets(t)) {
             // SAFETY: each row is `row_size` dense bytes inside the tensor.
-            let bytes = unsafe { std::slice::from_raw_parts(t.data_ptr().add(offset), row_size) };
+            let bytes = unsafe { std::slice::from_raw_parts(base.add(offset), row_size) };
             convert::to_f32(ty, bytes, row)?;
         }
     } else {
         // A transposed float tensor: gather through a strided view.
         // SAFETY: not written meanwhile (caller).
         match ty {
-            Type::F32 => out.copy_from_slice(&standard(unsafe { raw_view::<f32>(t, MAX_DIMS)? })),
+            Type::F32 => {
+                out.copy_from_slice(&standard(unsafe { raw_view::<f32>(t, base, MAX_DIMS)? }))
+            }
             Type::F16 => convert::f16_to_f32(
                 // SAFETY: not written meanwhile (the caller's contract).
-                &standard(unsafe { raw_view::<f16>(t, MAX_DIMS)? }),
+                &standard(unsafe { raw_view::<f16>(t, base, MAX_DIMS)? }),
                 &mut out,
             ),
             Type::BF16 => convert::bf16_to_f32(
                 // SAFETY: not written meanwhile (the caller's contract).
-                &standard(unsafe { raw_view::<bf16>(t, MAX_DIMS)? }),
+                &standard(unsafe { raw_view::<bf16>(t, base, MAX_DIMS)? }),
                 &mut out,
             ),
             _ => return Err(t.not_contiguous("reading")),
@@ -230,8 +238,12 @@ fn standard<T: Clone>(view: ArrayView<'_, T, IxDyn>) -> Vec<T> {
 ///
 /// # Safety
 /// No other access to the tensor's bytes during the call.
-unsafe fn write_f32(t: &Tensor<'_>, src: &[f32], imatrix: Option<&[f32]>) -> Result<()> {
-    t.require_host_data()?;
+unsafe fn write_f32(
+    t: &Tensor<'_>,
+    base: *mut u8,
+    src: &[f32],
+    imatrix: Option<&[f32]>,
+) -> Result<()> {
     let ty = t.ty();
     if !(ty.is_float() || ty.is_quantized()) {
         return Err(Error::UnsupportedConversion {
@@ -243,14 +255,13 @@ unsafe fn write_f32(t: &Tensor<'_>, src: &[f32], imatrix: Option<&[f32]>) -> Res
     convert::check_quantizable(ty, row_len, imatrix)?;
     if t.is_contiguous() {
         // SAFETY: contiguous host data, exclusive (caller).
-        return convert::from_f32(ty, src, unsafe { raw_bytes_mut(t) }, row_len, imatrix);
+        return convert::from_f32(ty, src, unsafe { raw_bytes_mut(t, base) }, row_len, imatrix);
     }
     if t.rows_are_dense() {
         let row_size = ty.row_bytes(row_len);
         for (row, offset) in src.chunks(row_len.max(1)).zip(row_offsets(t)) {
             // SAFETY: each row is `row_size` dense bytes inside the tensor, exclusive.
-            let bytes =
-                unsafe { std::slice::from_raw_parts_mut(t.data_ptr().add(offset), row_size) };
+            let bytes = unsafe { std::slice::from_raw_parts_mut(base.add(offset), row_size) };
             convert::from_f32(ty, row, bytes, row_len, imatrix)?;
         }
         return Ok(());
@@ -261,20 +272,19 @@ unsafe fn write_f32(t: &Tensor<'_>, src: &[f32], imatrix: Option<&[f32]>) -> Res
     }
     // SAFETY: exclusive (caller).
     match ty {
-        Type::F32 => {
-            unsafe { raw_view_mut::<f32>(t, MAX_DIMS)? }.assign(&as_array(&shape, src.to_vec()))
-        }
+        Type::F32 => unsafe { raw_view_mut::<f32>(t, base, MAX_DIMS)? }
+            .assign(&as_array(&shape, src.to_vec())),
         Type::F16 => {
             let mut h = vec![f16::ZERO; src.len()];
             convert::f32_to_f16(src, &mut h);
             // SAFETY: exclusive access (the caller's contract).
-            unsafe { raw_view_mut::<f16>(t, MAX_DIMS)? }.assign(&as_array(&shape, h));
+            unsafe { raw_view_mut::<f16>(t, base, MAX_DIMS)? }.assign(&as_array(&shape, h));
         }
         Type::BF16 => {
             let mut h = vec![bf16::ZERO; src.len()];
             convert::f32_to_bf16(src, &mut h);
             // SAFETY: exclusive access (the caller's contract).
-            unsafe { raw_view_mut::<bf16>(t, MAX_DIMS)? }.assign(&as_array(&shape, h));
+            unsafe { raw_view_mut::<bf16>(t, base, MAX_DIMS)? }.assign(&as_array(&shape, h));
         }
         _ => return Err(t.not_contiguous("writing")),
     }
@@ -369,10 +379,10 @@ fn convertible(from: Type, to: Type) -> bool {
 /// No other access to `t`'s bytes during the call.
 unsafe fn write_array<E: Element, S: Data<Elem = E>, D: Dimension>(
     t: &Tensor<'_>,
+    base: *mut u8,
     src: &ArrayBase<S, D>,
     imatrix: Option<&[f32]>,
 ) -> Result<()> {
-    t.require_host_data()?;
     if shape::ne_from_shape(src.shape())? != t.ne() {
         return Err(Error::ShapeMismatch {
             op: "copy from ndarray",
@@ -382,11 +392,11 @@ unsafe fn write_array<E: Element, S: Data<Elem = E>, D: Dimension>(
     }
     let (from, to) = (E::TYPE, t.ty());
     if from == to {
-        check_element::<E>(t)?;
+        check_element::<E>(t, base)?;
         if let (Some(s), true) = (src.as_slice(), t.is_contiguous()) {
             // SAFETY: contiguous, aligned (checked), exclusive (caller); same
             // element type and count.
-            let dst = unsafe { std::slice::from_raw_parts_mut(t.data_ptr().cast::<E>(), s.len()) };
+            let dst = unsafe { std::slice::from_raw_parts_mut(base.cast::<E>(), s.len()) };
             dst.copy_from_slice(s);
         } else {
             let mut source = src.view().into_dyn();
@@ -394,7 +404,7 @@ unsafe fn write_array<E: Element, S: Data<Elem = E>, D: Dimension>(
                 source = source.insert_axis(ndarray::Axis(0));
             }
             // SAFETY: exclusive (caller); same padded shape (checked above).
-            unsafe { raw_view_mut::<E>(t, source.ndim())? }.assign(&source);
+            unsafe { raw_view_mut::<E>(t, base, source.ndim())? }.assign(&source);
         }
         return Ok(());
     }
@@ -403,7 +413,7 @@ unsafe fn write_array<E: Element, S: Data<Elem = E>, D: Dimension>(
     }
     let values = array_to_f32(src)?;
     // SAFETY: exclusive (caller).
-    unsafe { write_f32(t, &values, imatrix) }
+    unsafe { write_f32(t, base, &values, imatrix) }
 }
 
 impl<'ctx> TensorData<'ctx> {
@@ -417,17 +427,22 @@ impl<'ctx> TensorData<'ctx> {
     }
 
     fn check(&self, t: &Tensor<'_>) -> Result<()> {
-        self.ctx.owns(t, "the tensor")?;
-        t.require_host_data()
+        self.ctx.owns(t, "the tensor")
     }
 
     /// A zero-copy view of `t` with [`Tensor::n_dims`] axes, strided as the
     /// tensor is (a permuted or transposed tensor is a strided view).
     ///
+    /// Views reach memory the context owns: its arena, or host memory of a
+    /// backend buffer it owns ([`Context::allocate`] with the CPU's buffer
+    /// type). Device memory, and compute memory an allocator lends, are
+    /// reached by copies ([`TensorData::to_array`]).
+    ///
     /// # Errors
     /// [`Error::QuantizedView`] for quantized tensors (use
     /// [`TensorData::to_array`]), [`Error::ElementType`] when `T` is not the
-    /// tensor's type, [`Error::NoData`], [`Error::WrongContext`].
+    /// tensor's type, [`Error::NotViewable`], [`Error::NoData`],
+    /// [`Error::WrongContext`].
     pub fn view<T: Element>(&self, t: Tensor<'ctx>) -> Result<ArrayView<'_, T, IxDyn>> {
         self.view_as::<T, IxDyn>(t)
     }
@@ -443,10 +458,12 @@ impl<'ctx> TensorData<'ctx> {
         t: Tensor<'ctx>,
     ) -> Result<ArrayView<'_, T, D>> {
         self.check(&t)?;
+        let base = self.ctx.pinned(|| io::viewable(self.ctx, &t))?;
         let rank = D::NDIM.unwrap_or_else(|| t.n_dims());
-        // SAFETY: `&self` borrows the context's only token shared for the
-        // view's lifetime, so nothing writes tensor data meanwhile.
-        let view = unsafe { raw_view::<T>(&t, rank)? };
+        // SAFETY: memory the context owns, freed only with it; `&self`
+        // borrows the context's only token shared for the view's lifetime,
+        // so nothing writes tensor data meanwhile.
+        let view = unsafe { raw_view::<T>(&t, base, rank)? };
         Ok(view.into_dimensionality::<D>().expect("rank matches"))
     }
 
@@ -467,24 +484,29 @@ impl<'ctx> TensorData<'ctx> {
         t: Tensor<'ctx>,
     ) -> Result<ArrayViewMut<'_, T, D>> {
         self.check(&t)?;
+        let base = self.ctx.pinned(|| io::viewable(self.ctx, &t))?;
         let rank = D::NDIM.unwrap_or_else(|| t.n_dims());
-        // SAFETY: `&mut self` borrows the context's only token exclusively for
-        // the view's lifetime: no other view or computation exists meanwhile.
-        let view = unsafe { raw_view_mut::<T>(&t, rank)? };
+        // SAFETY: memory the context owns; `&mut self` borrows the context's
+        // only token exclusively for the view's lifetime: no other view or
+        // computation exists meanwhile.
+        let view = unsafe { raw_view_mut::<T>(&t, base, rank)? };
         Ok(view.into_dimensionality::<D>().expect("rank matches"))
     }
 
-    /// The raw bytes of a contiguous tensor (any type, quantized included).
+    /// The raw bytes of a contiguous tensor (any type, quantized included),
+    /// in memory the context owns (as for [`TensorData::view`]).
     ///
     /// # Errors
-    /// [`Error::NotContiguous`], [`Error::NoData`], [`Error::WrongContext`].
+    /// [`Error::NotContiguous`], [`Error::NotViewable`], [`Error::NoData`],
+    /// [`Error::WrongContext`].
     pub fn bytes(&self, t: Tensor<'ctx>) -> Result<&[u8]> {
         self.check(&t)?;
         if !t.is_contiguous() {
             return Err(t.not_contiguous("bytes"));
         }
-        // SAFETY: shared borrow of the token: no writer meanwhile.
-        Ok(unsafe { raw_bytes(&t) })
+        let base = self.ctx.pinned(|| io::viewable(self.ctx, &t))?;
+        // SAFETY: owned memory; shared borrow of the token: no writer meanwhile.
+        Ok(unsafe { raw_bytes(&t, base) })
     }
 
     /// The raw bytes of a contiguous tensor, writable.
@@ -496,13 +518,59 @@ impl<'ctx> TensorData<'ctx> {
         if !t.is_contiguous() {
             return Err(t.not_contiguous("bytes_mut"));
         }
-        // SAFETY: exclusive borrow of the token.
-        Ok(unsafe { raw_bytes_mut(&t) })
+        let base = self.ctx.pinned(|| io::viewable(self.ctx, &t))?;
+        // SAFETY: owned memory; exclusive borrow of the token.
+        Ok(unsafe { raw_bytes_mut(&t, base) })
+    }
+
+    /// A copy of the raw bytes of a contiguous tensor, wherever it is
+    /// (device memory included).
+    ///
+    /// # Errors
+    /// [`Error::NotContiguous`], [`Error::NoData`], [`Error::WrongContext`].
+    pub fn read_bytes(&self, t: Tensor<'ctx>) -> Result<Vec<u8>> {
+        self.check(&t)?;
+        if !t.is_contiguous() {
+            return Err(t.not_contiguous("read_bytes"));
+        }
+        self.ctx.pinned(|| {
+            // SAFETY: shared token borrow: no writer meanwhile.
+            io::read(self.ctx, &t, |base| {
+                Ok(unsafe { raw_bytes(&t, base) }.to_vec())
+            })
+        })
+    }
+
+    /// Overwrites the raw bytes of a contiguous tensor, wherever it is.
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] unless `bytes` is as long as the tensor,
+    /// [`Error::NotContiguous`], [`Error::NoData`], [`Error::WrongContext`].
+    pub fn write_bytes(&mut self, t: Tensor<'ctx>, bytes: &[u8]) -> Result<()> {
+        self.check(&t)?;
+        if !t.is_contiguous() {
+            return Err(t.not_contiguous("write_bytes"));
+        }
+        if bytes.len() != t.nbytes() {
+            return Err(Error::LengthMismatch {
+                what: "write_bytes",
+                expected: t.nbytes(),
+                actual: bytes.len(),
+            });
+        }
+        self.ctx.pinned(|| {
+            io::write(self.ctx, &t, |base| {
+                // SAFETY: exclusive token borrow; same length.
+                unsafe { raw_bytes_mut(&t, base) }.copy_from_slice(bytes);
+                Ok(())
+            })
+        })
     }
 
     /// A copy of `t` as an ndarray of `E` with [`Tensor::n_dims`] axes,
     /// dequantizing quantized tensors and converting between float types
     /// (f32, f16, bf16, f64). Integer tensors convert only to their own type.
+    /// Works wherever the tensor is (device memory included).
     ///
     /// # Errors
     /// [`Error::UnsupportedConversion`], [`Error::NotDequantizable`],
@@ -522,33 +590,41 @@ impl<'ctx> TensorData<'ctx> {
         self.check(&t)?;
         let rank = D::NDIM.unwrap_or_else(|| t.n_dims());
         let (from, to) = (t.ty(), E::TYPE);
-        let array = if from == to {
-            self.view_as::<E, IxDyn>(t).and_then(|v| {
-                let shape = shape::shape_from_ne(&t.ne(), rank);
-                v.as_standard_layout()
-                    .into_owned()
-                    .into_shape_with_order(IxDyn(&shape))
-                    .map_err(|e| view_error(&t, e))
-            })?
-        } else {
+        if from != to {
             if !convertible(from, to) || !is_float_element(to) {
                 return Err(Error::UnsupportedConversion { from, to });
             }
             if from.is_quantized() && !from.can_dequantize() {
                 return Err(Error::NotDequantizable { ty: from });
             }
-            if rank < t.n_dims() {
-                return Err(Error::InvalidShape {
-                    shape: t.shape(),
-                    reason: format!("cannot be seen with {rank} axes"),
-                });
-            }
-            // SAFETY: shared borrow of the token: no writer meanwhile.
-            let values = unsafe { read_f32(&t)? };
-            let shape = shape::shape_from_ne(&t.ne(), rank);
-            ArrayD::from_shape_vec(IxDyn(&shape), f32_to_elements::<E>(values))
-                .expect("length matches")
-        };
+        }
+        if rank < t.n_dims() || rank > MAX_DIMS {
+            return Err(Error::InvalidShape {
+                shape: t.shape(),
+                reason: format!("cannot be seen with {rank} axes"),
+            });
+        }
+        let shape = shape::shape_from_ne(&t.ne(), rank);
+        let array = self.ctx.pinned(|| {
+            io::read(self.ctx, &t, |base| {
+                if from == to {
+                    // SAFETY: shared token borrow: no writer meanwhile; the
+                    // view is dropped before `base` is.
+                    let v = unsafe { raw_view::<E>(&t, base, t.n_dims())? };
+                    v.as_standard_layout()
+                        .into_owned()
+                        .into_shape_with_order(IxDyn(&shape))
+                        .map_err(|e| view_error(&t, e))
+                } else {
+                    // SAFETY: as above.
+                    let values = unsafe { read_f32(&t, base)? };
+                    Ok(
+                        ArrayD::from_shape_vec(IxDyn(&shape), f32_to_elements::<E>(values))
+                            .expect("length matches"),
+                    )
+                }
+            })
+        })?;
         Ok(array.into_dimensionality::<D>().expect("rank matches"))
     }
 
@@ -571,22 +647,32 @@ impl<'ctx> TensorData<'ctx> {
             });
         }
         // Fast paths: a contiguous tensor into a dense array, without a
-        // whole-tensor temporary.
+        // whole-tensor temporary (for host memory).
         if t.is_contiguous() && !t.is_empty() {
             if let Some(dst) = out.as_slice_mut() {
-                if t.ty() == E::TYPE {
-                    return self.view_as::<E, IxDyn>(t).map(|v| {
-                        dst.copy_from_slice(v.as_slice().expect("contiguous"));
+                let same = t.ty() == E::TYPE;
+                let to_f32 = E::TYPE == Type::F32 && (t.ty().is_float() || t.ty().can_dequantize());
+                if same || to_f32 {
+                    return self.ctx.pinned(|| {
+                        io::read(self.ctx, &t, |base| {
+                            if same {
+                                check_element::<E>(&t, base)?;
+                                // SAFETY: contiguous, aligned (checked), of
+                                // type E; no writer meanwhile (shared token).
+                                let src = unsafe {
+                                    std::slice::from_raw_parts(base.cast::<E>(), dst.len())
+                                };
+                                dst.copy_from_slice(src);
+                                return Ok(());
+                            }
+                            // SAFETY: E is f32 (sealed TYPE).
+                            let dst: &mut [f32] = unsafe {
+                                std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast(), dst.len())
+                            };
+                            // SAFETY: no writer meanwhile (shared token).
+                            convert::to_f32(t.ty(), unsafe { raw_bytes(&t, base) }, dst)
+                        })
                     });
-                }
-                if E::TYPE == Type::F32 && (t.ty().is_float() || t.ty().can_dequantize()) {
-                    // SAFETY: E is f32 (sealed TYPE); the token is borrowed
-                    // shared, so nothing writes the tensor meanwhile.
-                    let dst: &mut [f32] = unsafe {
-                        std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast(), dst.len())
-                    };
-                    // SAFETY: the shared token borrow keeps writers away.
-                    return convert::to_f32(t.ty(), unsafe { raw_bytes(&t) }, dst);
                 }
             }
         }
@@ -609,6 +695,7 @@ impl<'ctx> TensorData<'ctx> {
     /// Copies an ndarray (any layout) into `t` (same shape up to leading axes
     /// of length 1), converting between float types and quantizing when `t` is
     /// quantized. Integer arrays go only into tensors of their own type.
+    /// Works wherever the tensor is (device memory included).
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`], [`Error::UnsupportedConversion`],
@@ -621,7 +708,11 @@ impl<'ctx> TensorData<'ctx> {
     ) -> Result<()> {
         self.check(&t)?;
         // SAFETY: exclusive borrow of the token.
-        unsafe { write_array(&t, src, None) }
+        self.ctx.pinned(|| {
+            io::write(self.ctx, &t, |base| unsafe {
+                write_array(&t, base, src, None)
+            })
+        })
     }
 
     /// Like [`TensorData::copy_from_array`], quantizing with an importance
@@ -636,8 +727,12 @@ impl<'ctx> TensorData<'ctx> {
         imatrix: &[f32],
     ) -> Result<()> {
         self.check(&t)?;
-        // SAFETY: exclusive borrow of the token.
-        unsafe { write_array(&t, src, Some(imatrix)) }
+        self.ctx.pinned(|| {
+            io::write(self.ctx, &t, |base| {
+                // SAFETY: exclusive borrow of the token.
+                unsafe { write_array(&t, base, src, Some(imatrix)) }
+            })
+        })
     }
 
     /// Copies tensor `src` into tensor `dst` of the same shape, converting and
@@ -663,39 +758,51 @@ impl<'ctx> TensorData<'ctx> {
                 rhs: dst.shape(),
             });
         }
-        if src == dst || src.is_empty() {
-            return Ok(());
-        }
         let (from, to) = (src.ty(), dst.ty());
         if from == to {
-            // Gather into a buffer first: src and dst may be views of one another.
-            let unit = if from.is_quantized() {
-                from.row_bytes(src.ne()[0] as usize)
-            } else {
-                from.type_size()
-            };
             if from.is_quantized() && !(src.rows_are_dense() && dst.rows_are_dense()) {
                 return Err(src.not_contiguous("copy_tensor"));
             }
-            // SAFETY: exclusive token; reads complete before writes begin.
-            unsafe {
-                let buffer = gather(&src, unit);
-                scatter(&dst, unit, &buffer);
+        } else {
+            if from.is_quantized() && to.is_quantized() && !allow_requantize {
+                return Err(Error::RequantizeNotAllowed { from, to });
             }
-            return Ok(());
+            let floaty = |t: Type| t.is_float() || t.is_quantized();
+            if !(floaty(from) && floaty(to)) {
+                return Err(Error::UnsupportedConversion { from, to });
+            }
         }
-        if from.is_quantized() && to.is_quantized() && !allow_requantize {
-            return Err(Error::RequantizeNotAllowed { from, to });
-        }
-        let floaty = |t: Type| t.is_float() || t.is_quantized();
-        if !(floaty(from) && floaty(to)) {
-            return Err(Error::UnsupportedConversion { from, to });
-        }
-        // SAFETY: exclusive token; the f32 copy is complete before writing.
-        unsafe {
-            let values = read_f32(&src)?;
-            write_f32(&dst, &values, None)
-        }
+        let ctx = self.ctx;
+        ctx.pinned(|| {
+            // Both must have memory, even when nothing is copied.
+            io::read(ctx, &src, |_| Ok(()))?;
+            io::read(ctx, &dst, |_| Ok(()))?;
+            if src == dst || src.is_empty() {
+                return Ok(());
+            }
+            if from == to {
+                // Gather into a buffer first: src and dst may be views of one another.
+                let unit = if from.is_quantized() {
+                    from.row_bytes(src.ne()[0] as usize)
+                } else {
+                    from.type_size()
+                };
+                // SAFETY: exclusive token; reads complete before writes begin.
+                let buffer = io::read(ctx, &src, |base| Ok(unsafe { gather(&src, base, unit) }))?;
+                io::write(ctx, &dst, |base| {
+                    // SAFETY: exclusive token; as many units as gathered.
+                    unsafe { scatter(&dst, base, unit, &buffer) };
+                    Ok(())
+                })
+            } else {
+                // SAFETY: exclusive token; the f32 copy is complete before writing.
+                let values = io::read(ctx, &src, |base| unsafe { read_f32(&src, base) })?;
+                // SAFETY: exclusive token.
+                io::write(ctx, &dst, |base| unsafe {
+                    write_f32(&dst, base, &values, None)
+                })
+            }
+        })
     }
 }
 
@@ -704,7 +811,7 @@ impl<'ctx> TensorData<'ctx> {
 ///
 /// # Safety
 /// No write to `t`'s bytes during the call.
-unsafe fn gather(t: &Tensor<'_>, unit: usize) -> Vec<u8> {
+unsafe fn gather(t: &Tensor<'_>, base: *mut u8, unit: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(t.nbytes());
     let (ne, nb) = (t.ne(), t.nb());
     let per_row = if t.ty().is_quantized() {
@@ -715,7 +822,7 @@ unsafe fn gather(t: &Tensor<'_>, unit: usize) -> Vec<u8> {
     for offset in row_offsets(t) {
         for i0 in 0..per_row {
             // SAFETY: in-bounds unit of the tensor's data.
-            let p = unsafe { t.data_ptr().add(offset + i0 * nb[0]) };
+            let p = unsafe { base.add(offset + i0 * nb[0]) };
             out.extend_from_slice(unsafe { std::slice::from_raw_parts(p, unit) });
         }
     }
@@ -726,7 +833,7 @@ unsafe fn gather(t: &Tensor<'_>, unit: usize) -> Vec<u8> {
 ///
 /// # Safety
 /// No other access to `t`'s bytes during the call.
-unsafe fn scatter(t: &Tensor<'_>, unit: usize, data: &[u8]) {
+unsafe fn scatter(t: &Tensor<'_>, base: *mut u8, unit: usize, data: &[u8]) {
     let (ne, nb) = (t.ne(), t.nb());
     let per_row = if t.ty().is_quantized() {
         1
@@ -739,11 +846,7 @@ unsafe fn scatter(t: &Tensor<'_>, unit: usize, data: &[u8]) {
             let chunk = chunks.next().expect("as many units as gathered");
             // SAFETY: in-bounds unit of the tensor's data, exclusive.
             unsafe {
-                std::ptr::copy_nonoverlapping(
-                    chunk.as_ptr(),
-                    t.data_ptr().add(offset + i0 * nb[0]),
-                    unit,
-                )
+                std::ptr::copy_nonoverlapping(chunk.as_ptr(), base.add(offset + i0 * nb[0]), unit)
             };
         }
     }
@@ -759,10 +862,7 @@ impl Context {
         &self,
         src: &ArrayBase<S, D>,
     ) -> Result<Tensor<'_>> {
-        let t = self.new_tensor(E::TYPE, src.shape())?;
-        // SAFETY: `t` is brand new: no view of its bytes can exist.
-        unsafe { write_array(&t, src, None)? };
-        Ok(t)
+        self.tensor_from_array_as(E::TYPE, src)
     }
 
     /// A new tensor of type `ty` holding `src` converted or quantized.
@@ -776,8 +876,12 @@ impl Context {
         src: &ArrayBase<S, D>,
     ) -> Result<Tensor<'_>> {
         let t = self.new_tensor(ty, src.shape())?;
-        // SAFETY: `t` is brand new: no view of its bytes can exist.
-        unsafe { write_array(&t, src, None)? };
+        if self.is_no_alloc() && !t.is_empty() {
+            return Err(Error::NoData { name: t.name() });
+        }
+        // SAFETY: `t` is brand new, in the arena: no view of its bytes can
+        // exist.
+        unsafe { write_array(&t, t.data_ptr(), src, None)? };
         Ok(t)
     }
 }

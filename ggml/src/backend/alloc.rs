@@ -1,0 +1,226 @@
+//! [`GraphAllocator`]: ggml's graph allocator (`ggml_gallocr`), which places
+//! the tensors of a graph that have no memory yet in one compute buffer,
+//! reusing memory between intermediates whose lifetimes do not overlap.
+
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use super::{Backend, BufferType};
+use crate::error::{Error, Result};
+use crate::graph::Graph;
+use crate::memory::{Epoch, Lease};
+use crate::tensor::Tensor;
+
+/// Places a graph's intermediate tensors in a compute buffer it owns, sized
+/// for the largest graph it has seen, so arenas need not be sized by hand.
+///
+/// Tensors that already have memory (weights and inputs in a buffer the
+/// context owns, say) are used where they are. The memory it lends is
+/// valid until it allocates again (any graph), is
+/// [reserved](GraphAllocator::reserve) or is dropped; then the tensors it
+/// placed read as unallocated, and a later [`allocate`](Self::allocate)
+/// places them again. Their data is reached by copies
+/// ([`TensorData::to_array`](crate::TensorData::to_array)), not views.
+///
+/// Non-output intermediates share memory: after a computation only the
+/// graph's outputs, leaves and tensors flagged as outputs hold their values.
+pub struct GraphAllocator {
+    raw: NonNull<ggml_sys::ggml_gallocr>,
+    buffer_type: BufferType,
+    epoch: Arc<Epoch>,
+    size: usize,
+}
+
+// SAFETY: a gallocr has no thread affinity; `&mut self` on every call keeps
+// two threads from using it at once; the memory it lends is guarded by its
+// epoch, which is thread-safe.
+unsafe impl Send for GraphAllocator {}
+
+fn new_raw(buffer_type: BufferType) -> Result<NonNull<ggml_sys::ggml_gallocr>> {
+    // SAFETY: a live buffer type (one, so `n_bufs >= 1`).
+    let raw = unsafe { ggml_sys::ggml_gallocr_new(buffer_type.as_ptr()) };
+    NonNull::new(raw).ok_or_else(|| Error::BufferAlloc {
+        buffer_type: buffer_type.name(),
+        size: 0,
+        detail: " (graph allocator)".into(),
+    })
+}
+
+impl GraphAllocator {
+    /// An allocator whose compute buffer is of `buffer_type`.
+    ///
+    /// # Errors
+    /// [`Error::BufferAlloc`] when its bookkeeping cannot be allocated.
+    pub fn new(buffer_type: BufferType) -> Result<Self> {
+        crate::init::ensure()?;
+        Ok(GraphAllocator {
+            raw: new_raw(buffer_type)?,
+            buffer_type,
+            epoch: Epoch::new(),
+            size: 0,
+        })
+    }
+
+    /// An allocator for graphs `backend` computes (its default memory).
+    ///
+    /// # Errors
+    /// As [`GraphAllocator::new`].
+    pub fn for_backend(backend: &Backend) -> Result<Self> {
+        GraphAllocator::new(backend.buffer_type())
+    }
+
+    /// The compute buffer's memory.
+    pub fn buffer_type(&self) -> BufferType {
+        self.buffer_type
+    }
+
+    /// Bytes of the compute buffer now.
+    pub fn buffer_size(&self) -> usize {
+        // SAFETY: a live allocator; buffer 0 exists (one buffer type).
+        unsafe { ggml_sys::ggml_gallocr_get_buffer_size(self.raw.as_ptr(), 0) }
+    }
+
+    /// Sizes the compute buffer for `graph` (the largest of a family of
+    /// graphs, say) without placing anything, so later allocations of
+    /// graphs no larger do not reallocate. Ends the lease of earlier
+    /// allocations.
+    ///
+    /// # Errors
+    /// [`Error::BufferAlloc`] (out of memory: the allocator starts afresh),
+    /// [`Error::Busy`] (called while this thread uses the allocator's memory).
+    pub fn reserve(&mut self, graph: &Graph<'_>) -> Result<()> {
+        let epoch = self.epoch.clone();
+        let (guard, _) = epoch.advance()?;
+        // SAFETY: a live allocator and graph; reserving writes no tensor.
+        let ok = unsafe { ggml_sys::ggml_gallocr_reserve(self.raw.as_ptr(), graph.as_ptr()) };
+        let result = if ok { Ok(()) } else { Err(self.restart()) };
+        self.size = self.buffer_size();
+        drop(guard);
+        result
+    }
+
+    /// Places every tensor of `graph` that has no memory yet in the compute
+    /// buffer (growing it if needed), and returns the buffer's size. Ends
+    /// the lease of earlier allocations (of this graph too: allocating a
+    /// graph again re-places it).
+    ///
+    /// # Errors
+    /// [`Error::BufferAlloc`] (out of memory: the graph stays unallocated
+    /// and the allocator starts afresh), [`Error::Busy`] (called while this
+    /// thread uses the allocator's memory, from an abort callback, say).
+    pub fn allocate(&mut self, graph: &Graph<'_>) -> Result<usize> {
+        let epoch = self.epoch.clone();
+        let (guard, at) = epoch.advance()?;
+        let ctx = graph.context();
+        ctx.sweep();
+        let mut pending = Vec::new();
+        for t in graph.tensors() {
+            let raw = t.as_ptr();
+            // SAFETY: a live tensor of the graph; fields copied out.
+            let (view_src, data, buffer) = unsafe { ((*raw).view_src, (*raw).data, (*raw).buffer) };
+            if !view_src.is_null() {
+                continue;
+            }
+            if data.is_null() && !buffer.is_null() {
+                // Another allocator's empty tensor: ggml would assert that it
+                // has no buffer.
+                return Err(Error::Busy {
+                    what: "an empty tensor of the graph holds memory of another allocator",
+                });
+            }
+            if data.is_null() {
+                pending.push(t);
+            }
+        }
+        // SAFETY: a live allocator (single buffer: reallocates by itself);
+        // a graph of this crate, whose view sources are all in it; its
+        // unallocated tensors have neither data nor buffer.
+        let ok = unsafe { ggml_sys::ggml_gallocr_alloc_graph(self.raw.as_ptr(), graph.as_ptr()) };
+        let placed: Vec<Tensor<'_>> = pending
+            .into_iter()
+            // SAFETY: fields of live tensors, copied out.
+            .filter(|t| unsafe { !(*t.as_ptr()).data.is_null() || !(*t.as_ptr()).buffer.is_null() })
+            .collect();
+        if !ok {
+            for t in &placed {
+                // SAFETY: tensors of the graph; only their placement is written.
+                unsafe {
+                    (*t.as_ptr()).data = std::ptr::null_mut();
+                    (*t.as_ptr()).buffer = std::ptr::null_mut();
+                }
+            }
+            ctx.clear_orphan_views();
+            ctx.memory_changed();
+            return Err(self.restart());
+        }
+        let size = self.buffer_size();
+        if size != self.size {
+            // A new buffer: zero it, so every byte a copy reads is initialised.
+            let mut cleared: Vec<*mut ggml_sys::ggml_backend_buffer> = Vec::new();
+            for t in &placed {
+                // SAFETY: a tensor just placed in a live buffer.
+                let buffer = unsafe { (*t.as_ptr()).buffer };
+                if !buffer.is_null() && !cleared.contains(&buffer) {
+                    // SAFETY: a live buffer nothing computes on now.
+                    unsafe { ggml_sys::ggml_backend_buffer_clear(buffer, 0) };
+                    cleared.push(buffer);
+                }
+            }
+            self.size = size;
+        }
+        ctx.add_lease(Lease {
+            epoch: self.epoch.clone(),
+            at,
+            roots: placed
+                .iter()
+                .map(|t| NonNull::new(t.as_ptr()).expect("live"))
+                .collect(),
+        });
+        ctx.memory_changed();
+        drop(guard);
+        Ok(size)
+    }
+
+    /// After a failed reserve or allocation ggml's allocator may hold plans
+    /// for buffers it no longer has: start a fresh one.
+    fn restart(&mut self) -> Error {
+        let size = self.buffer_size();
+        if let Ok(fresh) = new_raw(self.buffer_type) {
+            // SAFETY: the old allocator, freed once; its leases ended (the
+            // caller holds the advanced epoch).
+            unsafe { ggml_sys::ggml_gallocr_free(self.raw.as_ptr()) };
+            self.raw = fresh;
+        }
+        self.size = 0;
+        Error::BufferAlloc {
+            buffer_type: self.buffer_type.name(),
+            size,
+            detail: " for a graph's intermediates".into(),
+        }
+    }
+}
+
+impl Drop for GraphAllocator {
+    fn drop(&mut self) {
+        // Wait until no context uses the memory; if this very thread does
+        // (dropped from inside a computation), leak it rather than free it
+        // under the computation.
+        let epoch = self.epoch.clone();
+        let advanced = epoch.advance();
+        if let Ok((guard, _)) = advanced {
+            // SAFETY: a live allocator, freed once; every lease has ended.
+            unsafe { ggml_sys::ggml_gallocr_free(self.raw.as_ptr()) };
+            drop(guard);
+        }
+    }
+}
+
+impl fmt::Debug for GraphAllocator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GraphAllocator")
+            .field("buffer_type", &self.buffer_type)
+            .field("buffer_size", &self.buffer_size())
+            .finish()
+    }
+}

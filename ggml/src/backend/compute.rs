@@ -1,0 +1,447 @@
+//! [`Backend`]: an execution stream on a [`Device`], and computing graphs
+//! on it, each node checked first against what the backend supports.
+
+use std::ffi::CStr;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+use super::{BufferType, Device};
+use crate::error::{Error, Result};
+use crate::graph::{AbortState, Compute, Graph};
+use crate::memory::{Pins, Place};
+use crate::tensor::Tensor;
+use crate::TensorData;
+
+type SetThreads = unsafe extern "C" fn(ggml_sys::ggml_backend_t, i32);
+type SetAbort = unsafe extern "C" fn(
+    ggml_sys::ggml_backend_t,
+    ggml_sys::ggml_abort_callback,
+    *mut std::ffi::c_void,
+);
+
+/// A backend: a device's execution stream, which computes graphs whose
+/// tensors are in memory it can use.
+///
+/// `Send`, not `Sync`: a backend computes one graph at a time (the CPU
+/// backend's work buffer and thread count are per backend); make one per
+/// thread. Dropping it waits for its work to finish.
+pub struct Backend {
+    raw: NonNull<ggml_sys::ggml_backend>,
+    device: Device,
+    set_threads: Option<SetThreads>,
+    set_abort: Option<SetAbort>,
+    threads: usize,
+}
+
+// SAFETY: ggml backends have no thread affinity; `&mut self` on every call
+// that uses the stream keeps two threads from using one at once.
+unsafe impl Send for Backend {}
+
+impl Backend {
+    /// A backend on `device`; for the CPU with [`crate::max_threads`]
+    /// threads.
+    ///
+    /// # Errors
+    /// [`Error::BackendInit`].
+    pub fn new(device: Device) -> Result<Backend> {
+        crate::init::ensure()?;
+        // SAFETY: a registry device; no parameters.
+        let raw = unsafe { ggml_sys::ggml_backend_dev_init(device.as_ptr(), std::ptr::null()) };
+        let raw = NonNull::new(raw).ok_or_else(|| Error::BackendInit {
+            device: device.name(),
+        })?;
+        // SAFETY: the device's own registry, asked for the documented names;
+        // each result has the signature ggml-backend.h gives that name, and
+        // acts on backends of that registry only (this one).
+        let (set_threads, set_abort) = unsafe {
+            let reg = ggml_sys::ggml_backend_dev_backend_reg(device.as_ptr());
+            let lookup = |name: &CStr| {
+                let f = ggml_sys::ggml_backend_reg_get_proc_address(reg, name.as_ptr());
+                (!f.is_null()).then_some(f)
+            };
+            (
+                lookup(c"ggml_backend_set_n_threads")
+                    .map(|f| std::mem::transmute::<*mut std::ffi::c_void, SetThreads>(f)),
+                lookup(c"ggml_backend_set_abort_callback")
+                    .map(|f| std::mem::transmute::<*mut std::ffi::c_void, SetAbort>(f)),
+            )
+        };
+        let mut backend = Backend {
+            raw,
+            device,
+            set_threads,
+            set_abort,
+            threads: 0,
+        };
+        backend.apply_threads(crate::max_threads());
+        Ok(backend)
+    }
+
+    /// A backend on the CPU.
+    ///
+    /// # Errors
+    /// [`Error::NoDevice`] (no CPU backend module loaded), [`Error::BackendInit`].
+    pub fn cpu() -> Result<Backend> {
+        Backend::new(Device::cpu()?)
+    }
+
+    /// A backend on the first GPU.
+    ///
+    /// # Errors
+    /// [`Error::NoDevice`] naming the feature to enable when the build has no
+    /// GPU backend, [`Error::BackendInit`].
+    pub fn gpu() -> Result<Backend> {
+        Backend::new(Device::gpu()?)
+    }
+
+    pub(crate) fn as_ptr(&self) -> ggml_sys::ggml_backend_t {
+        self.raw.as_ptr()
+    }
+
+    /// Its device.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Name (`"CPU"`, `"CUDA0"`, ...).
+    pub fn name(&self) -> String {
+        // SAFETY: a live backend; a static NUL-terminated name.
+        unsafe { CStr::from_ptr(ggml_sys::ggml_backend_name(self.as_ptr())) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// Whether its device is the CPU (which also computes tensors of
+    /// allocating contexts, in host memory).
+    pub fn is_cpu(&self) -> bool {
+        self.device.is_cpu()
+    }
+
+    /// The memory it computes in by default.
+    pub fn buffer_type(&self) -> BufferType {
+        // SAFETY: a live backend; every backend has a default buffer type.
+        let raw = unsafe { ggml_sys::ggml_backend_get_default_buffer_type(self.as_ptr()) };
+        BufferType::from_raw(raw).expect("a backend has a buffer type")
+    }
+
+    /// Whether it can compute on tensors in memory of `buffer_type`.
+    pub fn supports_buffer_type(&self, buffer_type: BufferType) -> bool {
+        // SAFETY: a live backend and buffer type.
+        unsafe { ggml_sys::ggml_backend_supports_buft(self.as_ptr(), buffer_type.as_ptr()) }
+    }
+
+    /// Threads the backend computes with (CPU backends; 0 for backends
+    /// without a thread count).
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Sets the thread count (clamped to [`crate::MAX_THREADS`]).
+    ///
+    /// # Errors
+    /// [`Error::ZeroThreads`]; [`Error::NotSupported`] for backends without
+    /// a thread count (GPUs).
+    pub fn set_threads(&mut self, n: usize) -> Result<()> {
+        if n == 0 {
+            return Err(Error::ZeroThreads);
+        }
+        if self.set_threads.is_none() {
+            return Err(Error::NotSupported {
+                backend: self.name(),
+                what: "a thread count",
+            });
+        }
+        self.apply_threads(n);
+        Ok(())
+    }
+
+    fn apply_threads(&mut self, n: usize) {
+        if let Some(set) = self.set_threads {
+            let n = crate::threads::clamp(n);
+            // SAFETY: this backend's registry's setter; not computing (`&mut self`).
+            unsafe { set(self.as_ptr(), n) };
+            self.threads = n as usize;
+        }
+    }
+
+    /// Computes `graph`, whose tensors must all have memory this backend can
+    /// use, and waits for the result.
+    ///
+    /// Every node is checked before anything runs: the backend must support
+    /// it (`supports_op`, and for the CPU this crate's kernel contracts), and
+    /// every tensor must have memory in a buffer the backend can use (the
+    /// CPU also takes tensors of allocating contexts).
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedNode`], [`Error::UnsupportedBuffer`],
+    /// [`Error::NoData`], [`Error::WrongContext`], [`Error::Compute`].
+    pub fn compute<'ctx>(
+        &mut self,
+        graph: &Graph<'ctx>,
+        data: &mut TensorData<'ctx>,
+    ) -> Result<()> {
+        self.compute_with(graph, data, Compute::new())
+    }
+
+    /// Computes `graph` with `options`: a thread count (kept by the backend
+    /// afterwards; ignored by backends without one) and an abort callback
+    /// (backends that take one: the CPU).
+    ///
+    /// # Errors
+    /// As [`Backend::compute`], plus [`Error::Aborted`],
+    /// [`Error::ZeroThreads`], and [`Error::NotSupported`] for an abort
+    /// callback on a backend that takes none.
+    ///
+    /// # Panics
+    /// Resumes a panic of the abort callback after ggml has stopped.
+    pub fn compute_with<'ctx>(
+        &mut self,
+        graph: &Graph<'ctx>,
+        data: &mut TensorData<'ctx>,
+        options: Compute<'_>,
+    ) -> Result<()> {
+        graph.check_token(data)?;
+        if let Some(n) = options.requested_threads()? {
+            self.apply_threads(n);
+        }
+        let mut abort = options.into_abort().map(AbortState::new);
+        if abort.is_some() && self.set_abort.is_none() {
+            return Err(Error::NotSupported {
+                backend: self.name(),
+                what: "an abort callback",
+            });
+        }
+        let ctx = graph.context();
+        let status = ctx.pinned(|| -> Result<ggml_sys::ggml_status> {
+            check_graph(graph, &Target::Backend(self))?;
+            if let (Some(state), Some(set)) = (abort.as_mut(), self.set_abort) {
+                let (f, data) = state.hook();
+                // SAFETY: this registry's setter; the state outlives the
+                // computation and is unset right after it.
+                unsafe { set(self.as_ptr(), Some(f), data) };
+            }
+            // SAFETY: a live graph whose every tensor has memory this backend
+            // can use (checked, pinned until the call returns), every node
+            // supported by it; no view is alive (the token is borrowed
+            // mutably); the backend is not in use elsewhere (`&mut self`).
+            let status =
+                unsafe { ggml_sys::ggml_backend_graph_compute(self.as_ptr(), graph.as_ptr()) };
+            if let (Some(_), Some(set)) = (abort.as_ref(), self.set_abort) {
+                // SAFETY: as above; removes the hook before the state goes.
+                unsafe { set(self.as_ptr(), None, std::ptr::null_mut()) };
+            }
+            Ok(status)
+        });
+        if let Some(state) = abort {
+            state.resume_panic();
+        }
+        crate::graph::status_result(status?)
+    }
+
+    /// Starts computing `graph` and returns at once (on backends that compute
+    /// asynchronously: GPUs; the CPU computes before returning). The graph's
+    /// data stays borrowed, and its memory pinned, until the returned handle
+    /// is [waited for](Pending::wait) or dropped.
+    ///
+    /// # Errors
+    /// As [`Backend::compute`], for the checks made before starting.
+    pub fn compute_async<'a, 'ctx>(
+        &'a mut self,
+        graph: &'a Graph<'ctx>,
+        data: &'a mut TensorData<'ctx>,
+    ) -> Result<Pending<'a>> {
+        graph.check_token(data)?;
+        let ctx = graph.context();
+        let pins = ctx.pin();
+        check_graph(graph, &Target::Backend(self))?;
+        // SAFETY: as in `compute_with`; the memory stays pinned, the data
+        // borrowed and the backend borrowed until `synchronize`.
+        let status =
+            unsafe { ggml_sys::ggml_backend_graph_compute_async(self.as_ptr(), graph.as_ptr()) };
+        Ok(Pending {
+            backend: self,
+            status,
+            _pins: pins,
+            _data: PhantomData,
+        })
+    }
+
+    /// Waits until the backend's queued work is done.
+    pub fn synchronize(&mut self) {
+        // SAFETY: a live backend.
+        unsafe { ggml_sys::ggml_backend_synchronize(self.as_ptr()) };
+    }
+
+    /// Checks, without computing, that this backend can compute `graph`
+    /// (as [`Backend::compute`] does first).
+    ///
+    /// # Errors
+    /// As [`Backend::compute`]'s checks.
+    pub fn check(&self, graph: &Graph<'_>) -> Result<()> {
+        graph
+            .context()
+            .pinned(|| check_graph(graph, &Target::Backend(self)))
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        // SAFETY: a live backend, freed once, after its queued work.
+        unsafe {
+            ggml_sys::ggml_backend_synchronize(self.as_ptr());
+            ggml_sys::ggml_backend_free(self.as_ptr());
+        }
+    }
+}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backend")
+            .field("name", &self.name())
+            .field("device", &self.device)
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
+/// A computation started by [`Backend::compute_async`]. Waiting for it (or
+/// dropping it) synchronises the backend; until then the graph's data stays
+/// borrowed and its memory pinned.
+#[must_use = "dropping it waits for the computation; call `wait` for its result"]
+pub struct Pending<'a> {
+    backend: &'a mut Backend,
+    status: ggml_sys::ggml_status,
+    _pins: Pins,
+    _data: PhantomData<&'a mut ()>,
+}
+
+impl Pending<'_> {
+    /// Waits for the computation.
+    ///
+    /// # Errors
+    /// [`Error::Compute`] when it failed.
+    pub fn wait(self) -> Result<()> {
+        let status = self.status;
+        drop(self);
+        crate::graph::status_result(status)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.backend.synchronize();
+    }
+}
+
+/// Who computes a graph.
+pub(crate) enum Target<'b> {
+    /// ggml's CPU code called directly (the context arena path).
+    DirectCpu,
+    /// A backend.
+    Backend(&'b Backend),
+}
+
+impl Target<'_> {
+    fn name(&self) -> String {
+        match self {
+            Target::DirectCpu => "the CPU backend".into(),
+            Target::Backend(b) if b.is_cpu() => "the CPU backend".into(),
+            Target::Backend(b) => format!("the {} backend", b.name()),
+        }
+    }
+
+    fn is_cpu(&self) -> bool {
+        match self {
+            Target::DirectCpu => true,
+            Target::Backend(b) => b.is_cpu(),
+        }
+    }
+
+    /// An identity for caching checks: 0 for the direct path, else the device.
+    fn key(&self) -> usize {
+        match self {
+            Target::DirectCpu => 0,
+            Target::Backend(b) => b.device.as_ptr() as usize,
+        }
+    }
+}
+
+/// Describes a place for errors.
+fn place_name(t: &Tensor<'_>, place: Place) -> String {
+    match place {
+        Place::Nowhere => "no memory".into(),
+        Place::Arena => "the context's arena (host memory)".into(),
+        Place::Owned { .. } | Place::Leased { .. } => {
+            let (root, _) = t.memory_root();
+            // SAFETY: a live tensor with a live buffer (the context is swept).
+            let buft = unsafe { ggml_sys::ggml_backend_buffer_get_type((*root.as_ptr()).buffer) };
+            format!(
+                "a {} buffer",
+                BufferType::from_raw(buft).map_or_else(|| "?".into(), |b| b.name())
+            )
+        }
+    }
+}
+
+/// Checks that `target` can compute every node of `graph` and use the
+/// memory of every tensor. The context must be pinned. Passing checks are
+/// remembered until the context's memory changes or another device computes.
+pub(crate) fn check_graph(graph: &Graph<'_>, target: &Target<'_>) -> Result<()> {
+    let ctx = graph.context();
+    let key = (target.key(), ctx.memory_generation());
+    if graph.checked_for() == Some(key) {
+        return Ok(());
+    }
+    for t in graph.tensors() {
+        let place = ctx.place(&t);
+        if place == Place::Nowhere {
+            if t.is_empty() {
+                continue;
+            }
+            return Err(Error::NoData { name: t.name() });
+        }
+        let usable = match (target, place) {
+            (Target::DirectCpu, p) => p.is_host(),
+            (Target::Backend(b), Place::Arena) => b.is_cpu(),
+            (Target::Backend(b), _) => {
+                let (root, _) = t.memory_root();
+                // SAFETY: a live buffer (pinned) of a live tensor.
+                let buft =
+                    unsafe { ggml_sys::ggml_backend_buffer_get_type((*root.as_ptr()).buffer) };
+                // SAFETY: a live backend and buffer type.
+                unsafe { ggml_sys::ggml_backend_supports_buft(b.as_ptr(), buft) }
+            }
+        };
+        if !usable {
+            return Err(Error::UnsupportedBuffer {
+                name: t.name(),
+                place: place_name(&t, place),
+                backend: target.name(),
+            });
+        }
+    }
+    for t in graph.tensors() {
+        if t.op() == ggml_sys::GGML_OP_NONE {
+            continue;
+        }
+        if target.is_cpu() {
+            crate::ops::check_node(&t, crate::ops::Backend::Cpu)?;
+        }
+        if let Target::Backend(b) = target {
+            // SAFETY: a live backend; a node whose sources and buffers are
+            // live (pinned); passes the kernel contract where one applies.
+            if !unsafe { ggml_sys::ggml_backend_supports_op(b.as_ptr(), t.as_ptr()) } {
+                return Err(Error::UnsupportedNode {
+                    node: t.name(),
+                    op: crate::ops::op_name(t.op()),
+                    types: crate::ops::node_types(&t),
+                    backend: target.name(),
+                    reason: "the backend has no kernel for it (supports_op)",
+                });
+            }
+        }
+    }
+    graph.set_checked_for(key);
+    Ok(())
+}

@@ -1,0 +1,445 @@
+//! [`Scheduler`]: ggml's backend scheduler (`ggml_backend_sched`), which
+//! splits a graph over several backends (a GPU and the CPU, say), places
+//! each node where its memory is and where it is supported, copies tensors
+//! between backends, and allocates every intermediate.
+
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use super::Backend;
+use crate::error::{Error, Result};
+use crate::graph::Graph;
+use crate::memory::{Epoch, Lease};
+use crate::tensor::Tensor;
+use crate::TensorData;
+
+/// Backends a scheduler takes at most (`GGML_SCHED_MAX_BACKENDS`).
+pub const MAX_BACKENDS: usize = 16;
+
+/// The largest `graph_size` a scheduler takes: ggml allocates about 20 KiB
+/// of bookkeeping per unit, without checking the allocation.
+pub const MAX_GRAPH_SIZE: usize = 1 << 16;
+
+type Sources = [*mut ggml_sys::ggml_tensor; ggml_sys::GGML_MAX_SRC as usize];
+
+/// The graph allocated now, and the sources ggml rewrote in it.
+struct Allocated {
+    graph: u64,
+    /// Nodes whose sources ggml points at its copies: (node, copies, originals).
+    rewrites: Vec<(NonNull<ggml_sys::ggml_tensor>, Sources, Sources)>,
+}
+
+/// Computes graphs over several backends, in priority order, the last being
+/// the CPU.
+///
+/// The scheduler owns its backends. Tensors that already have memory (in a
+/// buffer a context owns) are used where they are, and nodes that use them
+/// run on a backend that can reach them; every other tensor is placed by
+/// the scheduler in compute memory of the backend that computes it. As with
+/// the [`GraphAllocator`](super::GraphAllocator), that memory is lent until
+/// the scheduler allocates another graph (or this one again, after
+/// another), and reached by copies.
+///
+/// A graph is allocated once and can then be computed many times; between
+/// computations its inputs can be written (with
+/// [`TensorData::copy_from_array`]). Inputs placed by the scheduler are
+/// written after [`Scheduler::allocate`]; inputs in buffers of their own at
+/// any time.
+pub struct Scheduler {
+    raw: NonNull<ggml_sys::ggml_backend_sched>,
+    backends: Vec<Backend>,
+    graph_size: usize,
+    epoch: Arc<Epoch>,
+    allocated: Option<Allocated>,
+    /// Compute buffer size per backend at the last allocation.
+    sizes: Vec<usize>,
+}
+
+// SAFETY: the scheduler and its backends have no thread affinity; `&mut
+// self` on every call that uses them keeps two threads apart; lent memory
+// is guarded by the epoch.
+unsafe impl Send for Scheduler {}
+
+fn new_raw(backends: &[Backend], graph_size: usize) -> NonNull<ggml_sys::ggml_backend_sched> {
+    let mut raw: Vec<ggml_sys::ggml_backend_t> = backends.iter().map(Backend::as_ptr).collect();
+    // SAFETY: 1..=16 live backends, the last a CPU device (checked by the
+    // caller); default buffer types (each supported by its backend);
+    // graph_size in 1..=MAX_GRAPH_SIZE. ggml copies the array.
+    let sched = unsafe {
+        ggml_sys::ggml_backend_sched_new(
+            raw.as_mut_ptr(),
+            std::ptr::null_mut(),
+            raw.len() as i32,
+            graph_size,
+            false,
+            true,
+        )
+    };
+    NonNull::new(sched).expect("ggml_backend_sched_new does not return NULL")
+}
+
+impl Scheduler {
+    /// A scheduler over `backends` (highest priority first; the last must
+    /// be a CPU backend, where unsupported nodes fall back), for graphs of
+    /// up to `graph_size` tensors.
+    ///
+    /// # Errors
+    /// [`Error::SchedulerBackends`] for 0 or more than [`MAX_BACKENDS`]
+    /// backends, or a last one that is not the CPU;
+    /// [`Error::GraphTooLarge`] for a `graph_size` of 0 or above
+    /// [`MAX_GRAPH_SIZE`].
+    pub fn new(backends: Vec<Backend>, graph_size: usize) -> Result<Scheduler> {
+        crate::init::ensure()?;
+        let count = backends.len();
+        if count == 0 || count > MAX_BACKENDS {
+            return Err(Error::SchedulerBackends {
+                count,
+                reason: "a scheduler takes 1 to 16 backends",
+            });
+        }
+        if !backends[count - 1].is_cpu() {
+            return Err(Error::SchedulerBackends {
+                count,
+                reason: "the last backend must be a CPU backend",
+            });
+        }
+        if graph_size == 0 || graph_size > MAX_GRAPH_SIZE {
+            return Err(Error::GraphTooLarge {
+                tensors: graph_size,
+                capacity: MAX_GRAPH_SIZE,
+            });
+        }
+        Ok(Scheduler {
+            raw: new_raw(&backends, graph_size),
+            sizes: vec![0; count],
+            backends,
+            graph_size,
+            epoch: Epoch::new(),
+            allocated: None,
+        })
+    }
+
+    /// Its backends, in priority order.
+    pub fn backends(&self) -> &[Backend] {
+        &self.backends
+    }
+
+    /// Its backends, to change their settings (thread counts).
+    pub fn backends_mut(&mut self) -> &mut [Backend] {
+        &mut self.backends
+    }
+
+    /// Tensors a graph may have.
+    pub fn graph_size(&self) -> usize {
+        self.graph_size
+    }
+
+    /// Parts the last allocated graph was split into (one per change of
+    /// backend along the graph).
+    pub fn n_splits(&self) -> usize {
+        // SAFETY: a live scheduler.
+        unsafe { ggml_sys::ggml_backend_sched_get_n_splits(self.raw.as_ptr()) as usize }
+    }
+
+    /// Bytes of compute memory on backend `index`.
+    pub fn buffer_size(&self, index: usize) -> Option<usize> {
+        let backend = self.backends.get(index)?;
+        // SAFETY: a live scheduler and one of its backends.
+        Some(unsafe {
+            ggml_sys::ggml_backend_sched_get_buffer_size(self.raw.as_ptr(), backend.as_ptr())
+        })
+    }
+
+    /// Splits `graph` over the backends and places every tensor of it that
+    /// has no memory yet. Ends the lease of the graph allocated before.
+    ///
+    /// # Errors
+    /// [`Error::GraphTooLarge`], [`Error::UnsupportedNode`] (no backend has
+    /// a kernel for a node), [`Error::Unschedulable`] (a tensor in memory no
+    /// backend that supports its use can reach, a tensor of an allocating
+    /// context, an unallocated leaf that no node uses, a graph without
+    /// nodes), [`Error::BufferAlloc`] (out of memory; the scheduler starts
+    /// afresh), [`Error::Busy`].
+    pub fn allocate(&mut self, graph: &Graph<'_>) -> Result<()> {
+        let epoch = self.epoch.clone();
+        let (guard, at) = epoch.advance()?;
+        self.allocated = None;
+        let ctx = graph.context();
+        ctx.sweep();
+        self.precheck(graph)?;
+        let nodes: Vec<Tensor<'_>> = graph
+            .tensors()
+            .filter(|t| t.op() != ggml_sys::GGML_OP_NONE)
+            .collect();
+        // SAFETY: live tensors; their source arrays are copied out.
+        let originals: Vec<Sources> = nodes.iter().map(|t| unsafe { (*t.as_ptr()).src }).collect();
+        let pending: Vec<Tensor<'_>> = graph
+            .tensors()
+            // SAFETY: live tensors; fields copied out.
+            .filter(|t| unsafe {
+                let r = &*t.as_ptr();
+                r.view_src.is_null() && r.data.is_null() && r.buffer.is_null()
+            })
+            .collect();
+        // SAFETY: a live scheduler, reset first (ggml's allocation does not
+        // reset, and a stale assignment table can overflow its hash set); a
+        // graph that passed every check `precheck` lists.
+        let ok = unsafe {
+            ggml_sys::ggml_backend_sched_reset(self.raw.as_ptr());
+            ggml_sys::ggml_backend_sched_alloc_graph(self.raw.as_ptr(), graph.as_ptr())
+        };
+        // ggml points sources at its copies (in its own context): keep them
+        // for computing, and give the graph back its own.
+        let mut rewrites = Vec::new();
+        for (node, original) in nodes.iter().zip(&originals) {
+            let raw = node.as_ptr();
+            // SAFETY: a live node; its source array is rewritten in place.
+            unsafe {
+                if (*raw).src != *original {
+                    rewrites.push((NonNull::new(raw).expect("live"), (*raw).src, *original));
+                    (*raw).src = *original;
+                }
+            }
+        }
+        let placed: Vec<NonNull<ggml_sys::ggml_tensor>> = pending
+            .iter()
+            // SAFETY: live tensors; fields copied out.
+            .filter(|t| unsafe { !(*t.as_ptr()).data.is_null() || !(*t.as_ptr()).buffer.is_null() })
+            .map(|t| NonNull::new(t.as_ptr()).expect("live"))
+            .collect();
+        if !ok {
+            for t in &placed {
+                // SAFETY: tensors of the graph; only their placement is written.
+                unsafe {
+                    (*t.as_ptr()).data = std::ptr::null_mut();
+                    (*t.as_ptr()).buffer = std::ptr::null_mut();
+                }
+            }
+            ctx.clear_orphan_views();
+            ctx.memory_changed();
+            // ggml's allocator may now hold plans for buffers it lacks.
+            // SAFETY: the old scheduler, freed once; no lease of it is left.
+            unsafe { ggml_sys::ggml_backend_sched_free(self.raw.as_ptr()) };
+            self.raw = new_raw(&self.backends, self.graph_size);
+            self.sizes.iter_mut().for_each(|s| *s = 0);
+            return Err(Error::BufferAlloc {
+                buffer_type: "the scheduler's compute".into(),
+                size: 0,
+                detail: " for a graph's intermediates".into(),
+            });
+        }
+        for i in 0..self.backends.len() {
+            let size = self.buffer_size(i).unwrap_or(0);
+            if size != self.sizes[i] {
+                self.sizes[i] = size;
+                self.clear_new_buffers(&placed, i);
+            }
+        }
+        ctx.add_lease(Lease {
+            epoch: self.epoch.clone(),
+            at,
+            roots: placed,
+        });
+        ctx.memory_changed();
+        self.allocated = Some(Allocated {
+            graph: graph.id(),
+            rewrites,
+        });
+        drop(guard);
+        Ok(())
+    }
+
+    /// Zeroes the buffers of backend `index` that tensors were just placed
+    /// in (new buffers: every byte a copy reads must be initialised).
+    fn clear_new_buffers(&self, placed: &[NonNull<ggml_sys::ggml_tensor>], index: usize) {
+        // SAFETY: a live scheduler and one of its backends.
+        let buft = unsafe {
+            ggml_sys::ggml_backend_sched_get_buffer_type(
+                self.raw.as_ptr(),
+                self.backends[index].as_ptr(),
+            )
+        };
+        let mut cleared = Vec::new();
+        for t in placed {
+            // SAFETY: tensors just placed in live buffers.
+            let buffer = unsafe { (*t.as_ptr()).buffer };
+            // SAFETY: a live buffer.
+            if !buffer.is_null()
+                && !cleared.contains(&buffer)
+                && unsafe { ggml_sys::ggml_backend_buffer_get_type(buffer) } == buft
+            {
+                // SAFETY: a live buffer nothing computes on now.
+                unsafe { ggml_sys::ggml_backend_buffer_clear(buffer, 0) };
+                cleared.push(buffer);
+            }
+        }
+    }
+
+    /// Checks what ggml's scheduler asserts on, before it can.
+    fn precheck(&self, graph: &Graph<'_>) -> Result<()> {
+        let ctx = graph.context();
+        let tensors: Vec<Tensor<'_>> = graph.tensors().collect();
+        // ggml's hash set holds the graph's tensors plus a NULL key.
+        if tensors.len() + 2 > self.graph_size {
+            return Err(Error::GraphTooLarge {
+                tensors: tensors.len(),
+                capacity: self.graph_size.saturating_sub(2),
+            });
+        }
+        if graph.n_nodes() == 0 {
+            return Err(Error::Unschedulable {
+                name: String::new(),
+                reason: "the graph has no nodes to compute".into(),
+            });
+        }
+        let mut consumed = std::collections::HashSet::new();
+        for t in &tensors {
+            for i in 0..ggml_sys::GGML_MAX_SRC as usize {
+                if let Some(s) = t.src(i) {
+                    consumed.insert(s.as_ptr());
+                }
+            }
+        }
+        ctx.pinned(|| {
+            for t in &tensors {
+                let (root, _) = t.memory_root();
+                // SAFETY: live tensors (swept, pinned); fields copied out.
+                let (data, buffer) = unsafe { ((*root.as_ptr()).data, (*root.as_ptr()).buffer) };
+                if !data.is_null() && buffer.is_null() {
+                    return Err(Error::Unschedulable {
+                        name: t.name(),
+                        reason: "it is in an allocating context's arena; the scheduler needs \
+                                 tensors in backend memory (a no_alloc context and \
+                                 Context::allocate)"
+                            .into(),
+                    });
+                }
+                let is_leaf = t.op() == ggml_sys::GGML_OP_NONE;
+                if is_leaf && data.is_null() && !consumed.contains(&t.as_ptr()) {
+                    return Err(Error::Unschedulable {
+                        name: t.name(),
+                        reason: "an unallocated leaf that no node of the graph uses".into(),
+                    });
+                }
+                if !is_leaf {
+                    self.check_node(t)?;
+                }
+                if !buffer.is_null() {
+                    // SAFETY: a live buffer.
+                    let buft = unsafe { ggml_sys::ggml_backend_buffer_get_type(buffer) };
+                    let reachable = self.backends.iter().any(|b| {
+                        // SAFETY: live backends, buffer type and tensor.
+                        unsafe {
+                            ggml_sys::ggml_backend_supports_buft(b.as_ptr(), buft)
+                                && (is_leaf
+                                    || ggml_sys::ggml_backend_supports_op(b.as_ptr(), t.as_ptr()))
+                        }
+                    });
+                    if !reachable {
+                        return Err(Error::Unschedulable {
+                            name: t.name(),
+                            reason: "no backend of the scheduler can both reach its memory and \
+                                     compute it"
+                                .into(),
+                        });
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// A node must be supported by some backend; a CPU backend that claims
+    /// it must also have the kernels (ggml's CPU `supports_op` is optimistic).
+    fn check_node(&self, t: &Tensor<'_>) -> Result<()> {
+        let mut supported = false;
+        for b in &self.backends {
+            // SAFETY: a live backend; a node with live sources (pinned).
+            if unsafe { ggml_sys::ggml_backend_supports_op(b.as_ptr(), t.as_ptr()) } {
+                if b.is_cpu() {
+                    crate::ops::check_node(t, crate::ops::Backend::Cpu)?;
+                }
+                supported = true;
+            }
+        }
+        if supported {
+            Ok(())
+        } else {
+            Err(Error::UnsupportedNode {
+                node: t.name(),
+                op: crate::ops::op_name(t.op()),
+                types: crate::ops::node_types(t),
+                backend: "any backend of the scheduler".into(),
+                reason: "no backend has a kernel for it (supports_op)",
+            })
+        }
+    }
+
+    /// Computes `graph`, allocating it first unless it is the graph
+    /// allocated last.
+    ///
+    /// # Errors
+    /// As [`Scheduler::allocate`], plus [`Error::WrongContext`] and
+    /// [`Error::Compute`].
+    pub fn compute<'ctx>(
+        &mut self,
+        graph: &Graph<'ctx>,
+        data: &mut TensorData<'ctx>,
+    ) -> Result<()> {
+        graph.check_token(data)?;
+        if self
+            .allocated
+            .as_ref()
+            .is_none_or(|a| a.graph != graph.id())
+        {
+            self.allocate(graph)?;
+        }
+        let allocated = self.allocated.as_ref().expect("allocated above");
+        let status = graph.context().pinned(|| {
+            for (node, copies, _) in &allocated.rewrites {
+                // SAFETY: a live node of the graph; the copies live in the
+                // scheduler's context until it allocates again (`&mut self`).
+                unsafe { (*node.as_ptr()).src = *copies };
+            }
+            // SAFETY: a live scheduler whose allocated graph is `graph` (the
+            // one ggml computes, whatever it is passed), alive and pinned;
+            // no view is alive (the token is borrowed mutably).
+            let status = unsafe {
+                ggml_sys::ggml_backend_sched_graph_compute(self.raw.as_ptr(), graph.as_ptr())
+            };
+            for (node, _, original) in &allocated.rewrites {
+                // SAFETY: as above.
+                unsafe { (*node.as_ptr()).src = *original };
+            }
+            status
+        });
+        crate::graph::status_result(status)
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        let epoch = self.epoch.clone();
+        // As GraphAllocator's drop: leak rather than free memory in use.
+        let advanced = epoch.advance();
+        if let Ok((guard, _)) = advanced {
+            // SAFETY: a live scheduler, freed once, before its backends; no
+            // lease of it is left, and no graph holds its copies.
+            unsafe {
+                ggml_sys::ggml_backend_sched_synchronize(self.raw.as_ptr());
+                ggml_sys::ggml_backend_sched_free(self.raw.as_ptr());
+            }
+            drop(guard);
+        }
+    }
+}
+
+impl fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("backends", &self.backends)
+            .field("graph_size", &self.graph_size)
+            .finish()
+    }
+}

@@ -1,0 +1,309 @@
+//! Where a tensor's bytes live, and what keeps them alive.
+//!
+//! A tensor of a [`Context`] has its data in one of four places:
+//!
+//! - the context's **arena** (an allocating context): freed with the context;
+//! - a backend **buffer the context owns** ([`Context::allocate`]): freed with
+//!   the context too;
+//! - memory **leased** from a graph allocator or a scheduler, which places the
+//!   tensors of a graph in compute buffers it owns and reuses or frees when it
+//!   allocates the next graph;
+//! - nowhere yet (a `no_alloc` context before allocation).
+//!
+//! ggml never clears a tensor's `data` and `buffer` fields when the memory
+//! behind them goes away, so a lease is checked before every use. Each
+//! allocator has an [`Epoch`]: a counter it advances whenever it allocates
+//! again, resets or is dropped, and a lock it holds while doing so. A
+//! context records, per lease, the epoch it was granted at and the tensors it
+//! placed. Every entry point that reads tensor memory first *sweeps* the
+//! context (the tensors of expired leases get their `data` and `buffer`
+//! cleared, as if never allocated, together with every view of them) and then
+//! *pins* the live leases (read-locks their epochs) for the duration of the
+//! access, so no allocator can free the memory meanwhile, from any thread.
+//!
+//! Zero-copy views are only handed out for memory the context owns (arena,
+//! owned host buffers): their lifetime is bounded by the data token's, and
+//! nothing but the context's drop can free it. Leased memory is reached by
+//! copies, made while pinned.
+
+use std::cell::RefCell;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// The generation counter of an allocator's memory, shared with the contexts
+/// whose tensors it placed.
+#[derive(Debug, Default)]
+pub(crate) struct Epoch {
+    value: AtomicU64,
+    /// Contexts using the memory now (pins). The allocator changes its
+    /// memory holding this lock, with no pin left.
+    readers: Mutex<usize>,
+    released: Condvar,
+}
+
+thread_local! {
+    /// Contexts and epochs this thread has pinned.
+    static PINNED: RefCell<Vec<(*const Context, usize)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn lock(m: &Mutex<usize>) -> MutexGuard<'_, usize> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Epoch {
+    /// A new epoch, shared between an allocator and its leases.
+    pub(crate) fn new() -> Arc<Epoch> {
+        Arc::new(Epoch::default())
+    }
+
+    fn current(&self) -> u64 {
+        self.value.load(Ordering::Acquire)
+    }
+
+    /// Ends every lease granted so far: waits until no context uses the
+    /// memory, then advances the epoch. The allocator may change its memory
+    /// while the returned guard lives (no context can pin it meanwhile);
+    /// leases it grants meanwhile carry the returned epoch.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] when this thread itself is using the memory (from
+    /// inside a computation's callback, say), which would never end.
+    pub(crate) fn advance(&self) -> Result<(MutexGuard<'_, usize>, u64)> {
+        let mut readers = lock(&self.readers);
+        let me = self as *const Epoch as usize;
+        while *readers > 0 {
+            if PINNED.with(|p| p.borrow().iter().any(|&(_, e)| e == me)) {
+                return Err(Error::Busy {
+                    what: "the allocator's memory is in use by this thread",
+                });
+            }
+            readers = self
+                .released
+                .wait(readers)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        let now = self.value.fetch_add(1, Ordering::AcqRel) + 1;
+        Ok((readers, now))
+    }
+}
+
+/// A context's hold on the leased memory of its tensors: while it lives, no
+/// allocator changes that memory. Dropping it lets them.
+pub(crate) struct Pins {
+    ctx: *const Context,
+    epochs: Vec<Arc<Epoch>>,
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        for epoch in &self.epochs {
+            let mut readers = lock(&epoch.readers);
+            *readers -= 1;
+            if *readers == 0 {
+                epoch.released.notify_all();
+            }
+            let key = (self.ctx, Arc::as_ptr(epoch) as usize);
+            PINNED.with(|p| {
+                let mut p = p.borrow_mut();
+                if let Some(i) = p.iter().rposition(|&e| e == key) {
+                    p.remove(i);
+                }
+            });
+        }
+    }
+}
+
+/// Memory a context's tensors use but do not own: granted by an allocator at
+/// an epoch, valid until the epoch advances.
+pub(crate) struct Lease {
+    pub(crate) epoch: Arc<Epoch>,
+    pub(crate) at: u64,
+    /// The tensors (never views) the allocator gave memory.
+    pub(crate) roots: Vec<NonNull<ggml_sys::ggml_tensor>>,
+}
+
+impl Lease {
+    fn is_current(&self) -> bool {
+        self.epoch.current() == self.at
+    }
+}
+
+/// A backend buffer a context owns; freed when dropped.
+pub(crate) struct OwnedBuffer(pub(crate) NonNull<ggml_sys::ggml_backend_buffer>);
+
+impl Drop for OwnedBuffer {
+    fn drop(&mut self) {
+        // SAFETY: a buffer ggml allocated for us, freed once. Its tensors'
+        // context is being dropped (buffers are only freed with it).
+        unsafe { ggml_sys::ggml_backend_buffer_free(self.0.as_ptr()) };
+    }
+}
+
+/// Where a tensor's data is (for a view: where its root's is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// No memory (a `no_alloc` context's tensor, not yet allocated).
+    Nowhere,
+    /// The context's own arena: host memory.
+    Arena,
+    /// A buffer the context owns.
+    Owned { host: bool },
+    /// Memory leased from an allocator (pinned while in use).
+    Leased { host: bool },
+}
+
+impl Place {
+    /// Whether the bytes can be reached with a host pointer.
+    pub(crate) fn is_host(self) -> bool {
+        matches!(
+            self,
+            Place::Arena | Place::Owned { host: true } | Place::Leased { host: true }
+        )
+    }
+
+    /// Whether a view of the bytes may outlive the current access (memory
+    /// that only the context's drop frees).
+    pub(crate) fn is_viewable(self) -> bool {
+        matches!(self, Place::Arena | Place::Owned { host: true })
+    }
+}
+
+/// Clears a tensor's placement: it reads as never allocated.
+///
+/// # Safety
+/// `t` is a live tensor; no reference to its fields is alive.
+unsafe fn clear(t: *mut ggml_sys::ggml_tensor) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        (*t).data = std::ptr::null_mut();
+        (*t).buffer = std::ptr::null_mut();
+    }
+}
+
+impl Context {
+    /// Drops the expired leases: their tensors, and every view of them, read
+    /// as unallocated afterwards.
+    pub(crate) fn sweep(&self) {
+        let mut expired = Vec::new();
+        self.leases.borrow_mut().retain_mut(|lease| {
+            if lease.is_current() {
+                true
+            } else {
+                expired.push(std::mem::take(&mut lease.roots));
+                false
+            }
+        });
+        if expired.is_empty() {
+            return;
+        }
+        for root in expired.into_iter().flatten() {
+            // SAFETY: a tensor of this live context; only its placement is
+            // written (the memory behind it may be gone: nothing reads it).
+            unsafe { clear(root.as_ptr()) };
+        }
+        // Views of cleared tensors hold addresses into the expired memory too.
+        self.clear_orphan_views();
+        self.memory_changed();
+    }
+
+    /// Runs `f` with the context swept and its leases pinned: no allocator can
+    /// change the memory of this context's tensors until `f` returns.
+    pub(crate) fn pinned<R>(&self, f: impl FnOnce() -> R) -> R {
+        let me = self as *const Context;
+        if PINNED.with(|p| p.borrow().iter().any(|&(c, _)| c == me)) {
+            return f();
+        }
+        let pins = self.pin();
+        let result = f();
+        drop(pins);
+        result
+    }
+
+    /// Sweeps the context and pins its leases until the result is dropped.
+    pub(crate) fn pin(&self) -> Pins {
+        let me = self as *const Context;
+        loop {
+            self.sweep();
+            let mut epochs: Vec<Arc<Epoch>> = self
+                .leases
+                .borrow()
+                .iter()
+                .map(|l| l.epoch.clone())
+                .collect();
+            epochs.sort_by_key(|e| Arc::as_ptr(e) as usize);
+            epochs.dedup_by(|a, b| Arc::ptr_eq(a, b));
+            for epoch in &epochs {
+                *lock(&epoch.readers) += 1;
+                PINNED.with(|p| p.borrow_mut().push((me, Arc::as_ptr(epoch) as usize)));
+            }
+            let pins = Pins { ctx: me, epochs };
+            if self.leases.borrow().iter().all(Lease::is_current) {
+                return pins;
+            }
+            // An allocator moved on between the sweep and the pins.
+            drop(pins);
+        }
+    }
+
+    /// Records memory an allocator gave some of this context's tensors.
+    pub(crate) fn add_lease(&self, lease: Lease) {
+        if !lease.roots.is_empty() {
+            self.leases.borrow_mut().push(lease);
+            self.memory_changed();
+        }
+    }
+
+    /// Keeps `buffer` until the context is dropped.
+    pub(crate) fn own_buffer(&self, buffer: OwnedBuffer) {
+        self.buffers.borrow_mut().push(buffer);
+        self.memory_changed();
+    }
+
+    /// Where `t`'s data is. Call on a swept context; a view whose root has
+    /// memory gets its own address filled in if ggml has not yet.
+    pub(crate) fn place(&self, t: &Tensor<'_>) -> Place {
+        let (root, _) = t.memory_root();
+        let raw = root.as_ptr();
+        // SAFETY: live tensors of this context; fields are copied out.
+        let (data, buffer) = unsafe { ((*raw).data, (*raw).buffer) };
+        if data.is_null() {
+            return Place::Nowhere;
+        }
+        if root != *t {
+            self.materialise_view(t, buffer);
+        }
+        if buffer.is_null() {
+            return Place::Arena;
+        }
+        // SAFETY: after a sweep, a non-null buffer is owned or leased, live.
+        let host = unsafe { ggml_sys::ggml_backend_buffer_is_host(buffer) };
+        if self.buffers.borrow().iter().any(|b| b.0.as_ptr() == buffer) {
+            Place::Owned { host }
+        } else {
+            Place::Leased { host }
+        }
+    }
+
+    /// Gives a view made before its root was allocated its address.
+    fn materialise_view(&self, t: &Tensor<'_>, root_buffer: *mut ggml_sys::ggml_backend_buffer) {
+        let raw = t.as_ptr();
+        // SAFETY: a live view of this context whose root has data; ggml's own
+        // initialisation sets `buffer` and `data` from the root.
+        unsafe {
+            if !(*raw).data.is_null() {
+                return;
+            }
+            if root_buffer.is_null() {
+                let root = (*raw).view_src;
+                (*raw).data = (*root).data.cast::<u8>().add((*raw).view_offs).cast();
+            } else if (*raw).buffer.is_null() {
+                ggml_sys::ggml_backend_view_init(raw);
+            }
+        }
+    }
+}
