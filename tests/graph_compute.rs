@@ -7,6 +7,8 @@ use anyhow::Result;
 use ggml::ndarray::{Array, Array2, Ix1, Ix2};
 use ggml::{Compute, Context, Error, Type};
 
+mod common;
+
 fn matrix(rows: usize, cols: usize, seed: f32) -> Array2<f32> {
     Array::from_shape_fn((rows, cols), |(i, j)| {
         ((i * 7 + j * 13) as f32 * 0.37 + seed).sin()
@@ -27,7 +29,7 @@ fn mul_mat_matches_ndarray_for_every_thread_count() -> Result<()> {
         assert_eq!(c.shape(), vec![n, m]);
         let graph = ctx.build_graph(&[c])?;
         let mut data = ctx.data()?;
-        graph.compute_with(&mut data, Compute::new().threads(threads))?;
+        common::compute_with(&graph, &mut data, Compute::new().threads(threads))?;
         let got = data.view_as::<f32, Ix2>(c)?;
         for (x, y) in got.iter().zip(expected.iter()) {
             assert!((x - y).abs() < 1e-4, "{threads} threads: {x} vs {y}");
@@ -48,7 +50,7 @@ fn quantized_mul_mat_is_close_to_f32() -> Result<()> {
     let c = ctx.mul_mat(ta, tb)?;
     let graph = ctx.build_graph(&[c])?;
     let mut data = ctx.data()?;
-    graph.compute(&mut data)?;
+    common::compute(&graph, &mut data)?;
     let got = data.view_as::<f32, Ix2>(c)?;
     // Q8_0 keeps ~8 bits per value; over k = 256 terms of magnitude ≤ 1 the
     // product's error stays well under 1% of k.
@@ -88,7 +90,7 @@ fn cont_and_cpy_compute_conversions() -> Result<()> {
     let scaled = ctx.scale(t, 2.0)?;
     let graph = ctx.build_graph(&[c, copied, scaled])?;
     let mut data = ctx.data()?;
-    graph.compute(&mut data)?;
+    common::compute(&graph, &mut data)?;
     assert_eq!(data.view_as::<f32, Ix2>(c)?, x.t());
     assert_eq!(data.to_array_as::<f32, Ix2>(h)?, x); // exact: values are multiples of 1/8
     assert_eq!(data.view_as::<f32, Ix2>(scaled)?, &x * 2.0);
@@ -110,7 +112,7 @@ fn graph_of_100_000_nodes() -> Result<()> {
     let graph = ctx.build_graph(&[x])?;
     assert_eq!(graph.n_nodes(), nodes);
     let mut data = ctx.data()?;
-    graph.compute_with(&mut data, Compute::new().threads(1))?;
+    common::compute_with(&graph, &mut data, Compute::new().threads(1))?;
     assert_eq!(data.view_as::<f32, Ix1>(x)?[0], nodes as f32);
     Ok(())
 }
@@ -132,18 +134,18 @@ fn abort_callback_stops_the_computation() -> Result<()> {
     let mut data = ctx.data()?;
     let calls = AtomicUsize::new(0);
     let mut stop_after_ten = || calls.fetch_add(1, Ordering::Relaxed) >= 10;
-    let err = graph
-        .compute_with(
-            &mut data,
-            Compute::new()
-                .threads(2)
-                .abort_callback(&mut stop_after_ten),
-        )
-        .unwrap_err();
+    let err = common::compute_with(
+        &graph,
+        &mut data,
+        Compute::new()
+            .threads(2)
+            .abort_callback(&mut stop_after_ten),
+    )
+    .unwrap_err();
     assert_eq!(err, Error::Aborted);
     assert!(calls.load(Ordering::Relaxed) < 1000);
     // The context is still usable: compute again without the callback.
-    graph.compute(&mut data)?;
+    common::compute(&graph, &mut data)?;
     assert_eq!(data.view_as::<f32, Ix1>(x)?[0], 1001.0);
     Ok(())
 }
@@ -156,11 +158,11 @@ fn a_panicking_abort_callback_is_resumed_after_ggml_returns() -> Result<()> {
     let mut data = ctx.data()?;
     let mut boom = || -> bool { panic!("callback failed") };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        graph.compute_with(&mut data, Compute::new().abort_callback(&mut boom))
+        common::compute_with(&graph, &mut data, Compute::new().abort_callback(&mut boom))
     }));
     let payload = outcome.expect_err("the panic crosses back into Rust");
     assert_eq!(payload.downcast_ref::<&str>(), Some(&"callback failed"));
-    graph.compute(&mut data)?;
+    common::compute(&graph, &mut data)?;
     assert_eq!(data.view_as::<f32, Ix1>(x)?[0], 101.0);
     Ok(())
 }
@@ -172,7 +174,7 @@ fn zero_threads_is_an_error() -> Result<()> {
     let graph = ctx.build_graph(&[x])?;
     let mut data = ctx.data()?;
     assert_eq!(
-        graph.compute_with(&mut data, Compute::new().threads(0)),
+        common::compute_with(&graph, &mut data, Compute::new().threads(0)),
         Err(Error::ZeroThreads)
     );
     Ok(())

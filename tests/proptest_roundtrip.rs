@@ -18,6 +18,8 @@ use ggml::{Compute, Context, Element, Tensor, Type};
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 
+mod common;
+
 fn config(default_cases: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
@@ -327,9 +329,7 @@ fn check_permuted(
     let contiguous = ctx.cont(v).map_err(fail)?;
     let graph = ctx.build_graph(&[contiguous]).map_err(fail)?;
     let mut data = ctx.data().map_err(fail)?;
-    graph
-        .compute_with(&mut data, Compute::new().threads(1))
-        .map_err(fail)?;
+    common::compute_with(&graph, &mut data, Compute::new().threads(1)).map_err(fail)?;
     let view = data.view_as::<f32, Ix4>(v).map_err(fail)?;
     prop_assert_eq!(&view, &expected);
     prop_assert_eq!(data.to_array_as::<f32, Ix4>(v).map_err(fail)?, expected);

@@ -8,20 +8,13 @@ use anyhow::Result;
 use ggml::ndarray::{Array, Array1, Array2, ArrayD, IxDyn};
 use ggml::{convert, Compute, Context, Error, Type};
 
+mod common;
+
 /// Computes `outputs` and returns the result (`Err` from the guard, not an abort).
 fn compute<'a>(ctx: &'a Context, outputs: &[ggml::Tensor<'a>]) -> ggml::Result<()> {
     let graph = ctx.build_graph(outputs)?;
     let mut data = ctx.data()?;
-    graph.compute(&mut data)
-}
-
-macro_rules! assert_err {
-    ($result:expr, $pattern:pat $(if $guard:expr)?) => {
-        match $result {
-            Err(err) => assert!(matches!(err, $pattern $(if $guard)?), "unexpected error: {err}"),
-            Ok(v) => panic!("expected an error, got {v:?}"),
-        }
-    };
+    common::compute(&graph, &mut data)
 }
 
 // 1. Size arithmetic wraps.
@@ -267,12 +260,12 @@ fn thread_counts_are_clamped() -> Result<()> {
     let graph = ctx.build_graph(&[s])?;
     let mut data = ctx.data()?;
     for n in [100_000, usize::MAX, ggml::MAX_THREADS + 1] {
-        graph.compute_with(&mut data, Compute::new().threads(n))?;
+        common::compute_with(&graph, &mut data, Compute::new().threads(n))?;
         assert_eq!(data.view::<f32>(s)?[[63]], 3.0);
     }
     ggml::set_max_threads(usize::MAX);
     assert_eq!(ggml::max_threads(), ggml::MAX_THREADS);
-    graph.compute(&mut data)?;
+    common::compute(&graph, &mut data)?;
     let mut out = vec![0u8; Type::Q8_0.row_size(1 << 20).unwrap()];
     convert::from_f32(Type::Q8_0, &vec![1.0; 1 << 20], &mut out, 1 << 20, None)?;
     ggml::set_max_threads(0);

@@ -5,6 +5,8 @@ use ggml::half::f16;
 use ggml::ndarray::{array, Array, ArrayD, Ix1, IxDyn};
 use ggml::{Context, Error, Type};
 
+mod common;
+
 fn ctx() -> Context {
     Context::new(10 * 1024 * 1024).expect("context")
 }
@@ -238,7 +240,7 @@ fn graph_computes_a_plus_b() -> Result<()> {
     let sum = ctx.add(ta, tb)?;
     let graph = ctx.build_graph(&[sum])?;
     let mut data = ctx.data()?;
-    graph.compute(&mut data)?;
+    common::compute(&graph, &mut data)?;
     assert_eq!(data.view_as::<f32, Ix1>(sum)?, &a + &b);
     Ok(())
 }
@@ -260,7 +262,7 @@ fn quantized_add_matches_reference_within_old_bound() -> Result<()> {
     assert_eq!(sum.ty(), Type::Q5_K);
     let graph = ctx.build_graph(&[sum])?;
     let mut data = ctx.data()?;
-    graph.compute(&mut data)?;
+    common::compute(&graph, &mut data)?;
     let got = data.to_array_as::<f32, Ix1>(sum)?;
     let exact = &a + &b;
     let linf = got

@@ -168,6 +168,11 @@ impl Context {
         for t in outputs {
             self.owns(t, "a graph output")?;
         }
+        for t in outputs {
+            // SAFETY: a live tensor of this context. Flagged, an output keeps
+            // its value when an allocator reuses intermediates' memory.
+            unsafe { ggml_sys::ggml_set_output(t.as_ptr()) };
+        }
         let order = post_order(self, outputs);
         let capacity = order.len().max(1);
         self.reserve(size::graph_bytes(capacity), || {

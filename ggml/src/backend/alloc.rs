@@ -130,6 +130,11 @@ impl GraphAllocator {
                 });
             }
             if data.is_null() {
+                if t.op() == ggml_sys::GGML_OP_NONE {
+                    // SAFETY: a live tensor. An input keeps its value: ggml
+                    // would otherwise let an in-place op overwrite it.
+                    unsafe { ggml_sys::ggml_set_output(raw) };
+                }
                 pending.push(t);
             }
         }

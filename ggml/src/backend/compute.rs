@@ -445,3 +445,25 @@ pub(crate) fn check_graph(graph: &Graph<'_>, target: &Target<'_>) -> Result<()> 
     graph.set_checked_for(key);
     Ok(())
 }
+
+/// Checks that `backend` can compute `node` (kernel contract on the CPU, and
+/// `supports_op`). The node's context must be pinned or have no leases.
+pub(crate) fn check_graph_node(node: &Tensor<'_>, backend: &Backend) -> Result<()> {
+    node.context().pinned(|| {
+        if backend.is_cpu() {
+            crate::ops::check_node(node, crate::ops::Backend::Cpu)?;
+        }
+        // SAFETY: a live backend and node (sources live: pinned).
+        if unsafe { ggml_sys::ggml_backend_supports_op(backend.as_ptr(), node.as_ptr()) } {
+            Ok(())
+        } else {
+            Err(Error::UnsupportedNode {
+                node: node.name(),
+                op: crate::ops::op_name(node.op()),
+                types: crate::ops::node_types(node),
+                backend: Target::Backend(backend).name(),
+                reason: "the backend has no kernel for it (supports_op)",
+            })
+        }
+    })
+}

@@ -229,7 +229,12 @@ impl Device {
     /// [`Error::NoDevice`], saying which feature to enable when the build
     /// has no GPU backend.
     pub fn gpu() -> Result<Device> {
-        Device::by_type(DeviceType::Gpu).or_else(|_| Device::by_type(DeviceType::IntegratedGpu))
+        Device::by_type(DeviceType::Gpu)
+            .or_else(|_| Device::by_type(DeviceType::IntegratedGpu))
+            .map_err(|_| Error::NoDevice {
+                wanted: "GPU".into(),
+                advice: gpu_advice(),
+            })
     }
 
     /// The device tests and examples should use: `GGML_TEST_DEVICE` (a

@@ -71,7 +71,7 @@ mod sched;
 
 pub use alloc::GraphAllocator;
 pub use buffer::BufferType;
-pub(crate) use compute::{check_graph, Target};
+pub(crate) use compute::{check_graph, check_graph_node, Target};
 pub use compute::{Backend, Pending};
 pub use device::{devices, Device, DeviceCaps, DeviceMemory, DeviceType};
 pub use sched::Scheduler;

@@ -162,6 +162,38 @@ impl Scheduler {
     /// nodes), [`Error::BufferAlloc`] (out of memory; the scheduler starts
     /// afresh), [`Error::Busy`].
     pub fn allocate(&mut self, graph: &Graph<'_>) -> Result<()> {
+        self.allocate_with(graph, &[])
+    }
+
+    /// Like [`Scheduler::allocate`], with some nodes placed by hand: each
+    /// `(node, index)` runs `node` on backend `index`.
+    ///
+    /// # Errors
+    /// As [`Scheduler::allocate`], plus [`Error::SchedulerBackends`] for an
+    /// index without a backend, [`Error::WrongContext`] for a node of
+    /// another graph, and [`Error::UnsupportedNode`] for a node that
+    /// backend cannot compute.
+    pub fn allocate_with(
+        &mut self,
+        graph: &Graph<'_>,
+        placement: &[(Tensor<'_>, usize)],
+    ) -> Result<()> {
+        for (node, index) in placement {
+            let Some(backend) = self.backends.get(*index) else {
+                return Err(Error::SchedulerBackends {
+                    count: self.backends.len(),
+                    reason: "a node is placed on a backend the scheduler does not have",
+                });
+            };
+            if !graph.tensors().any(|t| t == *node) {
+                return Err(Error::WrongContext {
+                    what: "a placed node (not in the graph)",
+                });
+            }
+            if node.op() != ggml_sys::GGML_OP_NONE {
+                crate::backend::check_graph_node(node, backend)?;
+            }
+        }
         let epoch = self.epoch.clone();
         let (guard, at) = epoch.advance()?;
         self.allocated = None;
@@ -182,11 +214,24 @@ impl Scheduler {
                 r.view_src.is_null() && r.data.is_null() && r.buffer.is_null()
             })
             .collect();
+        for t in pending.iter().filter(|t| t.op() == ggml_sys::GGML_OP_NONE) {
+            // SAFETY: a live tensor. An input keeps its value: ggml would
+            // otherwise let an in-place op overwrite it.
+            unsafe { ggml_sys::ggml_set_output(t.as_ptr()) };
+        }
         // SAFETY: a live scheduler, reset first (ggml's allocation does not
         // reset, and a stale assignment table can overflow its hash set); a
-        // graph that passed every check `precheck` lists.
+        // graph that passed every check `precheck` lists; placements of its
+        // own nodes (no new hash entries) on backends that support them.
         let ok = unsafe {
             ggml_sys::ggml_backend_sched_reset(self.raw.as_ptr());
+            for (node, index) in placement {
+                ggml_sys::ggml_backend_sched_set_tensor_backend(
+                    self.raw.as_ptr(),
+                    node.as_ptr(),
+                    self.backends[*index].as_ptr(),
+                );
+            }
             ggml_sys::ggml_backend_sched_alloc_graph(self.raw.as_ptr(), graph.as_ptr())
         };
         // ggml points sources at its copies (in its own context): keep them

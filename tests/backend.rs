@@ -1,0 +1,530 @@
+//! The backend API: devices, backends, backend memory, the graph allocator
+//! and the scheduler, checked against ndarray and against the direct CPU
+//! path. `GGML_TEST_DEVICE` (e.g. `CUDA0`) runs the device tests on a GPU.
+
+use anyhow::Result;
+use ggml::backend::{devices, Backend, BufferType, Device, DeviceType, GraphAllocator, Scheduler};
+use ggml::ndarray::{Array, Array2, Ix2};
+use ggml::{Compute, Context, Error, Tensor, Type};
+
+mod common;
+
+/// Deterministic values in [-1, 1).
+fn values(shape: (usize, usize), seed: u32) -> Array2<f32> {
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    Array::from_shape_fn(shape, |_| {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        (state % 2000) as f32 / 1000.0 - 1.0
+    })
+}
+
+/// Equal within `tol` relative to the largest magnitude (the products
+/// quantize activations to the weights' dot-product type: Q8_0, f16).
+fn assert_close(got: &Array2<f32>, want: &Array2<f32>, tol: f32) {
+    assert_eq!(got.shape(), want.shape());
+    let scale = 1.0 + want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    for (g, w) in got.iter().zip(want) {
+        assert!(
+            (g - w).abs() <= tol * scale,
+            "got {g}, want {w}\n{got}\n{want}"
+        );
+    }
+}
+
+fn test_backend() -> Result<Backend> {
+    Ok(Backend::new(Device::from_env()?)?)
+}
+
+#[test]
+fn devices_are_listed_and_found() -> Result<()> {
+    let all = devices()?;
+    assert!(!all.is_empty());
+    let cpu = Device::cpu()?;
+    assert!(all.contains(&cpu));
+    assert_eq!(cpu.device_type(), Some(DeviceType::Cpu));
+    assert!(cpu.is_cpu());
+    assert!(!cpu.name().is_empty());
+    let memory = cpu.memory();
+    assert!(
+        memory.total > 0 && memory.free <= memory.total,
+        "{memory:?}"
+    );
+    assert!(!cpu.caps().events);
+    assert!(cpu.buffer_type().is_host());
+    assert!(cpu.supports_buffer_type(BufferType::cpu()?));
+    assert_eq!(Device::by_name(&cpu.name())?, cpu);
+    assert_eq!(Device::by_name(&cpu.name().to_lowercase())?, cpu);
+    let index = all.iter().position(|d| *d == cpu).expect("listed");
+    assert_eq!(Device::get(index)?, cpu);
+
+    assert_err!(Device::get(all.len()), Error::NoDevice { .. });
+    assert_err!(Device::by_name("no such device"), Error::NoDevice { .. });
+    assert_err!(Device::by_name("CPU\0"), Error::NoDevice { .. });
+    Ok(())
+}
+
+#[test]
+fn gpu_requests_without_a_gpu_say_what_to_enable() -> Result<()> {
+    let has_gpu = devices()?.iter().any(|d| {
+        matches!(
+            d.device_type(),
+            Some(DeviceType::Gpu | DeviceType::IntegratedGpu)
+        )
+    });
+    if has_gpu {
+        assert!(Backend::gpu().is_ok());
+        return Ok(());
+    }
+    let err = Backend::gpu().unwrap_err();
+    let Error::NoDevice { wanted, advice } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(wanted, "GPU");
+    let gpu_feature = cfg!(feature = "cuda") || cfg!(feature = "vulkan") || cfg!(feature = "metal");
+    if !gpu_feature {
+        assert!(
+            advice.contains("cuda") || advice.contains("GGML_BACKEND"),
+            "{err}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn backend_settings() -> Result<()> {
+    let mut cpu = Backend::cpu()?;
+    assert!(cpu.is_cpu());
+    assert_eq!(cpu.device(), Device::cpu()?);
+    assert!(cpu.buffer_type().is_host());
+    assert_eq!(cpu.threads(), ggml::max_threads().min(ggml::MAX_THREADS));
+    assert_err!(cpu.set_threads(0), Error::ZeroThreads);
+    cpu.set_threads(3)?;
+    assert_eq!(cpu.threads(), 3);
+    cpu.set_threads(100_000)?;
+    assert_eq!(cpu.threads(), ggml::MAX_THREADS);
+    Ok(())
+}
+
+#[test]
+fn context_buffers_hold_data_and_are_zeroed() -> Result<()> {
+    let backend = test_backend()?;
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    let a = ctx.new_tensor(Type::F32, &[3, 4])?;
+    let q = ctx.new_tensor(Type::Q8_0, &[2, 64])?;
+    let h = ctx.new_tensor(Type::F16, &[5])?;
+    assert!(!a.is_allocated());
+    let size = ctx.allocate(backend.buffer_type())?;
+    assert!(size >= 3 * 4 * 4 + 2 * 68 + 10, "{size}");
+    assert!(a.is_allocated() && q.is_allocated());
+    assert_err!(
+        ctx.allocate(backend.buffer_type()),
+        Error::AlreadyAllocated { .. }
+    );
+
+    let mut data = ctx.data()?;
+    assert_eq!(data.to_array::<f32>(a)?, Array::zeros((3, 4)).into_dyn());
+    assert!(data.read_bytes(q)?.iter().all(|&b| b == 0));
+
+    let av = values((3, 4), 1);
+    data.copy_from_array(a, &av)?;
+    assert_eq!(data.to_array_as::<f32, Ix2>(a)?, av);
+    let qv = values((2, 64), 2);
+    data.copy_from_array(q, &qv)?;
+    assert_close(&data.to_array_as::<f32, Ix2>(q)?, &qv, 0.01);
+    data.copy_from_array(h, &Array::linspace(0.0f32, 4.0, 5))?;
+    assert_eq!(
+        data.to_array::<f32>(h)?.as_slice(),
+        Some(&[0.0, 1.0, 2.0, 3.0, 4.0][..])
+    );
+
+    // Strided access: a transposed view, copied out and in.
+    let at = ctx.transpose(a)?;
+    assert_eq!(data.to_array_as::<f32, Ix2>(at)?, av.t());
+    data.copy_from_array(at, &av.t().mapv(|v| v * 2.0))?;
+    assert_eq!(data.to_array_as::<f32, Ix2>(a)?, av.mapv(|v| v * 2.0));
+
+    // Host memory the context owns is viewable; device memory is not.
+    if backend.buffer_type().is_host() {
+        assert_eq!(data.view::<f32>(a)?[[1, 2]], av[[1, 2]] * 2.0);
+        data.view_mut::<f32>(a)?[[0, 0]] = 7.0;
+        assert_eq!(data.to_array_as::<f32, Ix2>(a)?[[0, 0]], 7.0);
+    } else {
+        assert_err!(data.view::<f32>(a), Error::NotViewable { .. });
+    }
+
+    // An allocating context has its arena: no buffers.
+    let arena = Context::new(1 << 16)?;
+    assert_err!(arena.allocate(BufferType::cpu()?), Error::NotNoAlloc { .. });
+    Ok(())
+}
+
+/// Weights and an input of three layers: two matrix products with a bias
+/// and a scale in between, the middle weights quantized.
+struct Model<'a> {
+    w1: Tensor<'a>,
+    b1: Tensor<'a>,
+    w2: Tensor<'a>,
+    w3: Tensor<'a>,
+    x: Tensor<'a>,
+}
+
+const BATCH: usize = 4;
+
+fn build(ctx: &Context) -> ggml::Result<Model<'_>> {
+    Ok(Model {
+        w1: ctx.new_tensor(Type::F32, &[32, 16])?,
+        b1: ctx.new_tensor(Type::F32, &[1, 32])?,
+        w2: ctx.new_tensor(Type::Q8_0, &[16, 32])?,
+        w3: ctx.new_tensor(Type::F16, &[8, 16])?,
+        x: ctx.new_tensor(Type::F32, &[BATCH, 16])?,
+    })
+}
+
+/// The forward pass: the output, and the nodes of the first layer.
+fn layers<'a>(ctx: &'a Context, m: &Model<'a>) -> ggml::Result<(Tensor<'a>, Vec<Tensor<'a>>)> {
+    let p1 = ctx.mul_mat(m.w1, m.x)?;
+    let s1 = ctx.add(p1, m.b1)?;
+    let h1 = ctx.scale(s1, 0.5)?;
+    let h2 = ctx.mul_mat(m.w2, h1)?;
+    Ok((ctx.mul_mat(m.w3, h2)?, vec![p1, s1, h1]))
+}
+
+/// The weights as the tensors hold them (quantized / rounded), and the
+/// reference forward pass in ndarray.
+struct Reference {
+    w1: Array2<f32>,
+    b1: Array2<f32>,
+    w2: Array2<f32>,
+    w3: Array2<f32>,
+}
+
+impl Reference {
+    fn forward(&self, x: &Array2<f32>) -> Array2<f32> {
+        let h1 = (x.dot(&self.w1.t()) + &self.b1) * 0.5;
+        let h2 = h1.dot(&self.w2.t());
+        h2.dot(&self.w3.t())
+    }
+}
+
+fn upload_weights<'a>(data: &mut ggml::TensorData<'a>, m: &Model<'a>) -> Result<Reference> {
+    data.copy_from_array(m.w1, &values((32, 16), 11))?;
+    data.copy_from_array(m.b1, &values((1, 32), 12))?;
+    data.copy_from_array(m.w2, &values((16, 32), 13))?;
+    data.copy_from_array(m.w3, &values((8, 16), 14))?;
+    Ok(Reference {
+        w1: data.to_array_as(m.w1)?,
+        b1: data.to_array_as(m.b1)?,
+        w2: data.to_array_as(m.w2)?,
+        w3: data.to_array_as(m.w3)?,
+    })
+}
+
+#[test]
+fn model_shaped_graph_through_the_graph_allocator() -> Result<()> {
+    let mut backend = test_backend()?;
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    let m = build(&ctx)?;
+    ctx.allocate(backend.buffer_type())?; // weights and input, once
+    let (y, _) = layers(&ctx, &m)?;
+    let graph = ctx.build_graph(&[y])?;
+    assert!(!y.is_allocated());
+
+    let mut allocator = GraphAllocator::for_backend(&backend)?;
+    let size = allocator.allocate(&graph)?;
+    assert!(size > 0 && size == allocator.buffer_size());
+    assert!(y.is_allocated());
+
+    // The same graph through the direct CPU path, for comparison.
+    let direct = Context::new(1 << 20)?;
+    let dm = build(&direct)?;
+    let (dy, _) = layers(&direct, &dm)?;
+    let direct_graph = direct.build_graph(&[dy])?;
+    let mut direct_data = direct.data()?;
+    upload_weights(&mut direct_data, &dm)?;
+
+    let mut data = ctx.data()?;
+    let reference = upload_weights(&mut data, &m)?;
+    for step in 0..5 {
+        let x = values((BATCH, 16), 100 + step);
+        data.copy_from_array(m.x, &x)?;
+        backend.compute(&graph, &mut data)?;
+        let got = data.to_array_as::<f32, Ix2>(y)?;
+        assert_close(&got, &reference.forward(&x), 0.02);
+        // Inputs keep their values through the computation.
+        assert_eq!(data.to_array_as::<f32, Ix2>(m.x)?, x);
+
+        direct_data.copy_from_array(dm.x, &x)?;
+        direct_graph.compute(&mut direct_data)?;
+        assert_close(&got, &direct_data.to_array_as::<f32, Ix2>(dy)?, 1e-5);
+    }
+    // Graphs no larger do not grow the buffer.
+    drop(data);
+    assert_eq!(allocator.allocate(&graph)?, size);
+    Ok(())
+}
+
+#[test]
+fn allocator_memory_is_lent_until_it_moves_on() -> Result<()> {
+    let mut backend = test_backend()?;
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    let a = ctx.new_tensor(Type::F32, &[4, 8])?;
+    ctx.allocate(backend.buffer_type())?;
+    let b = ctx.scale(a, 2.0)?;
+    let c = ctx.scale(a, 3.0)?;
+    let gb = ctx.build_graph(&[b])?;
+    let gc = ctx.build_graph(&[c])?;
+    let av = values((4, 8), 5);
+
+    let mut allocator = GraphAllocator::for_backend(&backend)?;
+    allocator.allocate(&gb)?;
+    {
+        let mut data = ctx.data()?;
+        data.copy_from_array(a, &av)?;
+        backend.compute(&gb, &mut data)?;
+        assert_eq!(data.to_array_as::<f32, Ix2>(b)?, av.mapv(|v| v * 2.0));
+        // Lent memory is reached by copies only.
+        assert_err!(data.view::<f32>(b), Error::NotViewable { .. });
+    }
+
+    // Allocating another graph ends the first one's lease.
+    allocator.allocate(&gc)?;
+    assert!(!b.is_allocated() && c.is_allocated());
+    {
+        let mut data = ctx.data()?;
+        assert_err!(data.to_array::<f32>(b), Error::NoData { .. });
+        assert_err!(backend.compute(&gb, &mut data), Error::NoData { .. });
+        backend.compute(&gc, &mut data)?;
+        assert_eq!(data.to_array_as::<f32, Ix2>(c)?, av.mapv(|v| v * 3.0));
+    }
+
+    // Allocating the first again places it again.
+    allocator.allocate(&gb)?;
+    {
+        let mut data = ctx.data()?;
+        backend.compute(&gb, &mut data)?;
+        assert_eq!(data.to_array_as::<f32, Ix2>(b)?, av.mapv(|v| v * 2.0));
+    }
+
+    // Dropping the allocator ends every lease; the context's own buffer stays.
+    drop(allocator);
+    assert!(!b.is_allocated() && a.is_allocated());
+    let data = ctx.data()?;
+    assert_err!(data.to_array::<f32>(b), Error::NoData { .. });
+    assert_eq!(data.to_array_as::<f32, Ix2>(a)?, av);
+    Ok(())
+}
+
+#[test]
+fn dropping_an_allocator_from_inside_a_computation_leaks_it() -> Result<()> {
+    let mut backend = Backend::cpu()?;
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    let a = ctx.new_tensor(Type::F32, &[8])?;
+    ctx.allocate(backend.buffer_type())?;
+    let b = ctx.scale(ctx.scale(a, 2.0)?, 3.0)?;
+    let graph = ctx.build_graph(&[b])?;
+    let mut allocator = Some(GraphAllocator::for_backend(&backend)?);
+    allocator.as_mut().expect("set").allocate(&graph)?;
+    let mut data = ctx.data()?;
+    data.copy_from_array(a, &Array::from_elem(8, 1.0f32))?;
+    // The computation pins the allocator's memory: dropping the allocator
+    // there must not free it (it is leaked instead).
+    let mut drop_it = || {
+        drop(allocator.take());
+        false
+    };
+    backend.compute_with(
+        &graph,
+        &mut data,
+        Compute::new().abort_callback(&mut drop_it),
+    )?;
+    assert_eq!(data.to_array::<f32>(b)?.as_slice(), Some(&[6.0f32; 8][..]));
+    Ok(())
+}
+
+#[test]
+fn backend_compute_refuses_what_it_cannot_do() -> Result<()> {
+    let mut backend = test_backend()?;
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    let a = ctx.new_tensor(Type::F32, &[4])?;
+    let i = ctx.new_tensor(Type::I32, &[4])?;
+    let g = ctx.build_graph(&[ctx.scale(a, 2.0)?])?;
+    let mut data = ctx.data()?;
+    // No memory yet.
+    assert_err!(backend.compute(&g, &mut data), Error::NoData { .. });
+    drop(data);
+    ctx.allocate(backend.buffer_type())?;
+    // An op the CPU kernels lack (scale of i32): refused before computing.
+    let bad = ctx.scale(i, 2.0)?;
+    let gi = ctx.build_graph(&[bad])?;
+    let mut allocator = GraphAllocator::for_backend(&backend)?;
+    allocator.allocate(&gi)?;
+    let mut data = ctx.data()?;
+    assert_err!(backend.check(&gi), Error::UnsupportedNode { .. });
+    assert_err!(
+        backend.compute(&gi, &mut data),
+        Error::UnsupportedNode { .. }
+    );
+    // A token of another context.
+    let other = Context::new(1 << 16)?;
+    let mut other_data = other.data()?;
+    assert_err!(
+        backend.compute(&g, &mut other_data),
+        Error::WrongContext { .. }
+    );
+    Ok(())
+}
+
+#[test]
+fn the_cpu_backend_computes_arena_tensors_and_async() -> Result<()> {
+    let mut backend = Backend::cpu()?;
+    let ctx = Context::new(1 << 20)?;
+    let a = ctx.tensor_from_array(&values((3, 32), 7))?;
+    let q = ctx.tensor_from_array_as(Type::Q4_0, &values((5, 32), 8))?;
+    let y = ctx.mul_mat(q, a)?;
+    let graph = ctx.build_graph(&[y])?;
+    let mut data = ctx.data()?;
+    backend.compute_async(&graph, &mut data)?.wait()?;
+    let got = data.to_array_as::<f32, Ix2>(y)?;
+    graph.compute(&mut data)?;
+    assert_eq!(got, data.to_array_as::<f32, Ix2>(y)?);
+    Ok(())
+}
+
+fn two_cpu_scheduler() -> Result<Scheduler> {
+    Ok(Scheduler::new(vec![Backend::cpu()?, Backend::cpu()?], 256)?)
+}
+
+#[test]
+fn scheduler_splits_a_graph_over_two_backends() -> Result<()> {
+    let mut sched = two_cpu_scheduler()?;
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    let mut m = build(&ctx)?;
+    // Weights in a buffer of their own; the input placed by the scheduler.
+    ctx.allocate(sched.backends()[0].buffer_type())?;
+    let x = ctx.new_tensor(Type::F32, &[BATCH, 16])?;
+    m.x = x;
+    let (y, first_layer) = layers(&ctx, &m)?;
+    let graph = ctx.build_graph(&[y])?;
+
+    // The first layer on backend 1, the rest on backend 0.
+    let placement: Vec<_> = first_layer.iter().map(|&t| (t, 1)).collect();
+    sched.allocate_with(&graph, &placement)?;
+    assert!(sched.n_splits() >= 2, "{} splits", sched.n_splits());
+    assert!(x.is_allocated() && y.is_allocated());
+
+    let mut data = ctx.data()?;
+    let reference = upload_weights(&mut data, &m)?;
+    for step in 0..3 {
+        let xv = values((BATCH, 16), 200 + step);
+        data.copy_from_array(x, &xv)?;
+        sched.compute(&graph, &mut data)?;
+        assert_close(
+            &data.to_array_as::<f32, Ix2>(y)?,
+            &reference.forward(&xv),
+            0.02,
+        );
+    }
+    drop(data);
+
+    // Without a placement: everything on backend 0, computed the same way.
+    sched.allocate(&graph)?;
+    assert_eq!(sched.n_splits(), 1);
+    let mut data = ctx.data()?;
+    let xv = values((BATCH, 16), 300);
+    data.copy_from_array(x, &xv)?;
+    sched.compute(&graph, &mut data)?;
+    assert_close(
+        &data.to_array_as::<f32, Ix2>(y)?,
+        &reference.forward(&xv),
+        0.02,
+    );
+
+    // Dropping the scheduler ends its lease; the graph is intact.
+    drop(data);
+    drop(sched);
+    assert!(!y.is_allocated());
+    let mut allocator = GraphAllocator::new(BufferType::cpu()?)?;
+    allocator.allocate(&graph)?;
+    let mut data = ctx.data()?;
+    data.copy_from_array(x, &xv)?;
+    Backend::cpu()?.compute(&graph, &mut data)?;
+    assert_close(
+        &data.to_array_as::<f32, Ix2>(y)?,
+        &reference.forward(&xv),
+        0.02,
+    );
+    Ok(())
+}
+
+#[test]
+fn scheduler_refuses_what_ggml_asserts_on() -> Result<()> {
+    assert_err!(
+        Scheduler::new(vec![], 64),
+        Error::SchedulerBackends { count: 0, .. }
+    );
+    let many = (0..17)
+        .map(|_| Backend::cpu())
+        .collect::<ggml::Result<Vec<_>>>()?;
+    assert_err!(
+        Scheduler::new(many, 64),
+        Error::SchedulerBackends { count: 17, .. }
+    );
+    assert_err!(
+        Scheduler::new(vec![Backend::cpu()?], 0),
+        Error::GraphTooLarge { .. }
+    );
+    assert_err!(
+        Scheduler::new(vec![Backend::cpu()?], usize::MAX),
+        Error::GraphTooLarge { .. }
+    );
+
+    let mut sched = Scheduler::new(vec![Backend::cpu()?], 8)?;
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    let a = ctx.new_tensor(Type::F32, &[4])?;
+    // Larger than the scheduler was sized for.
+    let mut t = a;
+    for _ in 0..8 {
+        t = ctx.scale(t, 1.0)?;
+    }
+    assert_err!(
+        sched.allocate(&ctx.build_graph(&[t])?),
+        Error::GraphTooLarge { .. }
+    );
+    // A graph without nodes; an unallocated leaf nothing uses.
+    assert_err!(
+        sched.allocate(&ctx.build_graph(&[a])?),
+        Error::Unschedulable { .. }
+    );
+    let b = ctx.new_tensor(Type::F32, &[4])?;
+    let s = ctx.scale(a, 2.0)?;
+    assert_err!(
+        sched.allocate(&ctx.build_graph(&[b, s])?),
+        Error::Unschedulable { .. }
+    );
+    // A node no backend can compute.
+    let i = ctx.new_tensor(Type::I32, &[4])?;
+    assert_err!(
+        sched.allocate(&ctx.build_graph(&[ctx.scale(i, 2.0)?])?),
+        Error::UnsupportedNode { .. }
+    );
+    // Placement on a backend the scheduler does not have.
+    let g = ctx.build_graph(&[s])?;
+    assert_err!(
+        sched.allocate_with(&g, &[(s, 1)]),
+        Error::SchedulerBackends { .. }
+    );
+    // Tensors of an allocating context.
+    let arena = Context::new(1 << 20)?;
+    let x = arena.tensor_from_array(&values((2, 4), 3))?;
+    let ga = arena.build_graph(&[arena.scale(x, 2.0)?])?;
+    assert_err!(sched.allocate(&ga), Error::Unschedulable { .. });
+    // It still works afterwards.
+    sched.allocate(&g)?;
+    let mut data = ctx.data()?;
+    data.copy_from_array(a, &Array::from_elem(4, 1.5f32))?;
+    sched.compute(&g, &mut data)?;
+    assert_eq!(data.to_array::<f32>(s)?.as_slice(), Some(&[3.0f32; 4][..]));
+    Ok(())
+}
