@@ -317,7 +317,7 @@ fn allocator_memory_is_lent_until_it_moves_on() -> Result<()> {
 }
 
 #[test]
-fn dropping_an_allocator_from_inside_a_computation_leaks_it() -> Result<()> {
+fn dropping_an_allocator_from_inside_a_computation_defers_its_free() -> Result<()> {
     let mut backend = Backend::cpu()?;
     let ctx = Context::new_no_alloc(1 << 20)?;
     let a = ctx.new_tensor(Type::F32, &[8])?;
@@ -329,7 +329,7 @@ fn dropping_an_allocator_from_inside_a_computation_leaks_it() -> Result<()> {
     let mut data = ctx.data()?;
     data.copy_from_array(a, &Array::from_elem(8, 1.0f32))?;
     // The computation pins the allocator's memory: dropping the allocator
-    // there must not free it (it is leaked instead).
+    // there must not free it under the computation (it is freed after).
     let mut drop_it = || {
         drop(allocator.take());
         false
@@ -339,7 +339,9 @@ fn dropping_an_allocator_from_inside_a_computation_leaks_it() -> Result<()> {
         &mut data,
         Compute::new().abort_callback(&mut drop_it),
     )?;
-    assert_eq!(data.to_array::<f32>(b)?.as_slice(), Some(&[6.0f32; 8][..]));
+    // Freed once the computation ended: `b` reads as unallocated.
+    assert!(allocator.is_none());
+    assert_err!(data.to_array::<f32>(b), Error::NoData { .. });
     Ok(())
 }
 
@@ -526,5 +528,37 @@ fn scheduler_refuses_what_ggml_asserts_on() -> Result<()> {
     data.copy_from_array(a, &Array::from_elem(4, 1.5f32))?;
     sched.compute(&g, &mut data)?;
     assert_eq!(data.to_array::<f32>(s)?.as_slice(), Some(&[3.0f32; 4][..]));
+    Ok(())
+}
+
+#[test]
+fn scheduler_sees_memory_another_allocator_took_back() -> Result<()> {
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    let a = ctx.new_tensor(Type::F32, &[4])?;
+    ctx.allocate(BufferType::cpu()?)?;
+    let t = ctx.scale(a, 2.0)?;
+    let u = ctx.scale(t, 3.0)?;
+    let v = ctx.scale(a, 5.0)?;
+    let mut allocator = GraphAllocator::new(BufferType::cpu()?)?;
+    allocator.allocate(&ctx.build_graph(&[t])?)?;
+    let g = ctx.build_graph(&[u])?;
+    let mut sched = Scheduler::new(vec![Backend::cpu()?], 64)?;
+    sched.allocate(&g)?;
+    {
+        let mut data = ctx.data()?;
+        data.copy_from_array(a, &Array::from_elem(4, 1.0f32))?;
+        sched.compute(&g, &mut data)?;
+        assert_eq!(data.to_array::<f32>(u)?.as_slice(), Some(&[6.0f32; 4][..]));
+    }
+    // The allocator moves on: `t` loses its memory under the scheduler.
+    allocator.allocate(&ctx.build_graph(&[v])?)?;
+    let mut data = ctx.data()?;
+    assert_err!(sched.compute(&g, &mut data), Error::NoData { .. });
+    drop(data);
+    // Allocating the graph again places `t` too.
+    sched.allocate(&g)?;
+    let mut data = ctx.data()?;
+    sched.compute(&g, &mut data)?;
+    assert_eq!(data.to_array::<f32>(u)?.as_slice(), Some(&[6.0f32; 4][..]));
     Ok(())
 }

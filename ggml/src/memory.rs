@@ -44,6 +44,22 @@ pub(crate) struct Epoch {
     /// memory holding this lock, with no pin left.
     readers: Mutex<usize>,
     released: Condvar,
+    /// Frees an allocator dropped while its own thread still used its
+    /// memory; run when the last pin goes.
+    deferred: Mutex<Vec<Deferred>>,
+}
+
+/// An allocator's memory, to free later.
+pub(crate) struct Deferred(pub(crate) Box<dyn FnOnce()>);
+
+// SAFETY: what a `Deferred` frees (ggml allocators and backends) has no
+// thread affinity; it runs once, on the thread that drops the last pin.
+unsafe impl Send for Deferred {}
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Deferred")
+    }
 }
 
 thread_local! {
@@ -92,6 +108,36 @@ impl Epoch {
     }
 }
 
+impl Epoch {
+    /// Ends every lease for good and runs `free`: at once when no context
+    /// uses the memory (after waiting for other threads' uses), or, when
+    /// this thread itself uses it (an allocator dropped from inside a
+    /// computation's callback), when that use ends.
+    pub(crate) fn retire(&self, free: Deferred) {
+        let me = self as *const Epoch as usize;
+        let mut readers = lock(&self.readers);
+        loop {
+            if *readers == 0 {
+                self.value.fetch_add(1, Ordering::AcqRel);
+                (free.0)();
+                return;
+            }
+            if PINNED.with(|p| p.borrow().iter().any(|&(_, e)| e == me)) {
+                self.value.fetch_add(1, Ordering::AcqRel);
+                self.deferred
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(free);
+                return;
+            }
+            readers = self
+                .released
+                .wait(readers)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
 /// A context's hold on the leased memory of its tensors: while it lives, no
 /// allocator changes that memory. Dropping it lets them.
 pub(crate) struct Pins {
@@ -104,8 +150,15 @@ impl Drop for Pins {
         for epoch in &self.epochs {
             let mut readers = lock(&epoch.readers);
             *readers -= 1;
+            let mut deferred = Vec::new();
             if *readers == 0 {
+                deferred =
+                    std::mem::take(&mut *epoch.deferred.lock().unwrap_or_else(|p| p.into_inner()));
                 epoch.released.notify_all();
+            }
+            drop(readers);
+            for free in deferred {
+                (free.0)();
             }
             let key = (self.ctx, Arc::as_ptr(epoch) as usize);
             PINNED.with(|p| {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::{Backend, BufferType};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::memory::{Epoch, Lease};
+use crate::memory::{Deferred, Epoch, Lease};
 use crate::tensor::Tensor;
 
 /// Places a graph's intermediate tensors in a compute buffer it owns, sized
@@ -208,16 +208,13 @@ impl GraphAllocator {
 
 impl Drop for GraphAllocator {
     fn drop(&mut self) {
-        // Wait until no context uses the memory; if this very thread does
-        // (dropped from inside a computation), leak it rather than free it
-        // under the computation.
-        let epoch = self.epoch.clone();
-        let advanced = epoch.advance();
-        if let Ok((guard, _)) = advanced {
-            // SAFETY: a live allocator, freed once; every lease has ended.
-            unsafe { ggml_sys::ggml_gallocr_free(self.raw.as_ptr()) };
-            drop(guard);
-        }
+        let raw = self.raw;
+        // Freed once no context uses the memory: now, or (dropped from
+        // inside a computation on this thread) when that computation ends.
+        self.epoch.retire(Deferred(Box::new(move || {
+            // SAFETY: a live allocator, freed once, with every lease ended.
+            unsafe { ggml_sys::ggml_gallocr_free(raw.as_ptr()) }
+        })));
     }
 }
 

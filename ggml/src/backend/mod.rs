@@ -74,4 +74,4 @@ pub use buffer::BufferType;
 pub(crate) use compute::{check_graph, check_graph_node, Target};
 pub use compute::{Backend, Pending};
 pub use device::{devices, Device, DeviceCaps, DeviceMemory, DeviceType};
-pub use sched::Scheduler;
+pub use sched::{Scheduler, MAX_BACKENDS, MAX_GRAPH_SIZE};

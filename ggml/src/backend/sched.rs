@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::Backend;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::memory::{Epoch, Lease};
+use crate::memory::{Deferred, Epoch, Lease};
 use crate::tensor::Tensor;
 use crate::TensorData;
 
@@ -26,6 +26,8 @@ type Sources = [*mut ggml_sys::ggml_tensor; ggml_sys::GGML_MAX_SRC as usize];
 /// The graph allocated now, and the sources ggml rewrote in it.
 struct Allocated {
     graph: u64,
+    /// The context's memory generation after allocating.
+    generation: u64,
     /// Nodes whose sources ggml points at its copies: (node, copies, originals).
     rewrites: Vec<(NonNull<ggml_sys::ggml_tensor>, Sources, Sources)>,
 }
@@ -289,6 +291,7 @@ impl Scheduler {
         ctx.memory_changed();
         self.allocated = Some(Allocated {
             graph: graph.id(),
+            generation: ctx.memory_generation(),
             rewrites,
         });
         drop(guard);
@@ -441,7 +444,17 @@ impl Scheduler {
             self.allocate(graph)?;
         }
         let allocated = self.allocated.as_ref().expect("allocated above");
-        let status = graph.context().pinned(|| {
+        let ctx = graph.context();
+        let status = ctx.pinned(|| {
+            if ctx.memory_generation() != allocated.generation {
+                // Tensors of the graph placed by another allocator may have
+                // lost their memory since.
+                for t in graph.tensors() {
+                    if !t.is_empty() && ctx.place(&t) == crate::memory::Place::Nowhere {
+                        return Err(Error::NoData { name: t.name() });
+                    }
+                }
+            }
             for (node, copies, _) in &allocated.rewrites {
                 // SAFETY: a live node of the graph; the copies live in the
                 // scheduler's context until it allocates again (`&mut self`).
@@ -457,26 +470,27 @@ impl Scheduler {
                 // SAFETY: as above.
                 unsafe { (*node.as_ptr()).src = *original };
             }
-            status
+            Ok(status)
         });
-        crate::graph::status_result(status)
+        crate::graph::status_result(status?)
     }
 }
 
 impl Drop for Scheduler {
     fn drop(&mut self) {
-        let epoch = self.epoch.clone();
-        // As GraphAllocator's drop: leak rather than free memory in use.
-        let advanced = epoch.advance();
-        if let Ok((guard, _)) = advanced {
-            // SAFETY: a live scheduler, freed once, before its backends; no
-            // lease of it is left, and no graph holds its copies.
+        let raw = self.raw;
+        let backends = std::mem::take(&mut self.backends);
+        // As GraphAllocator's drop; the backends go after the scheduler.
+        self.epoch.retire(Deferred(Box::new(move || {
+            // SAFETY: a live scheduler, freed once, before its backends, with
+            // every lease ended; no graph holds its copies (restored after
+            // each computation).
             unsafe {
-                ggml_sys::ggml_backend_sched_synchronize(self.raw.as_ptr());
-                ggml_sys::ggml_backend_sched_free(self.raw.as_ptr());
+                ggml_sys::ggml_backend_sched_synchronize(raw.as_ptr());
+                ggml_sys::ggml_backend_sched_free(raw.as_ptr());
             }
-            drop(guard);
-        }
+            drop(backends);
+        })));
     }
 }
 
