@@ -420,6 +420,61 @@ fn w5(o: &Options) -> Res {
     Ok(())
 }
 
+/// W8 sizes: layer width, layers, batch.
+fn w8_sizes(o: &Options) -> (usize, usize, usize) {
+    if o.quick {
+        (256, 2, 4)
+    } else {
+        (2048, 4, 8)
+    }
+}
+
+/// W8: the backend path. Q4_0 weights of `layers` layers uploaded once to a
+/// CPU backend buffer, intermediates placed by the graph allocator; each
+/// step writes the input, computes on the backend and reads the output.
+fn w8(o: &Options) -> Res {
+    use ggml::backend::{Backend, GraphAllocator};
+    let (n, layers, batch) = w8_sizes(o);
+    let mut backend = Backend::cpu()?;
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    let weights = (0..layers)
+        .map(|_| ctx.new_tensor(Type::Q4_0, &[n, n]))
+        .collect::<ggml::Result<Vec<_>>>()?;
+    let x = ctx.new_tensor(Type::F32, &[batch, n])?;
+    ctx.allocate(backend.buffer_type())?;
+    let mut h = x;
+    for &w in &weights {
+        h = ctx.mul_mat(w, h)?;
+    }
+    let graph = ctx.build_graph(&[h])?;
+    let mut allocator = GraphAllocator::for_backend(&backend)?;
+    allocator.allocate(&graph)?;
+    let mut data = ctx.data()?;
+    let w = Array2::from_shape_vec((n, n), random(n * n))?;
+    for &t in &weights {
+        data.copy_from_array(t, &w)?;
+    }
+    let input = Array2::from_shape_vec((batch, n), random(batch * n))?;
+    let mut output = Array2::<f32>::zeros((batch, n));
+    let mut step = || -> Res {
+        data.copy_from_array(x, &input)?;
+        backend.compute(&graph, &mut data)?;
+        data.copy_to_array(h, &mut output)?;
+        Ok(())
+    };
+    step()?; // warms caches, as the C side's first run
+    let s = best_of(o.reps * SHORT_REPS, step)?;
+    report(
+        o,
+        "W8 backend step Q4_0",
+        None,
+        s,
+        2.0 * (n * n * batch * layers) as f64,
+        "flop",
+    );
+    Ok(())
+}
+
 /// W6: f32 → f16 of 64 MiB.
 fn w6(o: &Options) -> Res {
     let len = if o.quick { 1 << 18 } else { 16 << 20 };
@@ -485,6 +540,7 @@ fn run_child(o: &Options, workload: &str) -> Res {
         "w5" => w5(o),
         "w6" => w6(o),
         "w7" => w7(o),
+        "w8" => w8(o),
         "scaling" => scaling(o),
         other => Err(format!("unknown workload {other:?}").into()),
     }
@@ -591,6 +647,7 @@ fn orchestrate(o: &Options) -> Res {
     }
     jobs.push(("w6", " all", false));
     jobs.push(("w7", "", false));
+    jobs.push(("w8", "", false));
     jobs.push(("scaling", "", false));
     if let Some(only) = &o.only {
         jobs.retain(|(w, _, _)| only.iter().any(|x| x == w));

@@ -1,7 +1,7 @@
 //! Safe, idiomatic Rust for [ggml](https://github.com/ggml-org/ggml), the tensor
-//! library of llama.cpp: contexts, tensors, graphs computed on the CPU, every
-//! tensor type, zero-copy `ndarray` views and copies that convert and
-//! (de)quantize.
+//! library of llama.cpp: contexts, tensors, graphs computed on the CPU or on
+//! any backend ([`backend`]: GPUs, the scheduler), every tensor type,
+//! zero-copy `ndarray` views and copies that convert and (de)quantize.
 //!
 //! The package is `ggml-2` on crates.io (the name `ggml` belongs to another,
 //! archived project); the library is `ggml`:

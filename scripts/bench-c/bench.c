@@ -2,7 +2,7 @@
 // the way a C user of ggml would, linked against the very libraries the Rust
 // side uses (ggml_sys::build_info::LIB_DIR).
 //
-//   bench-c <w1|w2|w3|w4|w5|w6> [--quick] [--reps N] [--tag TAG]
+//   bench-c <w1|w2|w3|w4|w5|w6|w8> [--quick] [--reps N] [--tag TAG]
 //
 // Prints one line per measurement, tab-separated:
 //   RESULT  <key>  <best seconds>  <work>  <unit: bytes|flop|op>
@@ -22,6 +22,8 @@
 #include <time.h>
 
 #include "ggml.h"
+#include "ggml-alloc.h"
+#include "ggml-backend.h"
 #include "ggml-cpu.h"
 
 // Workloads of about a millisecond (W1, W5) repeat this many times more.
@@ -307,6 +309,57 @@ static void w5(void) {
     free(w);
 }
 
+// ---- W8: the backend path: weights in a backend buffer, gallocr, set/compute/get ----
+
+static void w8(void) {
+    const int64_t n = g_quick ? 256 : 2048;
+    const int layers = g_quick ? 2 : 4;
+    const int64_t batch = g_quick ? 4 : 8;
+    ggml_backend_t backend = ggml_backend_cpu_init();
+    ggml_backend_cpu_set_n_threads(backend, n_cores());
+    struct ggml_init_params params = {64 * ggml_tensor_overhead() + ggml_graph_overhead(), NULL, true};
+    struct ggml_context *ctx = ggml_init(params);
+    struct ggml_tensor *weights[8];
+    for (int l = 0; l < layers; l++) weights[l] = ggml_new_tensor_2d(ctx, GGML_TYPE_Q4_0, n, n);
+    struct ggml_tensor *x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n, batch);
+    ggml_backend_buffer_t buffer = ggml_backend_alloc_ctx_tensors(ctx, backend);
+    struct ggml_tensor *h = x;
+    for (int l = 0; l < layers; l++) h = ggml_mul_mat(ctx, weights[l], h);
+    struct ggml_cgraph *g = ggml_new_graph(ctx);
+    ggml_build_forward_expand(g, h);
+    ggml_gallocr_t galloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend));
+    ggml_gallocr_alloc_graph(galloc, g);
+
+    float *w = malloc((size_t)(n * n) * sizeof(float));
+    fill_random(w, (size_t)(n * n));
+    size_t qsize = ggml_row_size(GGML_TYPE_Q4_0, n) * (size_t)n;
+    void *q = malloc(qsize);
+    ggml_quantize_chunk(GGML_TYPE_Q4_0, w, q, 0, n, n, NULL);
+    for (int l = 0; l < layers; l++) ggml_backend_tensor_set(weights[l], q, 0, qsize);
+    float *input = malloc((size_t)(n * batch) * sizeof(float));
+    float *output = malloc((size_t)(n * batch) * sizeof(float));
+    fill_random(input, (size_t)(n * batch));
+
+    double best = 1e30;
+    for (int r = 0; r < g_reps * SHORT_REPS + 1; r++) {
+        double t0 = now();
+        ggml_backend_tensor_set(x, input, 0, ggml_nbytes(x));
+        ggml_backend_graph_compute(backend, g);
+        ggml_backend_tensor_get(h, output, 0, ggml_nbytes(h));
+        double dt = now() - t0;
+        if (r > 0 && dt < best) best = dt;
+    }
+    result("W8 backend step Q4_0", best, 2.0 * (double)n * (double)n * (double)batch * layers, "flop");
+    free(w);
+    free(q);
+    free(input);
+    free(output);
+    ggml_gallocr_free(galloc);
+    ggml_backend_buffer_free(buffer);
+    ggml_free(ctx);
+    ggml_backend_free(backend);
+}
+
 // ---- W6: f32 -> f16 ----
 
 struct f16_arg {
@@ -368,8 +421,9 @@ int main(int argc, char **argv) {
     else if (!strcmp(workload, "w4")) w4();
     else if (!strcmp(workload, "w5")) w5();
     else if (!strcmp(workload, "w6")) w6();
+    else if (!strcmp(workload, "w8")) w8();
     else {
-        fprintf(stderr, "usage: %s <w1|w2|w3|w4|w5|w6> [--quick] [--reps N] [--tag TAG]\n",
+        fprintf(stderr, "usage: %s <w1|w2|w3|w4|w5|w6|w8> [--quick] [--reps N] [--tag TAG]\n",
                 argv[0]);
         return 2;
     }
