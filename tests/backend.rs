@@ -182,13 +182,15 @@ fn build(ctx: &Context) -> ggml::Result<Model<'_>> {
     })
 }
 
-/// The forward pass: the output, and the nodes of the first layer.
+/// The forward pass: the output, and its nodes (the first layer's three
+/// first).
 fn layers<'a>(ctx: &'a Context, m: &Model<'a>) -> ggml::Result<(Tensor<'a>, Vec<Tensor<'a>>)> {
     let p1 = ctx.mul_mat(m.w1, m.x)?;
     let s1 = ctx.add(p1, m.b1)?;
     let h1 = ctx.scale(s1, 0.5)?;
     let h2 = ctx.mul_mat(m.w2, h1)?;
-    Ok((ctx.mul_mat(m.w3, h2)?, vec![p1, s1, h1]))
+    let y = ctx.mul_mat(m.w3, h2)?;
+    Ok((y, vec![p1, s1, h1, h2, y]))
 }
 
 /// The weights as the tensors hold them (quantized / rounded), and the
@@ -407,11 +409,15 @@ fn scheduler_splits_a_graph_over_two_backends() -> Result<()> {
     ctx.allocate(sched.backends()[0].buffer_type())?;
     let x = ctx.new_tensor(Type::F32, &[BATCH, 16])?;
     m.x = x;
-    let (y, first_layer) = layers(&ctx, &m)?;
+    let (y, nodes) = layers(&ctx, &m)?;
     let graph = ctx.build_graph(&[y])?;
 
     // The first layer on backend 1, the rest on backend 0.
-    let placement: Vec<_> = first_layer.iter().map(|&t| (t, 1)).collect();
+    let placement: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| (t, usize::from(i < 3)))
+        .collect();
     sched.allocate_with(&graph, &placement)?;
     assert!(sched.n_splits() >= 2, "{} splits", sched.n_splits());
     assert!(x.is_allocated() && y.is_allocated());
@@ -494,17 +500,23 @@ fn scheduler_refuses_what_ggml_asserts_on() -> Result<()> {
         sched.allocate(&ctx.build_graph(&[t])?),
         Error::GraphTooLarge { .. }
     );
-    // A graph without nodes; an unallocated leaf nothing uses.
+    // A graph without nodes; an empty tensor without memory.
     assert_err!(
         sched.allocate(&ctx.build_graph(&[a])?),
         Error::Unschedulable { .. }
     );
-    let b = ctx.new_tensor(Type::F32, &[4])?;
-    let s = ctx.scale(a, 2.0)?;
+    let e = ctx.new_tensor(Type::F32, &[0])?;
     assert_err!(
-        sched.allocate(&ctx.build_graph(&[b, s])?),
+        sched.allocate(&ctx.build_graph(&[ctx.scale(e, 2.0)?])?),
         Error::Unschedulable { .. }
     );
+    // Leaves nothing uses, or only views use, are inputs (ggml would leave
+    // them without a backend and assert).
+    let b = ctx.new_tensor(Type::F32, &[4])?;
+    let s = ctx.scale(a, 2.0)?;
+    sched.allocate(&ctx.build_graph(&[b, s])?)?;
+    let c = ctx.new_tensor(Type::F32, &[2, 4])?;
+    sched.allocate(&ctx.build_graph(&[ctx.transpose(c)?])?)?;
     // A node no backend can compute.
     let i = ctx.new_tensor(Type::I32, &[4])?;
     assert_err!(

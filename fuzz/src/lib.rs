@@ -43,11 +43,17 @@ pub fn program_from_bytes(bytes: &[u8]) -> program::Program {
             Err(_) => break,
         }
     }
-    // Every program starts with a context and a few tensors to work on.
+    // Every program starts with a context and a few tensors to work on: half
+    // of them an allocating context, half a no_alloc one whose tensors are in
+    // backend buffers it owns (the backend path).
     use program::{Call, CtxKind, CtxSize, Dim, Fill, Shape, TypeSel};
     let shape = || Shape(vec![Dim::Small(8), Dim::Block(0)]);
+    let kind = match bytes.last() {
+        Some(b) if b & 1 == 1 => CtxKind::NoAlloc,
+        _ => CtxKind::Alloc,
+    };
     let prologue = [
-        Call::NewContext(CtxSize::Medium(3), CtxKind::Alloc),
+        Call::NewContext(CtxSize::Medium(3), kind),
         Call::FromArray(0, TypeSel(0), shape(), Fill::Ramp(3)),
         Call::FromArray(0, TypeSel(0), shape(), Fill::Noise(7, 2)),
         Call::FromArray(0, TypeSel(4), shape(), Fill::Noise(9, 1)),

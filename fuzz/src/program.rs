@@ -421,6 +421,23 @@ pub enum Call {
     CopyTensor(u8, u8, bool),
     /// `convert::from_f32` then `to_f32` over slices of any lengths.
     Convert(TypeSel, u16, u16, Fill, Option<Fill>),
+    /// `Context::allocate` in the CPU's buffer type.
+    Allocate(u8),
+    /// `GraphAllocator::allocate` (allocator number, made on first use) of
+    /// a graph of one to three outputs.
+    GraphAllocate(u8, u8, Vec<u8>),
+    /// Drops graph allocator number `n` (its lent memory ends).
+    DropAllocator(u8),
+    /// `Backend::compute_with` (a CPU backend) of a graph of one to three
+    /// outputs, or `compute_async` then `wait`.
+    BackendCompute(u8, Vec<u8>, Threads, bool),
+    /// A scheduler over two CPU backends: `allocate_with` the placements
+    /// (node, backend) of a graph of one to three outputs, then `compute`.
+    Schedule(u8, Vec<u8>, Vec<(u8, u8)>, u16),
+    /// Drops the scheduler.
+    DropScheduler,
+    /// `TensorData::read_bytes` / `write_bytes` (any memory).
+    ByteCopy(u8, bool),
 }
 
 /// A program: calls run in order.

@@ -23,6 +23,13 @@ pub fn applicable(call: &Call) -> bool {
             | Call::ComputeAbort(..)
             | Call::Sizes(..)
             | Call::Name(..)
+            | Call::Allocate(..)
+            | Call::GraphAllocate(..)
+            | Call::DropAllocator(..)
+            | Call::BackendCompute(..)
+            | Call::Schedule(..)
+            | Call::DropScheduler
+            | Call::ByteCopy(..)
     )
 }
 

@@ -3,6 +3,7 @@
 //! Contexts are leaked (`Box::leak`) so that tensors of any of them can sit in
 //! one pool; a program is short and runs in a child process that exits after.
 
+use ggml::backend::{Backend, BufferType, GraphAllocator, Scheduler};
 use ggml::half::{bf16, f16};
 use ggml::ndarray::{ArrayD, Axis, IxDyn, ShapeBuilder, Slice};
 use ggml::{convert, Compute, Context, Element, Error, Tensor, TensorData};
@@ -28,6 +29,12 @@ pub struct State {
     contexts: Vec<&'static Context>,
     /// Every tensor made, of any context.
     pub tensors: Vec<Tensor<'static>>,
+    /// Graph allocators (two slots), made on first use.
+    allocators: [Option<GraphAllocator>; 2],
+    /// A CPU backend, made on first use.
+    backend: Option<Backend>,
+    /// A scheduler over two CPU backends, made on first use.
+    scheduler: Option<Scheduler>,
 }
 
 impl Drop for State {
@@ -135,6 +142,14 @@ fn to_array<E: Element>(
     }
 }
 
+/// One to three tensors of one context, for a graph's outputs.
+fn outputs(state: &State, first: u8, more: &[u8]) -> Option<Vec<Tensor<'static>>> {
+    std::iter::once(&first)
+        .chain(more.iter().take(2))
+        .map(|&i| state.tensor(i))
+        .collect()
+}
+
 /// Runs call `call` on `state` through the safe API.
 pub fn call(state: &mut State, call: &Call, options: Options) -> Outcome {
     let no_slow = options.no_slow;
@@ -197,6 +212,15 @@ pub fn call(state: &mut State, call: &Call, options: Options) -> Outcome {
                 return Outcome::Skip;
             };
             let values = array(&dims, *fill, ArrayLayout::Standard);
+            if ctx.is_no_alloc() {
+                // A tensor in a backend buffer the context owns.
+                return made!((|| {
+                    let t = ctx.new_tensor(ty.get(no_slow), &dims)?;
+                    ctx.allocate(BufferType::cpu()?)?;
+                    ctx.data()?.copy_from_array(t, &values)?;
+                    Ok(t)
+                })());
+            }
             made!(ctx.tensor_from_array_as(ty.get(no_slow), &values))
         }
         Call::View(t, shape, strides, offset) => {
@@ -384,6 +408,111 @@ pub fn call(state: &mut State, call: &Call, options: Options) -> Outcome {
             outcome((|| {
                 let mut data = a.context().data()?;
                 data.copy_tensor(a, b, *requantize)
+            })())
+        }
+        Call::Allocate(c) => {
+            let Some(ctx) = state.context(*c) else {
+                return Outcome::Skip;
+            };
+            outcome(BufferType::cpu().and_then(|b| ctx.allocate(b)))
+        }
+        Call::GraphAllocate(n, first, more) => {
+            let Some(outputs) = outputs(state, *first, more) else {
+                return Outcome::Skip;
+            };
+            let slot = &mut state.allocators[usize::from(*n % 2)];
+            if slot.is_none() {
+                match BufferType::cpu().and_then(GraphAllocator::new) {
+                    Ok(a) => *slot = Some(a),
+                    Err(err) => return Outcome::Err(variant(&err)),
+                }
+            }
+            let allocator = slot.as_mut().expect("made above");
+            let ctx = outputs[0].context();
+            outcome(
+                ctx.build_graph(&outputs)
+                    .and_then(|g| allocator.allocate(&g)),
+            )
+        }
+        Call::DropAllocator(n) => {
+            state.allocators[usize::from(*n % 2)] = None;
+            Outcome::Ok
+        }
+        Call::BackendCompute(first, more, threads, asynchronous) => {
+            let Some(outputs) = outputs(state, *first, more) else {
+                return Outcome::Skip;
+            };
+            if state.backend.is_none() {
+                match Backend::cpu() {
+                    Ok(b) => state.backend = Some(b),
+                    Err(err) => return Outcome::Err(variant(&err)),
+                }
+            }
+            let backend = state.backend.as_mut().expect("made above");
+            let ctx = outputs[0].context();
+            outcome((|| {
+                let graph = ctx.build_graph(&outputs)?;
+                let mut data = ctx.data()?;
+                if *asynchronous {
+                    return backend.compute_async(&graph, &mut data)?.wait();
+                }
+                let options = match threads.value() {
+                    Some(n) => Compute::new().threads(n),
+                    None => Compute::new(),
+                };
+                backend.compute_with(&graph, &mut data, options)
+            })())
+        }
+        Call::Schedule(first, more, placements, size) => {
+            let Some(outputs) = outputs(state, *first, more) else {
+                return Outcome::Skip;
+            };
+            let placement: Vec<(Tensor<'static>, usize)> = match placements
+                .iter()
+                .take(4)
+                .map(|&(t, b)| state.tensor(t).map(|t| (t, usize::from(b % 3))))
+                .collect()
+            {
+                Some(p) => p,
+                None => return Outcome::Skip,
+            };
+            if state.scheduler.is_none() {
+                let made = Backend::cpu()
+                    .and_then(|a| Ok(vec![a, Backend::cpu()?]))
+                    .and_then(|b| Scheduler::new(b, usize::from(*size % 512)));
+                match made {
+                    Ok(s) => state.scheduler = Some(s),
+                    Err(err) => return Outcome::Err(variant(&err)),
+                }
+            }
+            let sched = state.scheduler.as_mut().expect("made above");
+            let ctx = outputs[0].context();
+            outcome((|| {
+                let graph = ctx.build_graph(&outputs)?;
+                sched.allocate_with(&graph, &placement)?;
+                let mut data = ctx.data()?;
+                sched.compute(&graph, &mut data)
+            })())
+        }
+        Call::DropScheduler => {
+            state.scheduler = None;
+            Outcome::Ok
+        }
+        Call::ByteCopy(t, write) => {
+            let t = tensor!(*t);
+            if t.nbytes() > 1 << 20 {
+                return Outcome::Skip;
+            }
+            outcome((|| {
+                let mut data = t.context().data()?;
+                let mut bytes = data.read_bytes(t)?;
+                if *write {
+                    for (i, b) in bytes.iter_mut().enumerate() {
+                        *b ^= (i as u8).wrapping_mul(31);
+                    }
+                    data.write_bytes(t, &bytes)?;
+                }
+                Ok(())
             })())
         }
         Call::Convert(ty, len, row_len, fill, imatrix) => {

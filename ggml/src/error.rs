@@ -452,7 +452,8 @@ pub enum Error {
     },
 
     /// A graph the scheduler cannot place: a tensor that no backend both
-    /// holds memory for and has a kernel for, or an input nothing consumes.
+    /// reaches and has a kernel for, a tensor of an allocating context, an
+    /// empty tensor without memory, a graph without nodes.
     #[error("the scheduler cannot place tensor '{name}': {reason}")]
     Unschedulable {
         /// The tensor.

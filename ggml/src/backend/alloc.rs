@@ -138,6 +138,14 @@ impl GraphAllocator {
                 pending.push(t);
             }
         }
+        if !pending.is_empty() && pending.iter().all(|t| t.nbytes() == 0) {
+            // Only empty tensors to place: ggml would put them in a buffer
+            // of size 0 at address NULL, and then assert (`tensor->buffer ==
+            // NULL`, ggml-backend.cpp) when a tensor appears twice in the
+            // graph. Empty tensors need no memory.
+            drop(guard);
+            return Ok(self.buffer_size());
+        }
         // SAFETY: a live allocator (single buffer: reallocates by itself);
         // a graph of this crate, whose view sources are all in it; its
         // unallocated tensors have neither data nor buffer.

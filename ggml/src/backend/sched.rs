@@ -160,8 +160,7 @@ impl Scheduler {
     /// [`Error::GraphTooLarge`], [`Error::UnsupportedNode`] (no backend has
     /// a kernel for a node), [`Error::Unschedulable`] (a tensor in memory no
     /// backend that supports its use can reach, a tensor of an allocating
-    /// context, an unallocated leaf that no node uses, a graph without
-    /// nodes), [`Error::BufferAlloc`] (out of memory; the scheduler starts
+    /// context, an empty tensor without memory, a graph without nodes), [`Error::BufferAlloc`] (out of memory; the scheduler starts
     /// afresh), [`Error::Busy`].
     pub fn allocate(&mut self, graph: &Graph<'_>) -> Result<()> {
         self.allocate_with(graph, &[])
@@ -216,10 +215,36 @@ impl Scheduler {
                 r.view_src.is_null() && r.data.is_null() && r.buffer.is_null()
             })
             .collect();
+        // Leaves a computing node (not a view) reads directly get their
+        // backend from it; ggml leaves the others (unused, or used only
+        // through views) without one, and then asserts (`buffer_id >= 0`,
+        // ggml-alloc.c) placing them: flagged as inputs, they go to the
+        // last (CPU) backend.
+        let is_view = |op| {
+            matches!(
+                op,
+                ggml_sys::GGML_OP_NONE
+                    | ggml_sys::GGML_OP_VIEW
+                    | ggml_sys::GGML_OP_RESHAPE
+                    | ggml_sys::GGML_OP_PERMUTE
+                    | ggml_sys::GGML_OP_TRANSPOSE
+            )
+        };
+        let read_directly: std::collections::HashSet<*mut ggml_sys::ggml_tensor> = nodes
+            .iter()
+            .filter(|n| !is_view(n.op()))
+            .flat_map(|n| (0..ggml_sys::GGML_MAX_SRC as usize).filter_map(move |i| n.src(i)))
+            .map(|t| t.as_ptr())
+            .collect();
         for t in pending.iter().filter(|t| t.op() == ggml_sys::GGML_OP_NONE) {
-            // SAFETY: a live tensor. An input keeps its value: ggml would
-            // otherwise let an in-place op overwrite it.
-            unsafe { ggml_sys::ggml_set_output(t.as_ptr()) };
+            // SAFETY: a live tensor. An input keeps its value (ggml would
+            // otherwise let an in-place op overwrite it).
+            unsafe {
+                ggml_sys::ggml_set_output(t.as_ptr());
+                if !read_directly.contains(&t.as_ptr()) {
+                    ggml_sys::ggml_set_input(t.as_ptr());
+                }
+            }
         }
         // SAFETY: a live scheduler, reset first (ggml's allocation does not
         // reset, and a stale assignment table can overflow its hash set); a
@@ -341,14 +366,6 @@ impl Scheduler {
                 reason: "the graph has no nodes to compute".into(),
             });
         }
-        let mut consumed = std::collections::HashSet::new();
-        for t in &tensors {
-            for i in 0..ggml_sys::GGML_MAX_SRC as usize {
-                if let Some(s) = t.src(i) {
-                    consumed.insert(s.as_ptr());
-                }
-            }
-        }
         ctx.pinned(|| {
             for t in &tensors {
                 let (root, _) = t.memory_root();
@@ -363,13 +380,18 @@ impl Scheduler {
                             .into(),
                     });
                 }
-                let is_leaf = t.op() == ggml_sys::GGML_OP_NONE;
-                if is_leaf && data.is_null() && !consumed.contains(&t.as_ptr()) {
+                if data.is_null() && buffer.is_null() && t.nbytes() == 0 && root == *t {
+                    // A backend given only empty tensors gets a buffer of
+                    // size 0 at address NULL; ggml then asserts
+                    // (`tensor->buffer == NULL`) placing one twice.
                     return Err(Error::Unschedulable {
                         name: t.name(),
-                        reason: "an unallocated leaf that no node of the graph uses".into(),
+                        reason: "an empty tensor without memory (the scheduler cannot place \
+                                 empty tensors)"
+                            .into(),
                     });
                 }
+                let is_leaf = t.op() == ggml_sys::GGML_OP_NONE;
                 if !is_leaf {
                     self.check_node(t)?;
                 }
