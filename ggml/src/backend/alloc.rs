@@ -146,10 +146,16 @@ impl GraphAllocator {
             drop(guard);
             return Ok(self.buffer_size());
         }
-        // SAFETY: a live allocator (single buffer: reallocates by itself);
-        // a graph of this crate, whose view sources are all in it; its
-        // unallocated tensors have neither data nor buffer.
-        let ok = unsafe { ggml_sys::ggml_gallocr_alloc_graph(self.raw.as_ptr(), graph.as_ptr()) };
+        // SAFETY: a live allocator; a graph of this crate, whose view
+        // sources are all in it; its unallocated tensors have neither data
+        // nor buffer. Planned for this very graph first: ggml reuses the
+        // last plan when the node and leaf counts match and the nodes fit,
+        // without checking the leaves, and places a leaf the old plan had
+        // as external at `buffers[-1]` (a wild pointer).
+        let ok = unsafe {
+            ggml_sys::ggml_gallocr_reserve(self.raw.as_ptr(), graph.as_ptr())
+                && ggml_sys::ggml_gallocr_alloc_graph(self.raw.as_ptr(), graph.as_ptr())
+        };
         let placed: Vec<Tensor<'_>> = pending
             .into_iter()
             // SAFETY: fields of live tensors, copied out.

@@ -250,16 +250,45 @@ impl Scheduler {
         // reset, and a stale assignment table can overflow its hash set); a
         // graph that passed every check `precheck` lists; placements of its
         // own nodes (no new hash entries) on backends that support them.
-        let ok = unsafe {
-            ggml_sys::ggml_backend_sched_reset(self.raw.as_ptr());
-            for (node, index) in placement {
-                ggml_sys::ggml_backend_sched_set_tensor_backend(
-                    self.raw.as_ptr(),
-                    node.as_ptr(),
-                    self.backends[*index].as_ptr(),
-                );
+        //
+        // The plan is made for this very graph first (`reserve`): ggml's
+        // allocator reuses its last plan when node and leaf counts match and
+        // the nodes fit, without checking the leaves, and would place a leaf
+        // the old plan had as external at `buffers[-1]`. Splitting rewrites
+        // the graph's sources to copies in a context the next split frees:
+        // they are restored in between.
+        let restore = || {
+            for (node, original) in nodes.iter().zip(&originals) {
+                // SAFETY: a live node; its source array is written back.
+                unsafe { (*node.as_ptr()).src = *original };
             }
-            ggml_sys::ggml_backend_sched_alloc_graph(self.raw.as_ptr(), graph.as_ptr())
+        };
+        let place = |raw: *mut ggml_sys::ggml_backend_sched| {
+            for (node, index) in placement {
+                // SAFETY: a live scheduler, one of its backends, a node of
+                // the graph (no new hash entry).
+                unsafe {
+                    ggml_sys::ggml_backend_sched_set_tensor_backend(
+                        raw,
+                        node.as_ptr(),
+                        self.backends[*index].as_ptr(),
+                    )
+                };
+            }
+        };
+        let raw = self.raw.as_ptr();
+        // SAFETY: as above.
+        unsafe { ggml_sys::ggml_backend_sched_reset(raw) };
+        place(raw);
+        // SAFETY: as above.
+        let reserved = unsafe { ggml_sys::ggml_backend_sched_reserve(raw, graph.as_ptr()) };
+        restore();
+        let ok = reserved && {
+            // SAFETY: as above.
+            unsafe { ggml_sys::ggml_backend_sched_reset(raw) };
+            place(raw);
+            // SAFETY: as above.
+            unsafe { ggml_sys::ggml_backend_sched_alloc_graph(raw, graph.as_ptr()) }
         };
         // ggml points sources at its copies (in its own context): keep them
         // for computing, and give the graph back its own.
