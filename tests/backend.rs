@@ -574,3 +574,54 @@ fn scheduler_sees_memory_another_allocator_took_back() -> Result<()> {
     assert_eq!(data.to_array::<f32>(u)?.as_slice(), Some(&[6.0f32; 4][..]));
     Ok(())
 }
+
+/// Regressions the fuzzer found in the backend layer: each aborted or
+/// crashed inside ggml before the fix.
+#[test]
+fn fuzzer_regressions() -> Result<()> {
+    let mut backend = Backend::cpu()?;
+    // 1. A graph whose only tensors to place are empty: ggml put them in a
+    //    buffer of size 0 at NULL and asserted placing one twice.
+    let arena = Context::new(1 << 20)?;
+    let e = arena.new_tensor(Type::F32, &[0, 4])?;
+    let c = arena.cont(e)?;
+    let g = arena.build_graph(&[arena.scale(c, 2.0)?, c])?;
+    let mut allocator = GraphAllocator::new(BufferType::cpu()?)?;
+    allocator.allocate(&g)?;
+    let mut data = arena.data()?;
+    backend.compute(&g, &mut data)?;
+    drop(data);
+
+    // 2. A scheduler graph whose leaf only a view reads: ggml left it
+    //    without a backend and asserted (`buffer_id >= 0`).
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    let leaf = ctx.new_tensor(Type::F32, &[3, 4])?;
+    let viewed = ctx.permute(leaf, [1, 0, 2, 3])?;
+    let mut sched = Scheduler::new(vec![Backend::cpu()?], 64)?;
+    let gv = ctx.build_graph(&[viewed])?;
+    sched.allocate(&gv)?;
+    let mut data = ctx.data()?;
+    data.copy_from_array(leaf, &values((3, 4), 9))?;
+    sched.compute(&gv, &mut data)?;
+    assert_eq!(data.to_array_as::<f32, Ix2>(viewed)?, values((3, 4), 9).t());
+    drop(data);
+
+    // 3. Two graphs of the same node and leaf counts, a leaf placed in the
+    //    first and unplaced in the second: ggml reused the first plan and
+    //    placed the leaf at `buffers[-1]` (a segfault).
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    let w = ctx.new_tensor(Type::F32, &[4])?;
+    let placed_leaf = ctx.new_tensor(Type::F32, &[4])?;
+    ctx.allocate(BufferType::cpu()?)?;
+    let free_leaf = ctx.new_tensor(Type::F32, &[4])?;
+    let mut allocator = GraphAllocator::new(BufferType::cpu()?)?;
+    allocator.allocate(&ctx.build_graph(&[placed_leaf, ctx.scale(w, 2.0)?])?)?;
+    let second = ctx.build_graph(&[free_leaf, ctx.scale(w, 3.0)?])?;
+    allocator.allocate(&second)?;
+    assert!(free_leaf.is_allocated());
+    let mut sched = Scheduler::new(vec![Backend::cpu()?], 64)?;
+    sched.allocate(&ctx.build_graph(&[placed_leaf, ctx.scale(w, 2.0)?])?)?;
+    let other = ctx.new_tensor(Type::F32, &[4])?;
+    sched.allocate(&ctx.build_graph(&[other, ctx.scale(w, 4.0)?])?)?;
+    Ok(())
+}
