@@ -393,15 +393,32 @@ pub(crate) fn check_graph(graph: &Graph<'_>, target: &Target<'_>) -> Result<()> 
     if graph.checked_for() == Some(key) {
         return Ok(());
     }
+    let cpu = target.is_cpu();
     for t in graph.tensors() {
-        let place = ctx.place(&t);
-        if place == Place::Nowhere {
-            if t.is_empty() {
-                continue;
+        // SAFETY: a live tensor of the graph; fields copied out.
+        let (view_src, data, buffer) = unsafe {
+            let r = &*t.as_ptr();
+            (r.view_src, r.data, r.buffer)
+        };
+        let place = if view_src.is_null() && buffer.is_null() && !data.is_null() {
+            Place::Arena // the common case on the CPU, without the lookups
+        } else {
+            ctx.place(&t)
+        };
+        if place == Place::Arena && cpu {
+            if t.op() != ggml_sys::GGML_OP_NONE {
+                crate::ops::check_node(&t, crate::ops::Backend::Cpu)?;
+                if let Target::Backend(b) = target {
+                    check_supported(&t, b, target)?;
+                }
             }
+            continue;
+        }
+        if place == Place::Nowhere && !t.is_empty() {
             return Err(Error::NoData { name: t.name() });
         }
         let usable = match (target, place) {
+            (_, Place::Nowhere) => true, // empty: nothing to reach
             (Target::DirectCpu, p) => p.is_host(),
             (Target::Backend(b), Place::Arena) => b.is_cpu(),
             (Target::Backend(b), _) => {
@@ -420,30 +437,36 @@ pub(crate) fn check_graph(graph: &Graph<'_>, target: &Target<'_>) -> Result<()> 
                 backend: target.name(),
             });
         }
-    }
-    for t in graph.tensors() {
+        // Kernels, in the same pass (a second walk over a large graph's
+        // tensors costs a cache miss each).
         if t.op() == ggml_sys::GGML_OP_NONE {
             continue;
         }
-        if target.is_cpu() {
+        if cpu {
             crate::ops::check_node(&t, crate::ops::Backend::Cpu)?;
         }
         if let Target::Backend(b) = target {
-            // SAFETY: a live backend; a node whose sources and buffers are
-            // live (pinned); passes the kernel contract where one applies.
-            if !unsafe { ggml_sys::ggml_backend_supports_op(b.as_ptr(), t.as_ptr()) } {
-                return Err(Error::UnsupportedNode {
-                    node: t.name(),
-                    op: crate::ops::op_name(t.op()),
-                    types: crate::ops::node_types(&t),
-                    backend: target.name(),
-                    reason: "the backend has no kernel for it (supports_op)",
-                });
-            }
+            check_supported(&t, b, target)?;
         }
     }
     graph.set_checked_for(key);
     Ok(())
+}
+
+/// `supports_op` of `backend` for node `t`, as an error naming them.
+fn check_supported(t: &Tensor<'_>, backend: &Backend, target: &Target<'_>) -> Result<()> {
+    // SAFETY: a live backend; a node whose sources and buffers are live
+    // (pinned); it passes the kernel contract where one applies.
+    if unsafe { ggml_sys::ggml_backend_supports_op(backend.as_ptr(), t.as_ptr()) } {
+        return Ok(());
+    }
+    Err(Error::UnsupportedNode {
+        node: t.name(),
+        op: crate::ops::op_name(t.op()),
+        types: crate::ops::node_types(t),
+        backend: target.name(),
+        reason: "the backend has no kernel for it (supports_op)",
+    })
 }
 
 /// Checks that `backend` can compute `node` (kernel contract on the CPU, and
