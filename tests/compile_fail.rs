@@ -2,7 +2,8 @@
 //! compile (tests/ui/*.rs, with the compiler's expected errors in *.stderr):
 //! two mutable views at once, a view across a computation, a view or data
 //! token used after its context is dropped, a tensor outliving its context,
-//! and a view alive while the tensor is overwritten.
+//! a view alive while the tensor is overwritten, and a view of the data or
+//! the backend used while an asynchronous computation is pending.
 //!
 //! Regenerate the expected errors after a deliberate change with
 //! `TRYBUILD=overwrite cargo test --test compile_fail`, then read them.
