@@ -3,7 +3,9 @@
 //! path. `GGML_TEST_DEVICE` (e.g. `CUDA0`) runs the device tests on a GPU.
 
 use anyhow::Result;
-use ggml::backend::{devices, Backend, BufferType, Device, DeviceType, GraphAllocator, Scheduler};
+use ggml::backend::{
+    devices, Backend, BufferType, Device, DeviceType, Event, GraphAllocator, Scheduler,
+};
 use ggml::ndarray::{Array, Array2, Ix2};
 use ggml::{Compute, Context, Error, Tensor, Type};
 
@@ -623,5 +625,36 @@ fn fuzzer_regressions() -> Result<()> {
     sched.allocate(&ctx.build_graph(&[placed_leaf, ctx.scale(w, 2.0)?])?)?;
     let other = ctx.new_tensor(Type::F32, &[4])?;
     sched.allocate(&ctx.build_graph(&[other, ctx.scale(w, 4.0)?])?)?;
+    Ok(())
+}
+
+#[test]
+fn out_of_memory_and_missing_events_are_errors() -> Result<()> {
+    // A buffer no machine has: 2^46 bytes.
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    let huge = ctx.new_tensor(Type::F32, &[1 << 22, 1 << 22])?;
+    assert_err!(ctx.allocate(BufferType::cpu()?), Error::BufferAlloc { .. });
+    assert!(!huge.is_allocated());
+    // The graph allocator, the same for an intermediate; it starts afresh.
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    let a = ctx.new_tensor(Type::F32, &[1 << 22, 1 << 22])?;
+    let small = ctx.new_tensor(Type::F32, &[4])?;
+    let mut allocator = GraphAllocator::new(BufferType::cpu()?)?;
+    assert_err!(
+        allocator.allocate(&ctx.build_graph(&[ctx.scale(a, 2.0)?])?),
+        Error::BufferAlloc { .. }
+    );
+    assert!(!a.is_allocated());
+    allocator.allocate(&ctx.build_graph(&[ctx.scale(small, 2.0)?])?)?;
+    // The scheduler too.
+    let mut sched = Scheduler::new(vec![Backend::cpu()?], 64)?;
+    assert_err!(
+        sched.allocate(&ctx.build_graph(&[ctx.scale(a, 3.0)?])?),
+        Error::BufferAlloc { .. }
+    );
+    sched.allocate(&ctx.build_graph(&[ctx.scale(small, 3.0)?])?)?;
+
+    // The CPU has no events.
+    assert_err!(Event::new(Device::cpu()?), Error::NotSupported { .. });
     Ok(())
 }

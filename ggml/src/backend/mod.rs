@@ -67,6 +67,7 @@ mod alloc;
 mod buffer;
 mod compute;
 mod device;
+mod event;
 mod sched;
 
 pub use alloc::GraphAllocator;
@@ -74,4 +75,5 @@ pub use buffer::BufferType;
 pub(crate) use compute::{check_graph, check_graph_node, Target};
 pub use compute::{Backend, Pending};
 pub use device::{devices, Device, DeviceCaps, DeviceMemory, DeviceType};
+pub use event::Event;
 pub use sched::{Scheduler, MAX_BACKENDS, MAX_GRAPH_SIZE};
