@@ -48,6 +48,10 @@ struct Allocated {
 /// [`TensorData::copy_from_array`]). Inputs placed by the scheduler are
 /// written after [`Scheduler::allocate`]; inputs in buffers of their own at
 /// any time.
+///
+/// ggml's debugging variable `GGML_SCHED_DEBUG_REALLOC`, when set in the
+/// environment, makes ggml abort on purpose when a graph needs new compute
+/// memory; leave it unset.
 pub struct Scheduler {
     raw: NonNull<ggml_sys::ggml_backend_sched>,
     backends: Vec<Backend>,
