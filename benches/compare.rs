@@ -430,12 +430,16 @@ fn w8_sizes(o: &Options) -> (usize, usize, usize) {
 }
 
 /// W8: the backend path. Q4_0 weights of `layers` layers uploaded once to a
-/// CPU backend buffer, intermediates placed by the graph allocator; each
+/// backend buffer (the CPU's, or `GGML_BENCH_DEVICE`'s), intermediates placed by the graph allocator; each
 /// step writes the input, computes on the backend and reads the output.
 fn w8(o: &Options) -> Res {
-    use ggml::backend::{Backend, GraphAllocator};
+    use ggml::backend::{Backend, Device, GraphAllocator};
     let (n, layers, batch) = w8_sizes(o);
-    let mut backend = Backend::cpu()?;
+    // GGML_BENCH_DEVICE names another device (e.g. CUDA0), as for the C side.
+    let mut backend = match std::env::var("GGML_BENCH_DEVICE") {
+        Ok(name) if !name.is_empty() && name != "CPU" => Backend::new(Device::by_name(&name)?)?,
+        _ => Backend::cpu()?,
+    };
     let ctx = Context::new_no_alloc(1 << 20)?;
     let weights = (0..layers)
         .map(|_| ctx.new_tensor(Type::Q4_0, &[n, n]))

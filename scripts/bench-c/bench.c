@@ -315,8 +315,20 @@ static void w8(void) {
     const int64_t n = g_quick ? 256 : 2048;
     const int layers = g_quick ? 2 : 4;
     const int64_t batch = g_quick ? 4 : 8;
-    ggml_backend_t backend = ggml_backend_cpu_init();
-    ggml_backend_cpu_set_n_threads(backend, n_cores());
+    // GGML_BENCH_DEVICE names another device (e.g. CUDA0), as for the Rust side.
+    const char *device = getenv("GGML_BENCH_DEVICE");
+    ggml_backend_t backend;
+    if (device && *device && strcmp(device, "CPU") != 0) {
+        ggml_backend_load_all();
+        backend = ggml_backend_init_by_name(device, NULL);
+        if (!backend) {
+            fprintf(stderr, "bench-c: no device %s\n", device);
+            exit(1);
+        }
+    } else {
+        backend = ggml_backend_cpu_init();
+        ggml_backend_cpu_set_n_threads(backend, n_cores());
+    }
     struct ggml_init_params params = {64 * ggml_tensor_overhead() + ggml_graph_overhead(), NULL, true};
     struct ggml_context *ctx = ggml_init(params);
     struct ggml_tensor *weights[8];
