@@ -658,3 +658,41 @@ fn out_of_memory_and_missing_events_are_errors() -> Result<()> {
     assert_err!(Event::new(Device::cpu()?), Error::NotSupported { .. });
     Ok(())
 }
+
+#[test]
+fn an_allocator_dropped_on_another_thread_waits_for_the_computation() -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let mut backend = Backend::cpu()?;
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    let a = ctx.new_tensor(Type::F32, &[8])?;
+    ctx.allocate(backend.buffer_type())?;
+    let b = ctx.scale(a, 2.0)?;
+    let graph = ctx.build_graph(&[b])?;
+    let mut allocator = GraphAllocator::for_backend(&backend)?;
+    allocator.allocate(&graph)?;
+    let mut data = ctx.data()?;
+    data.copy_from_array(a, &Array::from_elem(8, 1.5f32))?;
+
+    // The pending computation pins the allocator's memory until it is
+    // waited for: a drop on another thread must wait as long.
+    let pending = backend.compute_async(&graph, &mut data)?;
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = dropped.clone();
+    let dropper = std::thread::spawn(move || {
+        drop(allocator);
+        flag.store(true, Ordering::SeqCst);
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        !dropped.load(Ordering::SeqCst),
+        "freed under a pending computation"
+    );
+    pending.wait()?;
+    dropper.join().expect("the dropping thread");
+    assert!(dropped.load(Ordering::SeqCst));
+    // The memory is gone now: `b` reads as unallocated.
+    assert_err!(data.to_array::<f32>(b), Error::NoData { .. });
+    Ok(())
+}
