@@ -226,16 +226,33 @@ impl Place {
     }
 }
 
-/// Clears a tensor's placement: it reads as never allocated.
+/// Whether a tensor has been placed: it has data, or (an empty tensor ggml
+/// placed in a buffer of size 0) a buffer.
 ///
 /// # Safety
-/// `t` is a live tensor; no reference to its fields is alive.
-unsafe fn clear(t: *mut ggml_sys::ggml_tensor) {
-    // SAFETY: the caller's contract.
-    unsafe {
-        (*t).data = std::ptr::null_mut();
-        (*t).buffer = std::ptr::null_mut();
-    }
+/// `t` is a live tensor.
+pub(crate) unsafe fn is_placed(t: *const ggml_sys::ggml_tensor) -> bool {
+    // SAFETY: the caller's contract; fields are copied out.
+    unsafe { !(*t).data.is_null() || !(*t).buffer.is_null() }
+}
+
+/// Whether a tensor owns memory (is not a view) and has none yet.
+///
+/// # Safety
+/// `t` is a live tensor.
+pub(crate) unsafe fn is_unplaced_root(t: *const ggml_sys::ggml_tensor) -> bool {
+    // SAFETY: the caller's contract; fields are copied out.
+    unsafe { (*t).view_src.is_null() && !is_placed(t) }
+}
+
+/// The tensors of `pending` (unplaced roots) that an allocation has placed.
+pub(crate) fn now_placed(pending: &[Tensor<'_>]) -> Vec<NonNull<ggml_sys::ggml_tensor>> {
+    pending
+        .iter()
+        // SAFETY: live tensors.
+        .filter(|t| unsafe { is_placed(t.as_ptr()) })
+        .map(|t| NonNull::new(t.as_ptr()).expect("a live tensor"))
+        .collect()
 }
 
 impl Context {
@@ -254,13 +271,35 @@ impl Context {
         if expired.is_empty() {
             return;
         }
-        for root in expired.into_iter().flatten() {
-            // SAFETY: a tensor of this live context; only its placement is
-            // written (the memory behind it may be gone: nothing reads it).
-            unsafe { clear(root.as_ptr()) };
+        // The memory behind them may be gone: only placements are written.
+        self.unplace(expired.into_iter().flatten());
+    }
+
+    /// Makes `roots` (tensors of this context that own memory) and every view
+    /// of them read as never allocated: after their memory expired, or after
+    /// an allocation that failed part-way.
+    pub(crate) fn unplace(&self, roots: impl IntoIterator<Item = NonNull<ggml_sys::ggml_tensor>>) {
+        for root in roots {
+            // SAFETY: a live tensor of this context; only its placement is
+            // written, and no reference to its fields is alive.
+            unsafe {
+                (*root.as_ptr()).data = std::ptr::null_mut();
+                (*root.as_ptr()).buffer = std::ptr::null_mut();
+            }
         }
-        // Views of cleared tensors hold addresses into the expired memory too.
-        self.clear_orphan_views();
+        // Views of cleared tensors hold their old addresses too.
+        // SAFETY: walking the context's own tensor list; as above.
+        unsafe {
+            let mut t = ggml_sys::ggml_get_first_tensor(self.as_ptr());
+            while !t.is_null() {
+                let src = (*t).view_src;
+                if !src.is_null() && (*src).data.is_null() {
+                    (*t).data = std::ptr::null_mut();
+                    (*t).buffer = std::ptr::null_mut();
+                }
+                t = ggml_sys::ggml_get_next_tensor(self.as_ptr(), t);
+            }
+        }
         self.memory_changed();
     }
 
@@ -304,11 +343,12 @@ impl Context {
     }
 
     /// Records memory an allocator gave some of this context's tensors.
+    /// Tensors (views, at least) may have changed place even without one.
     pub(crate) fn add_lease(&self, lease: Lease) {
         if !lease.roots.is_empty() {
             self.leases.borrow_mut().push(lease);
-            self.memory_changed();
         }
+        self.memory_changed();
     }
 
     /// Keeps `buffer` until the context is dropped.

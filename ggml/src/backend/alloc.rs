@@ -6,11 +6,11 @@ use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use super::buffer::zero_buffers_of;
 use super::{Backend, BufferType};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::memory::{Deferred, Epoch, Lease};
-use crate::tensor::Tensor;
+use crate::memory::{now_placed, Deferred, Epoch, Lease};
 
 /// Places a graph's intermediate tensors in a compute buffer it owns, sized
 /// for the largest graph it has seen, so arenas need not be sized by hand.
@@ -146,57 +146,32 @@ impl GraphAllocator {
             drop(guard);
             return Ok(self.buffer_size());
         }
+        // Planned for this very graph first: ggml reuses the last plan when
+        // the node and leaf counts match and the nodes fit, without checking
+        // the leaves, and places a leaf the old plan had as external at
+        // `buffers[-1]` (a wild pointer).
         // SAFETY: a live allocator; a graph of this crate, whose view
         // sources are all in it; its unallocated tensors have neither data
-        // nor buffer. Planned for this very graph first: ggml reuses the
-        // last plan when the node and leaf counts match and the nodes fit,
-        // without checking the leaves, and places a leaf the old plan had
-        // as external at `buffers[-1]` (a wild pointer).
+        // nor buffer.
         let ok = unsafe {
             ggml_sys::ggml_gallocr_reserve(self.raw.as_ptr(), graph.as_ptr())
                 && ggml_sys::ggml_gallocr_alloc_graph(self.raw.as_ptr(), graph.as_ptr())
         };
-        let placed: Vec<Tensor<'_>> = pending
-            .into_iter()
-            // SAFETY: fields of live tensors, copied out.
-            .filter(|t| unsafe { !(*t.as_ptr()).data.is_null() || !(*t.as_ptr()).buffer.is_null() })
-            .collect();
+        let placed = now_placed(&pending);
         if !ok {
-            for t in &placed {
-                // SAFETY: tensors of the graph; only their placement is written.
-                unsafe {
-                    (*t.as_ptr()).data = std::ptr::null_mut();
-                    (*t.as_ptr()).buffer = std::ptr::null_mut();
-                }
-            }
-            ctx.clear_orphan_views();
-            ctx.memory_changed();
+            ctx.unplace(placed);
             return Err(self.restart());
         }
         let size = self.buffer_size();
         if size != self.size {
-            // A new buffer: zero it, so every byte a copy reads is initialised.
-            let mut cleared: Vec<*mut ggml_sys::ggml_backend_buffer> = Vec::new();
-            for t in &placed {
-                // SAFETY: a tensor just placed in a live buffer.
-                let buffer = unsafe { (*t.as_ptr()).buffer };
-                if !buffer.is_null() && !cleared.contains(&buffer) {
-                    // SAFETY: a live buffer nothing computes on now.
-                    unsafe { ggml_sys::ggml_backend_buffer_clear(buffer, 0) };
-                    cleared.push(buffer);
-                }
-            }
+            zero_buffers_of(&placed, None);
             self.size = size;
         }
         ctx.add_lease(Lease {
             epoch: self.epoch.clone(),
             at,
-            roots: placed
-                .iter()
-                .map(|t| NonNull::new(t.as_ptr()).expect("live"))
-                .collect(),
+            roots: placed,
         });
-        ctx.memory_changed();
         drop(guard);
         Ok(size)
     }

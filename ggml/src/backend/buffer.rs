@@ -8,7 +8,7 @@ use std::ptr::NonNull;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::memory::OwnedBuffer;
+use crate::memory::{is_unplaced_root, OwnedBuffer};
 
 /// A kind of backend memory: a device's own memory, pinned host memory, or
 /// plain host memory ([`BufferType::cpu`]).
@@ -81,15 +81,38 @@ impl fmt::Debug for BufferType {
     }
 }
 
+/// Zeroes the buffers `placed` tensors were just put in (of `buffer_type`
+/// only, when given): fresh buffers, so every byte a copy reads is
+/// initialised.
+pub(crate) fn zero_buffers_of(
+    placed: &[NonNull<ggml_sys::ggml_tensor>],
+    buffer_type: Option<ggml_sys::ggml_backend_buffer_type_t>,
+) {
+    let mut cleared: Vec<*mut ggml_sys::ggml_backend_buffer> = Vec::new();
+    for t in placed {
+        // SAFETY: a tensor just placed in a live buffer (or none, if empty).
+        let buffer = unsafe { (*t.as_ptr()).buffer };
+        if buffer.is_null() || cleared.contains(&buffer) {
+            continue;
+        }
+        // SAFETY: a live buffer.
+        let of_type = unsafe { ggml_sys::ggml_backend_buffer_get_type(buffer) };
+        if buffer_type.is_none_or(|b| b == of_type) {
+            // SAFETY: a live buffer nothing computes on now.
+            unsafe { ggml_sys::ggml_backend_buffer_clear(buffer, 0) };
+            cleared.push(buffer);
+        }
+    }
+}
+
 /// Tensors of `ctx` that own memory (not views) and have none yet.
 pub(crate) fn unplaced_roots(ctx: &Context) -> Vec<NonNull<ggml_sys::ggml_tensor>> {
     let mut out = Vec::new();
-    // SAFETY: walking the context's own tensor list; fields are copied out.
+    // SAFETY: walking the context's own tensor list.
     unsafe {
         let mut t = ggml_sys::ggml_get_first_tensor(ctx.as_ptr());
         while let Some(raw) = NonNull::new(t) {
-            let r = raw.as_ref();
-            if r.view_src.is_null() && r.data.is_null() && r.buffer.is_null() {
+            if is_unplaced_root(raw.as_ptr()) {
                 out.push(raw);
             }
             t = ggml_sys::ggml_get_next_tensor(ctx.as_ptr(), t);
@@ -143,11 +166,11 @@ impl Context {
         };
         if size == 0 {
             // Only empty tensors need placing: they need no memory.
-            // SAFETY: tensors of this context, read-only.
-            if pending
-                .iter()
-                .all(|t| unsafe { ggml_sys::ggml_nelements(t.as_ptr()) } == 0)
-            {
+            let empty = |t: &NonNull<ggml_sys::ggml_tensor>| {
+                // SAFETY: a tensor of this context, read-only.
+                unsafe { ggml_sys::ggml_nelements(t.as_ptr()) == 0 }
+            };
+            if pending.iter().all(empty) {
                 return Ok(0);
             }
             return Err(failed(": a tensor is larger than the buffer type allows"));
@@ -158,15 +181,7 @@ impl Context {
         };
         let Some(buffer) = NonNull::new(buffer) else {
             // A failure part-way leaves tensors pointing into freed buffers.
-            for t in &pending {
-                // SAFETY: tensors of this context; only their placement is
-                // written.
-                unsafe {
-                    (*t.as_ptr()).data = std::ptr::null_mut();
-                    (*t.as_ptr()).buffer = std::ptr::null_mut();
-                }
-            }
-            self.clear_orphan_views();
+            self.unplace(pending);
             return Err(failed(" (out of memory?)"));
         };
         // SAFETY: a live buffer; zeroing it makes every byte a view or copy
@@ -174,21 +189,5 @@ impl Context {
         unsafe { ggml_sys::ggml_backend_buffer_clear(buffer.as_ptr(), 0) };
         self.own_buffer(OwnedBuffer(buffer));
         Ok(size)
-    }
-
-    /// Clears views whose root lost its memory.
-    pub(crate) fn clear_orphan_views(&self) {
-        // SAFETY: walking the context's own tensor list.
-        unsafe {
-            let mut t = ggml_sys::ggml_get_first_tensor(self.as_ptr());
-            while !t.is_null() {
-                let src = (*t).view_src;
-                if !src.is_null() && (*src).data.is_null() {
-                    (*t).data = std::ptr::null_mut();
-                    (*t).buffer = std::ptr::null_mut();
-                }
-                t = ggml_sys::ggml_get_next_tensor(self.as_ptr(), t);
-            }
-        }
     }
 }

@@ -221,12 +221,12 @@ impl Backend {
                 // computation and is unset right after it.
                 unsafe { set(self.as_ptr(), Some(f), data) };
             }
+            let (backend, cgraph) = (self.as_ptr(), graph.as_ptr());
             // SAFETY: a live graph whose every tensor has memory this backend
             // can use (checked, pinned until the call returns), every node
             // supported by it; no view is alive (the token is borrowed
             // mutably); the backend is not in use elsewhere (`&mut self`).
-            let status =
-                unsafe { ggml_sys::ggml_backend_graph_compute(self.as_ptr(), graph.as_ptr()) };
+            let status = unsafe { ggml_sys::ggml_backend_graph_compute(backend, cgraph) };
             if let (Some(_), Some(set)) = (abort.as_ref(), self.set_abort) {
                 // SAFETY: as above; removes the hook before the state goes.
                 unsafe { set(self.as_ptr(), None, std::ptr::null_mut()) };
@@ -255,10 +255,10 @@ impl Backend {
         let ctx = graph.context();
         let pins = ctx.pin();
         check_graph(graph, &Target::Backend(self))?;
+        let (backend, cgraph) = (self.as_ptr(), graph.as_ptr());
         // SAFETY: as in `compute_with`; the memory stays pinned, the data
         // borrowed and the backend borrowed until `synchronize`.
-        let status =
-            unsafe { ggml_sys::ggml_backend_graph_compute_async(self.as_ptr(), graph.as_ptr()) };
+        let status = unsafe { ggml_sys::ggml_backend_graph_compute_async(backend, cgraph) };
         Ok(Pending {
             backend: self,
             status,
@@ -405,27 +405,18 @@ pub(crate) fn check_graph(graph: &Graph<'_>, target: &Target<'_>) -> Result<()> 
         } else {
             ctx.place(&t)
         };
-        if place == Place::Arena && cpu {
-            if t.op() != ggml_sys::GGML_OP_NONE {
-                crate::ops::check_node(&t, crate::ops::Backend::Cpu)?;
-                if let Target::Backend(b) = target {
-                    check_supported(&t, b, target)?;
-                }
-            }
-            continue;
-        }
         if place == Place::Nowhere && !t.is_empty() {
             return Err(Error::NoData { name: t.name() });
         }
         let usable = match (target, place) {
             (_, Place::Nowhere) => true, // empty: nothing to reach
+            (_, Place::Arena) => cpu,
             (Target::DirectCpu, p) => p.is_host(),
-            (Target::Backend(b), Place::Arena) => b.is_cpu(),
             (Target::Backend(b), _) => {
                 let (root, _) = t.memory_root();
+                let root = root.as_ptr();
                 // SAFETY: a live buffer (pinned) of a live tensor.
-                let buft =
-                    unsafe { ggml_sys::ggml_backend_buffer_get_type((*root.as_ptr()).buffer) };
+                let buft = unsafe { ggml_sys::ggml_backend_buffer_get_type((*root).buffer) };
                 // SAFETY: a live backend and buffer type.
                 unsafe { ggml_sys::ggml_backend_supports_buft(b.as_ptr(), buft) }
             }
@@ -460,13 +451,19 @@ fn check_supported(t: &Tensor<'_>, backend: &Backend, target: &Target<'_>) -> Re
     if unsafe { ggml_sys::ggml_backend_supports_op(backend.as_ptr(), t.as_ptr()) } {
         return Ok(());
     }
-    Err(Error::UnsupportedNode {
+    Err(no_kernel(t, target.name()))
+}
+
+/// The error for node `t` that no backend named by `backend` has a kernel
+/// for (their `supports_op` says no).
+pub(crate) fn no_kernel(t: &Tensor<'_>, backend: String) -> Error {
+    Error::UnsupportedNode {
         node: t.name(),
         op: crate::ops::op_name(t.op()),
         types: crate::ops::node_types(t),
-        backend: target.name(),
-        reason: "the backend has no kernel for it (supports_op)",
-    })
+        backend,
+        reason: "no kernel for it (supports_op)",
+    }
 }
 
 /// Checks that `backend` can compute `node` (kernel contract on the CPU, and
@@ -476,17 +473,6 @@ pub(crate) fn check_graph_node(node: &Tensor<'_>, backend: &Backend) -> Result<(
         if backend.is_cpu() {
             crate::ops::check_node(node, crate::ops::Backend::Cpu)?;
         }
-        // SAFETY: a live backend and node (sources live: pinned).
-        if unsafe { ggml_sys::ggml_backend_supports_op(backend.as_ptr(), node.as_ptr()) } {
-            Ok(())
-        } else {
-            Err(Error::UnsupportedNode {
-                node: node.name(),
-                op: crate::ops::op_name(node.op()),
-                types: crate::ops::node_types(node),
-                backend: Target::Backend(backend).name(),
-                reason: "the backend has no kernel for it (supports_op)",
-            })
-        }
+        check_supported(node, backend, &Target::Backend(backend))
     })
 }

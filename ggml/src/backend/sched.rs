@@ -7,10 +7,11 @@ use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use super::buffer::zero_buffers_of;
 use super::Backend;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::memory::{Deferred, Epoch, Lease};
+use crate::memory::{is_unplaced_root, now_placed, Deferred, Epoch, Lease};
 use crate::tensor::Tensor;
 use crate::TensorData;
 
@@ -213,11 +214,8 @@ impl Scheduler {
         let originals: Vec<Sources> = nodes.iter().map(|t| unsafe { (*t.as_ptr()).src }).collect();
         let pending: Vec<Tensor<'_>> = graph
             .tensors()
-            // SAFETY: live tensors; fields copied out.
-            .filter(|t| unsafe {
-                let r = &*t.as_ptr();
-                r.view_src.is_null() && r.data.is_null() && r.buffer.is_null()
-            })
+            // SAFETY: live tensors.
+            .filter(|t| unsafe { is_unplaced_root(t.as_ptr()) })
             .collect();
         // Leaves a computing node (not a view) reads directly get their
         // backend from it; ggml leaves the others (unused, or used only
@@ -307,22 +305,9 @@ impl Scheduler {
                 }
             }
         }
-        let placed: Vec<NonNull<ggml_sys::ggml_tensor>> = pending
-            .iter()
-            // SAFETY: live tensors; fields copied out.
-            .filter(|t| unsafe { !(*t.as_ptr()).data.is_null() || !(*t.as_ptr()).buffer.is_null() })
-            .map(|t| NonNull::new(t.as_ptr()).expect("live"))
-            .collect();
+        let placed = now_placed(&pending);
         if !ok {
-            for t in &placed {
-                // SAFETY: tensors of the graph; only their placement is written.
-                unsafe {
-                    (*t.as_ptr()).data = std::ptr::null_mut();
-                    (*t.as_ptr()).buffer = std::ptr::null_mut();
-                }
-            }
-            ctx.clear_orphan_views();
-            ctx.memory_changed();
+            ctx.unplace(placed);
             // ggml's allocator may now hold plans for buffers it lacks.
             // SAFETY: the old scheduler, freed once; no lease of it is left.
             unsafe { ggml_sys::ggml_backend_sched_free(self.raw.as_ptr()) };
@@ -338,7 +323,14 @@ impl Scheduler {
             let size = self.buffer_size(i).unwrap_or(0);
             if size != self.sizes[i] {
                 self.sizes[i] = size;
-                self.clear_new_buffers(&placed, i);
+                // SAFETY: a live scheduler and one of its backends.
+                let buft = unsafe {
+                    ggml_sys::ggml_backend_sched_get_buffer_type(
+                        self.raw.as_ptr(),
+                        self.backends[i].as_ptr(),
+                    )
+                };
+                zero_buffers_of(&placed, Some(buft));
             }
         }
         ctx.add_lease(Lease {
@@ -346,7 +338,6 @@ impl Scheduler {
             at,
             roots: placed,
         });
-        ctx.memory_changed();
         self.allocated = Some(Allocated {
             graph: graph.id(),
             generation: ctx.memory_generation(),
@@ -354,32 +345,6 @@ impl Scheduler {
         });
         drop(guard);
         Ok(())
-    }
-
-    /// Zeroes the buffers of backend `index` that tensors were just placed
-    /// in (new buffers: every byte a copy reads must be initialised).
-    fn clear_new_buffers(&self, placed: &[NonNull<ggml_sys::ggml_tensor>], index: usize) {
-        // SAFETY: a live scheduler and one of its backends.
-        let buft = unsafe {
-            ggml_sys::ggml_backend_sched_get_buffer_type(
-                self.raw.as_ptr(),
-                self.backends[index].as_ptr(),
-            )
-        };
-        let mut cleared = Vec::new();
-        for t in placed {
-            // SAFETY: tensors just placed in live buffers.
-            let buffer = unsafe { (*t.as_ptr()).buffer };
-            // SAFETY: a live buffer.
-            if !buffer.is_null()
-                && !cleared.contains(&buffer)
-                && unsafe { ggml_sys::ggml_backend_buffer_get_type(buffer) } == buft
-            {
-                // SAFETY: a live buffer nothing computes on now.
-                unsafe { ggml_sys::ggml_backend_buffer_clear(buffer, 0) };
-                cleared.push(buffer);
-            }
-        }
     }
 
     /// Checks what ggml's scheduler asserts on, before it can.
@@ -469,13 +434,10 @@ impl Scheduler {
         if supported {
             Ok(())
         } else {
-            Err(Error::UnsupportedNode {
-                node: t.name(),
-                op: crate::ops::op_name(t.op()),
-                types: crate::ops::node_types(t),
-                backend: "any backend of the scheduler".into(),
-                reason: "no backend has a kernel for it (supports_op)",
-            })
+            Err(super::compute::no_kernel(
+                t,
+                "any backend of the scheduler".into(),
+            ))
         }
     }
 

@@ -49,7 +49,7 @@ impl Staging {
 
 /// Where `t`'s bytes are for an access, or `NoData`. The context must be
 /// pinned.
-fn located(ctx: &Context, t: &Tensor<'_>) -> Result<Place> {
+pub(crate) fn located(ctx: &Context, t: &Tensor<'_>) -> Result<Place> {
     if t.is_empty() {
         return Ok(Place::Arena);
     }
@@ -67,12 +67,7 @@ pub(crate) fn read<R>(
     t: &Tensor<'_>,
     f: impl FnOnce(*mut u8) -> Result<R>,
 ) -> Result<R> {
-    if located(ctx, t)?.is_host() {
-        return f(t.data_ptr());
-    }
-    let mut staging = Staging::new(t.nbytes());
-    staging.download(t);
-    f(staging.ptr())
+    access(ctx, t, true, false, f)
 }
 
 /// Runs `f` over `t`'s bytes for writing: in place for host memory, else on
@@ -84,15 +79,29 @@ pub(crate) fn write<R>(
     t: &Tensor<'_>,
     f: impl FnOnce(*mut u8) -> Result<R>,
 ) -> Result<R> {
+    access(ctx, t, !t.is_contiguous(), true, f)
+}
+
+/// `f` over `t`'s bytes in place (host memory), or over a staged copy,
+/// downloaded first and uploaded after as asked.
+fn access<R>(
+    ctx: &Context,
+    t: &Tensor<'_>,
+    download: bool,
+    upload: bool,
+    f: impl FnOnce(*mut u8) -> Result<R>,
+) -> Result<R> {
     if located(ctx, t)?.is_host() {
         return f(t.data_ptr());
     }
     let mut staging = Staging::new(t.nbytes());
-    if !t.is_contiguous() {
+    if download {
         staging.download(t);
     }
     let result = f(staging.ptr())?;
-    staging.upload(t);
+    if upload {
+        staging.upload(t);
+    }
     Ok(result)
 }
 

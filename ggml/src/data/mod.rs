@@ -534,8 +534,8 @@ impl<'ctx> TensorData<'ctx> {
             return Err(t.not_contiguous("read_bytes"));
         }
         self.ctx.pinned(|| {
-            // SAFETY: shared token borrow: no writer meanwhile.
             io::read(self.ctx, &t, |base| {
+                // SAFETY: shared token borrow: no writer meanwhile.
                 Ok(unsafe { raw_bytes(&t, base) }.to_vec())
             })
         })
@@ -707,10 +707,10 @@ impl<'ctx> TensorData<'ctx> {
         src: &ArrayBase<S, D>,
     ) -> Result<()> {
         self.check(&t)?;
-        // SAFETY: exclusive borrow of the token.
         self.ctx.pinned(|| {
-            io::write(self.ctx, &t, |base| unsafe {
-                write_array(&t, base, src, None)
+            io::write(self.ctx, &t, |base| {
+                // SAFETY: exclusive borrow of the token.
+                unsafe { write_array(&t, base, src, None) }
             })
         })
     }
@@ -775,8 +775,8 @@ impl<'ctx> TensorData<'ctx> {
         let ctx = self.ctx;
         ctx.pinned(|| {
             // Both must have memory, even when nothing is copied.
-            io::read(ctx, &src, |_| Ok(()))?;
-            io::read(ctx, &dst, |_| Ok(()))?;
+            io::located(ctx, &src)?;
+            io::located(ctx, &dst)?;
             if src == dst || src.is_empty() {
                 return Ok(());
             }
