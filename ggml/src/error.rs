@@ -462,6 +462,53 @@ pub enum Error {
         reason: String,
     },
 
+    /// A malformed GGUF file (which file, the byte offset, what is wrong),
+    /// or one that cannot be written as asked.
+    #[error(transparent)]
+    Gguf(Box<crate::gguf::GgufError>),
+
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the system said.
+        #[source]
+        source: IoError,
+    },
+
+    /// A metadata key that is not there.
+    #[error("no metadata key '{key}'")]
+    MissingKey {
+        /// The key.
+        key: String,
+    },
+
+    /// A metadata value of another type than asked for.
+    #[error("metadata key '{key}' is {actual}, not {wanted}")]
+    ValueType {
+        /// The key (empty for an array element type).
+        key: String,
+        /// The type asked for.
+        wanted: String,
+        /// The type it has.
+        actual: String,
+    },
+
+    /// A tensor name that is not there.
+    #[error("no tensor named '{name}'")]
+    MissingTensor {
+        /// The name.
+        name: String,
+    },
+
+    /// The call needs a context that allocates its tensors' memory.
+    #[error("{what} needs an allocating context (this one is no_alloc)")]
+    NoAllocContext {
+        /// The call.
+        what: &'static str,
+    },
+
     /// An operation the backend does not offer (events on the CPU, ...).
     #[error("{backend} does not support {what}")]
     NotSupported {
@@ -490,4 +537,55 @@ pub struct LayoutError {
     pub offset: usize,
     /// What is wrong.
     pub reason: &'static str,
+}
+
+/// An I/O error inside [`Error::Io`]: the system's error, shared so that
+/// [`Error`] stays `Clone`; equal when kind and message are.
+#[derive(Debug, Clone)]
+pub struct IoError(std::sync::Arc<std::io::Error>);
+
+impl IoError {
+    /// The system's error.
+    pub fn get_ref(&self) -> &std::io::Error {
+        &self.0
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> std::io::ErrorKind {
+        self.0.kind()
+    }
+}
+
+impl From<std::io::Error> for IoError {
+    fn from(e: std::io::Error) -> Self {
+        IoError(std::sync::Arc::new(e))
+    }
+}
+
+impl PartialEq for IoError {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind() == other.kind() && self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl std::fmt::Display for IoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for IoError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub(crate) fn io(path: impl Into<std::path::PathBuf>, e: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source: e.into(),
+        }
+    }
 }

@@ -119,6 +119,7 @@ pub mod convert;
 mod cpu;
 mod data;
 mod error;
+pub mod gguf;
 mod graph;
 mod init;
 mod layout;
@@ -132,7 +133,7 @@ mod types;
 
 pub use context::Context;
 pub use data::TensorData;
-pub use error::{Error, LayoutError, Result};
+pub use error::{Error, IoError, LayoutError, Result};
 pub use graph::{Compute, Graph};
 pub use tensor::Tensor;
 pub use threads::{available_cores, max_threads, set_max_threads, MAX_THREADS};

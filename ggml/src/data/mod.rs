@@ -336,7 +336,7 @@ fn array_to_f32<E: Element, S: Data<Elem = E>, D: Dimension>(
 
 /// f32 values converted to `E` (a float element type); f32 itself is moved,
 /// not copied.
-fn f32_to_elements<E: Element>(mut src: Vec<f32>) -> Vec<E> {
+pub(crate) fn f32_to_elements<E: Element>(mut src: Vec<f32>) -> Vec<E> {
     if let Some(same) = (&mut src as &mut dyn std::any::Any).downcast_mut::<Vec<E>>() {
         return std::mem::take(same);
     }
@@ -361,14 +361,14 @@ fn f32_to_elements<E: Element>(mut src: Vec<f32>) -> Vec<E> {
     out
 }
 
-fn is_float_element(ty: Type) -> bool {
+pub(crate) fn is_float_element(ty: Type) -> bool {
     matches!(ty, Type::F32 | Type::F16 | Type::BF16 | Type::F64)
 }
 
 /// Whether values of `from` may be converted to `to` (beyond equal types):
 /// between float types (f64 included) and quantized ones; integers only to
 /// their own type.
-fn convertible(from: Type, to: Type) -> bool {
+pub(crate) fn convertible(from: Type, to: Type) -> bool {
     let floaty = |t: Type| is_float_element(t) || t.is_quantized();
     from == to || (floaty(from) && floaty(to))
 }
