@@ -52,7 +52,7 @@ pub fn compute_with<'c>(
 macro_rules! assert_err {
     ($result:expr, $pattern:pat $(if $guard:expr)?) => {
         match $result {
-            Err(err) => assert!(matches!(err, $pattern $(if $guard)?), "unexpected error: {err}"),
+            Err(err) => assert!(matches!(&err, $pattern $(if $guard)?), "unexpected error: {err}"),
             Ok(v) => panic!("expected an error, got {v:?}"),
         }
     };

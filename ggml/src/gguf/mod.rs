@@ -261,7 +261,10 @@ impl Gguf {
         if no != 0 {
             return Err(first.error(
                 first.value_offset(SPLIT_NO),
-                Problem::Split(format!("this is shard {} of {count}; open the first", no + 1)),
+                Problem::Split(format!(
+                    "this is shard {} of {count}; open the first",
+                    no + 1
+                )),
             ));
         }
         let paths = split_paths(path, count).ok_or_else(|| {
@@ -275,7 +278,10 @@ impl Gguf {
         let mut shards = vec![first];
         for (i, p) in paths.iter().enumerate().skip(1) {
             let shard = Shard::parse(load(p)?, Some(p.clone()))?;
-            let (no, n) = (split_value(&shard, SPLIT_NO)?, split_value(&shard, SPLIT_COUNT)?);
+            let (no, n) = (
+                split_value(&shard, SPLIT_NO)?,
+                split_value(&shard, SPLIT_COUNT)?,
+            );
             if no != Some(i as u16) || n != Some(count) {
                 return Err(shard.error(
                     shard.value_offset(SPLIT_NO),

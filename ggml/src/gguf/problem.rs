@@ -135,7 +135,9 @@ pub enum Problem {
         reason: String,
     },
     /// A data offset that is not a multiple of the alignment.
-    #[error("tensor '{name}': data offset {offset} is not a multiple of the alignment {alignment}")]
+    #[error(
+        "tensor '{name}': data offset {offset} is not a multiple of the alignment {alignment}"
+    )]
     Misaligned {
         /// The tensor.
         name: String,
@@ -165,7 +167,9 @@ pub enum Problem {
         second: String,
     },
     /// The data section starts past the end of the file.
-    #[error("the data section starts at byte {start}, past the end of the file ({file_len} bytes)")]
+    #[error(
+        "the data section starts at byte {start}, past the end of the file ({file_len} bytes)"
+    )]
     DataStart {
         /// Where it starts.
         start: u64,

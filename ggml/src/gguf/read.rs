@@ -278,7 +278,13 @@ pub(crate) fn parse(b: &[u8]) -> Parse<Index> {
             },
         ));
     }
-    place_tensors(b, &mut tensors, data_offset, alignment, &mut incompatibility)?;
+    place_tensors(
+        b,
+        &mut tensors,
+        data_offset,
+        alignment,
+        &mut incompatibility,
+    )?;
     check_overlaps(b, &tensors)?;
     Ok(Index {
         version,
@@ -423,7 +429,10 @@ fn parse_tensor(c: &mut Cursor<'_>) -> Parse<TensorEntry> {
             info_at as u64,
             Problem::TensorName {
                 name,
-                reason: format!("{name_len} bytes (ggml names have at most {})", MAX_NAME - 1),
+                reason: format!(
+                    "{name_len} bytes (ggml names have at most {})",
+                    MAX_NAME - 1
+                ),
             },
         ));
     }
@@ -516,8 +525,10 @@ fn place_tensors(
                     t.info_at as u64,
                     Problem::OutOfFile {
                         name: name(),
-                        start: data_offset as u64 + relative as u64,
-                        end: (data_offset as u64 + relative as u64).saturating_add(t.bytes as u64),
+                        start: (data_offset as u64).saturating_add(relative as u64),
+                        end: (data_offset as u64)
+                            .saturating_add(relative as u64)
+                            .saturating_add(t.bytes as u64),
                         file_len: b.len() as u64,
                     },
                 ))

@@ -139,8 +139,9 @@ impl<'a> TensorInfo<'a> {
         // when the file was opened), aligned (checked above); every bit
         // pattern is a valid T (sealed plain number types); the slice
         // borrows the file for 'a, which nothing writes.
-        let values =
-            unsafe { std::slice::from_raw_parts(ptr.cast::<T>(), self.data.len() / size_of::<T>()) };
+        let values = unsafe {
+            std::slice::from_raw_parts(ptr.cast::<T>(), self.data.len() / size_of::<T>())
+        };
         Ok(ArrayViewD::from_shape(IxDyn(&self.shape()), values).expect("size checked"))
     }
 
@@ -168,7 +169,10 @@ impl<'a> TensorInfo<'a> {
             };
             return Ok(ArrayD::from_shape_vec(shape, out).expect("size checked"));
         }
-        if !convertible(from, to) || !is_float_element(to) || !(from.is_float() || from.is_quantized()) {
+        if !convertible(from, to)
+            || !is_float_element(to)
+            || !(from.is_float() || from.is_quantized())
+        {
             return Err(Error::UnsupportedConversion { from, to });
         }
         if !from.can_dequantize() && from.is_quantized() {

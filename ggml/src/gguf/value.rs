@@ -448,7 +448,11 @@ impl<'a> ArrayValue<'a> {
     /// [`Error::ValueType`] (with an empty key) for another element type.
     pub fn iter_str(&self) -> Result<impl Iterator<Item = &str> + '_> {
         if self.elem != ValueType::String {
-            return Err(type_error("", "array of string", &Value::Array(self.clone())));
+            return Err(type_error(
+                "",
+                "array of string",
+                &Value::Array(self.clone()),
+            ));
         }
         Ok(self.iter().map(|v| match v {
             Value::String(Cow::Borrowed(s)) => s,
@@ -518,7 +522,7 @@ macro_rules! array_elements {
                 out.extend_from_slice(&self.to_le_bytes());
             }
         }
-        impl From<$t> for Value<'static> {
+        impl From<$t> for Value<'_> {
             fn from(v: $t) -> Self {
                 Value::$v(v)
             }
@@ -549,7 +553,7 @@ impl ArrayElement for bool {
     }
 }
 
-impl From<bool> for Value<'static> {
+impl From<bool> for Value<'_> {
     fn from(v: bool) -> Self {
         Value::Bool(v)
     }
@@ -561,7 +565,7 @@ impl<'a> From<&'a str> for Value<'a> {
     }
 }
 
-impl From<String> for Value<'static> {
+impl From<String> for Value<'_> {
     fn from(s: String) -> Self {
         Value::String(Cow::Owned(s))
     }
@@ -573,25 +577,25 @@ impl<'a> From<ArrayValue<'a>> for Value<'a> {
     }
 }
 
-impl<T: ArrayElement> From<&[T]> for Value<'static> {
+impl<T: ArrayElement> From<&[T]> for Value<'_> {
     fn from(v: &[T]) -> Self {
         Value::Array(ArrayValue::new(v))
     }
 }
 
-impl<T: ArrayElement> From<Vec<T>> for Value<'static> {
+impl<T: ArrayElement> From<Vec<T>> for Value<'_> {
     fn from(v: Vec<T>) -> Self {
         Value::Array(ArrayValue::new(&v))
     }
 }
 
-impl From<&[&str]> for Value<'static> {
+impl From<&[&str]> for Value<'_> {
     fn from(v: &[&str]) -> Self {
         Value::Array(ArrayValue::strings(v))
     }
 }
 
-impl From<Vec<String>> for Value<'static> {
+impl From<Vec<String>> for Value<'_> {
     fn from(v: Vec<String>) -> Self {
         Value::Array(ArrayValue::strings(v))
     }

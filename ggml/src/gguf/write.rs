@@ -261,7 +261,13 @@ impl<'a> Writer<'a> {
     /// [`Error::Gguf`] for a bad or duplicate name, shape errors
     /// ([`Error::InvalidShape`], [`Error::BlockSize`], [`Error::TooLarge`]),
     /// [`Error::LengthMismatch`] when `bytes` is not the tensor's size.
-    pub fn add_raw(&mut self, name: &str, ty: Type, shape: &[usize], bytes: &'a [u8]) -> Result<()> {
+    pub fn add_raw(
+        &mut self,
+        name: &str,
+        ty: Type,
+        shape: &[usize],
+        bytes: &'a [u8],
+    ) -> Result<()> {
         let ne = shape::ne_from_shape(shape)?;
         size::check_shape("GGUF tensor", ty, &ne)?;
         let expected = size::dense_bytes(ty, &ne);
@@ -327,20 +333,26 @@ impl<'a> Writer<'a> {
         let slice = array.as_slice();
         // Rows are asked for in order: a strided array is walked once.
         let mut elements = array.iter();
-        self.add_rows(name, ty, &array.shape().to_vec(), imatrix, move |first, out| {
-            match slice {
-                Some(s) => {
-                    let start = first * row_len;
-                    out.copy_from_slice(&s[start..start + out.len()]);
-                }
-                None => {
-                    for (o, v) in out.iter_mut().zip(&mut elements) {
-                        *o = *v;
+        self.add_rows(
+            name,
+            ty,
+            &array.shape().to_vec(),
+            imatrix,
+            move |first, out| {
+                match slice {
+                    Some(s) => {
+                        let start = first * row_len;
+                        out.copy_from_slice(&s[start..start + out.len()]);
+                    }
+                    None => {
+                        for (o, v) in out.iter_mut().zip(&mut elements) {
+                            *o = *v;
+                        }
                     }
                 }
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
     }
 
     /// Declares a tensor of type `ty` and ndarray shape `shape` whose rows
@@ -500,8 +512,9 @@ impl<'a> Writer<'a> {
             .map(|n| n.strip_suffix(".gguf").unwrap_or(n).to_string())
             .ok_or_else(|| write_problem(format!("no file name in {}", path.display())))?;
         let total = self.tensors.len();
-        let total_i32 = i32::try_from(total)
-            .map_err(|_| write_problem(format!("{total} tensors (split.tensors.count is an i32)")))?;
+        let total_i32 = i32::try_from(total).map_err(|_| {
+            write_problem(format!("{total} tensors (split.tensors.count is an i32)"))
+        })?;
         // Group tensors into shards, in order.
         let mut shards: Vec<Vec<Pending<'a>>> = vec![Vec::new()];
         let mut shard_bytes = 0usize;
@@ -513,11 +526,13 @@ impl<'a> Writer<'a> {
                 shards.push(Vec::new());
                 shard_bytes = 0;
             }
-            shard_bytes = shard_bytes.saturating_add(size::pad(t.bytes, self.alignment).unwrap_or(usize::MAX));
+            shard_bytes = shard_bytes
+                .saturating_add(size::pad(t.bytes, self.alignment).unwrap_or(usize::MAX));
             shards.last_mut().expect("one shard").push(t);
         }
-        let count = u16::try_from(shards.len())
-            .map_err(|_| write_problem(format!("{} shards (split.count is a u16)", shards.len())))?;
+        let count = u16::try_from(shards.len()).map_err(|_| {
+            write_problem(format!("{} shards (split.count is a u16)", shards.len()))
+        })?;
         let mut written = Vec::new();
         for (i, tensors) in shards.into_iter().enumerate() {
             let p = path.with_file_name(split_file_name(&stem, i + 1, count as usize));
@@ -537,7 +552,12 @@ impl<'a> Writer<'a> {
             }
             if self.alignment != DEFAULT_ALIGNMENT && i > 0 {
                 // Every shard is read on its own: each says its alignment.
-                kvs.extend(self.kvs.iter().filter(|(k, _)| k == ALIGNMENT_KEY).map(|(k, v)| (k.as_str(), v)));
+                kvs.extend(
+                    self.kvs
+                        .iter()
+                        .filter(|(k, _)| k == ALIGNMENT_KEY)
+                        .map(|(k, v)| (k.as_str(), v)),
+                );
             }
             kvs.extend(split.iter().map(|(k, v)| (*k, v)));
             let file = std::fs::File::create(&p).map_err(|e| Error::io(&p, e))?;
@@ -566,7 +586,9 @@ fn with_path(e: Error, path: &Path) -> Error {
 fn element_bytes<E: Element>(values: &[E]) -> &[u8] {
     // SAFETY: Element types are plain numbers without padding; the bytes
     // are read only.
-    unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) }
+    unsafe {
+        std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
+    }
 }
 
 /// A writer that counts bytes.
@@ -600,7 +622,9 @@ fn write_file<W: Write>(
     alignment: usize,
 ) -> Result<u64> {
     if cfg!(target_endian = "big") {
-        return Err(write_problem("GGUF files are written on little-endian machines only".into()));
+        return Err(write_problem(
+            "GGUF files are written on little-endian machines only".into(),
+        ));
     }
     let mut head = Vec::new();
     head.extend_from_slice(b"GGUF");
@@ -651,8 +675,6 @@ fn write_file<W: Write>(
         }
         w.pad(alignment)?;
     }
-    w.out
-        .flush()
-        .map_err(|e| Error::io("(GGUF output)", e))?;
+    w.out.flush().map_err(|e| Error::io("(GGUF output)", e))?;
     Ok(w.at)
 }
