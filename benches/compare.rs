@@ -1,4 +1,4 @@
-//! Side-by-side benchmark driver: the workloads W1–W7 of BENCHMARKS.md through
+//! Side-by-side benchmark driver: the workloads W1–W9 of BENCHMARKS.md through
 //! the safe `ggml` API, run alternately with the C program of
 //! `scripts/bench-c/bench.c` (same ggml libraries), printed as one table.
 //!
@@ -41,6 +41,7 @@ struct Options {
     tag: String,
     c_bin: Option<String>,
     only: Option<Vec<String>>,
+    gguf: Option<String>,
 }
 
 impl Options {
@@ -52,6 +53,7 @@ impl Options {
             tag: String::new(),
             c_bin: None,
             only: None,
+            gguf: None,
         };
         let mut child = None;
         let mut reps_given = false;
@@ -72,6 +74,7 @@ impl Options {
                         .map(|v| v.split(',').map(str::to_owned).collect())
                 }
                 "--child" => child = args.next(),
+                "--gguf" => o.gguf = args.next(),
                 // `cargo bench` passes `--bench`; anything else is ignored too.
                 _ => {}
             }
@@ -479,6 +482,155 @@ fn w8(o: &Options) -> Res {
     Ok(())
 }
 
+/// W9 sizes: vocabulary, layers, layer width.
+fn w9_sizes(o: &Options) -> (usize, usize, usize) {
+    if o.quick {
+        (2_000, 2, 64)
+    } else {
+        (150_000, 12, 1024)
+    }
+}
+
+/// The model-like file W9 opens, written once with the crate's writer
+/// (`target/bench/w9-*.gguf`): a 150,000-token vocabulary (tokens, scores,
+/// types, merges), llama-style keys, 12 layers of Q8_0 attention and
+/// feed-forward weights with f32 norms, f16 embeddings, a Q6_K output:
+/// 110 tensors, about 250 MB.
+fn w9_file(o: &Options) -> Res<String> {
+    use ggml::gguf::{ArrayValue, Writer};
+    let (vocab, layers, n) = w9_sizes(o);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("w9-{vocab}-{layers}-{n}.gguf"));
+    if path.exists() {
+        return Ok(path.display().to_string());
+    }
+    eprintln!("writing {} ...", path.display());
+    let ff = n * 11 / 4 / 32 * 32;
+    let tokens: Vec<String> = (0..vocab).map(|i| format!("▁tok{i:x}")).collect();
+    let merges: Vec<String> = (0..vocab).map(|i| format!("m{} e{i}", i % 97)).collect();
+    let scores: Vec<f32> = (0..vocab).map(|i| -(i as f32)).collect();
+    let types: Vec<i32> = (0..vocab).map(|i| 1 + (i % 3) as i32).collect();
+    let mut w = Writer::new();
+    w.set("general.architecture", "llama")?;
+    w.set("general.name", "w9 benchmark model")?;
+    w.set("general.file_type", 7u32)?;
+    w.set("general.quantization_version", 2u32)?;
+    for (k, v) in [
+        ("context_length", 4096u32),
+        ("embedding_length", n as u32),
+        ("block_count", layers as u32),
+        ("feed_forward_length", ff as u32),
+        ("attention.head_count", 16),
+        ("attention.head_count_kv", 4),
+        ("rope.dimension_count", (n / 16) as u32),
+    ] {
+        w.set(&format!("llama.{k}"), v)?;
+    }
+    w.set("llama.attention.layer_norm_rms_epsilon", 1e-5f32)?;
+    w.set("tokenizer.ggml.model", "gpt2")?;
+    w.set("tokenizer.ggml.tokens", ArrayValue::strings(&tokens))?;
+    w.set("tokenizer.ggml.scores", scores)?;
+    w.set("tokenizer.ggml.token_type", types)?;
+    w.set("tokenizer.ggml.merges", ArrayValue::strings(&merges))?;
+    w.set("tokenizer.ggml.bos_token_id", 1u32)?;
+    w.set(
+        "tokenizer.chat_template",
+        "{% for m in messages %}{{ m.content }}{% endfor %}",
+    )?;
+    let fill = |first: usize, out: &mut [f32]| {
+        for (i, v) in out.iter_mut().enumerate() {
+            *v = (((first * 7919 + i) % 1009) as f32 / 504.5 - 1.0) * 0.05;
+        }
+        Ok(())
+    };
+    w.add_rows("token_embd.weight", Type::F16, &[vocab, n], None, fill)?;
+    for l in 0..layers {
+        w.add_rows(
+            &format!("blk.{l}.attn_norm.weight"),
+            Type::F32,
+            &[n],
+            None,
+            fill,
+        )?;
+        for m in ["attn_q", "attn_k", "attn_v", "attn_output"] {
+            w.add_rows(
+                &format!("blk.{l}.{m}.weight"),
+                Type::Q8_0,
+                &[n, n],
+                None,
+                fill,
+            )?;
+        }
+        w.add_rows(
+            &format!("blk.{l}.ffn_norm.weight"),
+            Type::F32,
+            &[n],
+            None,
+            fill,
+        )?;
+        w.add_rows(
+            &format!("blk.{l}.ffn_gate.weight"),
+            Type::Q8_0,
+            &[ff, n],
+            None,
+            fill,
+        )?;
+        w.add_rows(
+            &format!("blk.{l}.ffn_up.weight"),
+            Type::Q8_0,
+            &[ff, n],
+            None,
+            fill,
+        )?;
+        w.add_rows(
+            &format!("blk.{l}.ffn_down.weight"),
+            Type::Q8_0,
+            &[n, ff],
+            None,
+            fill,
+        )?;
+    }
+    w.add_rows("output_norm.weight", Type::F32, &[n], None, fill)?;
+    w.add_rows(
+        "output.weight",
+        Type::Q6_K,
+        &[vocab, n.max(256)],
+        None,
+        fill,
+    )?;
+    let tmp = path.with_extension("tmp");
+    w.write_to_file(&tmp)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path.display().to_string())
+}
+
+/// W9: open a model-like GGUF file and index it: validate the header and
+/// every key and tensor info, read the architecture, the vocabulary size and
+/// every tensor's name, type and shape (the C side: `gguf_init_from_file`
+/// with `no_alloc` and no context, then the same reads).
+fn w9(o: &Options) -> Res {
+    let path = o.gguf.clone().ok_or("w9 needs --gguf PATH")?;
+    let mut work = 0usize;
+    let s = best_of(o.reps * SHORT_REPS, || {
+        // SAFETY: the benchmark's own file, not modified while it runs.
+        let g = unsafe { ggml::gguf::Gguf::open(&path)? };
+        let arch = g.architecture()?.unwrap_or("");
+        let tokens = g
+            .get::<ggml::gguf::ArrayValue>("tokenizer.ggml.tokens")?
+            .len();
+        let mut sum = arch.len() + tokens;
+        for t in g.tensors() {
+            sum += t.name().len() + t.ty() as usize + t.ne()[0] as usize;
+        }
+        work = black_box(sum);
+        Ok(())
+    })?;
+    let _ = work;
+    report(o, "W9 GGUF open + index", None, s, 1.0, "op");
+    Ok(())
+}
+
 /// W6: f32 → f16 of 64 MiB.
 fn w6(o: &Options) -> Res {
     let len = if o.quick { 1 << 18 } else { 16 << 20 };
@@ -545,6 +697,7 @@ fn run_child(o: &Options, workload: &str) -> Res {
         "w6" => w6(o),
         "w7" => w7(o),
         "w8" => w8(o),
+        "w9" => w9(o),
         "scaling" => scaling(o),
         other => Err(format!("unknown workload {other:?}").into()),
     }
@@ -652,10 +805,16 @@ fn orchestrate(o: &Options) -> Res {
     jobs.push(("w6", " all", false));
     jobs.push(("w7", "", false));
     jobs.push(("w8", "", false));
+    jobs.push(("w9", "", false));
     jobs.push(("scaling", "", false));
     if let Some(only) = &o.only {
         jobs.retain(|(w, _, _)| only.iter().any(|x| x == w));
     }
+    let gguf = if jobs.iter().any(|j| j.0 == "w9") {
+        Some(w9_file(o)?)
+    } else {
+        None
+    };
 
     let mut results = Results::default();
     for round in 0..o.rounds {
@@ -666,6 +825,9 @@ fn orchestrate(o: &Options) -> Res {
             }
             if !tag.is_empty() {
                 args.extend(["--tag".into(), tag.into()]);
+            }
+            if let (Some(path), "w9") = (&gguf, w) {
+                args.extend(["--gguf".into(), path.clone()]);
             }
             let mut rust_args = vec!["--child".to_owned()];
             rust_args.extend(args.iter().cloned());

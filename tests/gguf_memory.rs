@@ -99,7 +99,11 @@ fn metadata_memory_is_bounded_by_the_file() {
     tensors.resize(tensors.len().next_multiple_of(32), 0);
     let (peak, ok) = peak_opening(&tensors);
     assert!(ok, "the tensor file is valid");
-    assert!(peak <= bound(tensors.len()), "{n} tensor infos: {peak} bytes for {}", tensors.len());
+    assert!(
+        peak <= bound(tensors.len()),
+        "{n} tensor infos: {peak} bytes for {}",
+        tensors.len()
+    );
     let g = Gguf::from_bytes(&tensors).unwrap();
     assert!(g.index_bytes() <= bound(tensors.len()));
     let (kv_peak, kv_ok) = peak_opening(&kvs);
@@ -111,9 +115,16 @@ fn metadata_memory_is_bounded_by_the_file() {
         tensors.len()
     );
     let peak = kv_peak;
-    assert!(peak <= bound(kvs.len()), "{n} keys: {peak} bytes for {}", kvs.len());
+    assert!(
+        peak <= bound(kvs.len()),
+        "{n} keys: {peak} bytes for {}",
+        kvs.len()
+    );
     let mut lying = tensors[..tensors.len() / 2].to_vec();
     lying[8..16].copy_from_slice(&(n * 2).to_le_bytes());
     let (peak, ok) = peak_opening(&lying);
-    assert!(!ok && peak <= bound(lying.len()), "a lying count: {peak} bytes");
+    assert!(
+        !ok && peak <= bound(lying.len()),
+        "a lying count: {peak} bytes"
+    );
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`program`]: random sequences of safe calls, generated with `arbitrary`;
 //! - [`safe`]: runs them through the safe API, recording each outcome;
+//! - [`gguf`]: malformed GGUF files, checked against ggml's reader;
 //! - [`raw`]: replays a refused call through raw ggml, to measure refusals
 //!   that raw ggml would have survived.
 //!
@@ -10,6 +11,7 @@
 //! with its seed and a minimised call sequence. The same [`program::Program`]
 //! is the input of the `cargo fuzz` target in `fuzz/libfuzzer`.
 
+pub mod gguf;
 pub mod program;
 pub mod raw;
 pub mod safe;

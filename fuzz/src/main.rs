@@ -5,6 +5,7 @@
 //!                [--valgrind N] [--timeout T] [--no-slow-types]
 //! ggml-fuzz exec --seeds S1,S2,.. [--keep I,J,..] [--raw-at K] [--no-slow-types]   (a child)
 //! ggml-fuzz show --seed S [--keep I,J,..]                                           (print a program)
+//! ggml-fuzz gguf [--seconds N] [--jobs J] ...      (the GGUF reader: see gguf_driver.rs)
 //! ```
 //!
 //! `run` generates programs from seeds (`--seed` is the first; later ones
@@ -30,7 +31,12 @@ use ggml_fuzz::program::{Call, Program};
 use ggml_fuzz::safe::{self, Options, Outcome};
 use ggml_fuzz::{program_from_seed, raw};
 
-fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
+mod gguf_driver;
+
+#[global_allocator]
+static ALLOCATOR: gguf_driver::Counting = gguf_driver::Counting;
+
+pub(crate) fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
     let i = args.iter().position(|a| a == name)?;
     args.get(i + 1)?.parse().ok()
 }
@@ -58,6 +64,8 @@ fn main() {
             );
         }
         Some("run") => std::process::exit(run(&args, no_slow)),
+        Some("gguf") => std::process::exit(gguf_driver::run(&args)),
+        Some("gguf-exec") => std::process::exit(gguf_driver::exec(&args)),
         _ => {
             eprintln!("usage: ggml-fuzz run|exec|show ... (see the source's docs)");
             std::process::exit(2);
@@ -111,7 +119,7 @@ fn exec(args: &[String], no_slow: bool) {
 
 /// How a child ended.
 #[derive(Debug)]
-enum End {
+pub(crate) enum End {
     Ok(String),
     Failed(String),
 }
@@ -127,7 +135,7 @@ fn describe(status: ExitStatus) -> String {
 }
 
 /// Runs this program as a child with `args`, within `timeout`.
-fn child(args: &[String], timeout: Duration, wrapper: &[String]) -> End {
+pub(crate) fn child(args: &[String], timeout: Duration, wrapper: &[String]) -> End {
     let exe = std::env::current_exe().expect("own path");
     let mut command = match wrapper.split_first() {
         Some((program, rest)) => {

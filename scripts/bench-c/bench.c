@@ -2,7 +2,7 @@
 // the way a C user of ggml would, linked against the very libraries the Rust
 // side uses (ggml_sys::build_info::LIB_DIR).
 //
-//   bench-c <w1|w2|w3|w4|w5|w6|w8> [--quick] [--reps N] [--tag TAG]
+//   bench-c <w1|w2|w3|w4|w5|w6|w8|w9> [--quick] [--reps N] [--tag TAG] [--gguf PATH]
 //
 // Prints one line per measurement, tab-separated:
 //   RESULT  <key>  <best seconds>  <work>  <unit: bytes|flop|op>
@@ -25,6 +25,7 @@
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
+#include "gguf.h"
 
 // Workloads of about a millisecond (W1, W5) repeat this many times more.
 #define SHORT_REPS 10
@@ -34,6 +35,7 @@
 static int g_quick = 0;
 static int g_reps = 3;
 static const char *g_tag = "";
+static const char *g_gguf = NULL;
 
 static double now(void) {
     struct timespec ts;
@@ -413,6 +415,42 @@ static void w6(void) {
     free(dst);
 }
 
+// W9: open a model-like GGUF file (written by the Rust driver) and index it:
+// gguf_init_from_file with no_alloc and no context (ggml's only mode safe on
+// untrusted files), the architecture, the vocabulary size, every tensor's
+// name, type and shape.
+static void w9(void) {
+    if (!g_gguf) {
+        fprintf(stderr, "bench-c: w9 needs --gguf PATH\n");
+        exit(1);
+    }
+    double best = 1e30;
+    size_t sink = 0;
+    for (int r = 0; r < g_reps * SHORT_REPS; r++) {
+        double t0 = now();
+        struct gguf_init_params params = {true, NULL};
+        struct gguf_context *g = gguf_init_from_file(g_gguf, params);
+        if (!g) {
+            fprintf(stderr, "bench-c: cannot read %s\n", g_gguf);
+            exit(1);
+        }
+        int64_t arch = gguf_find_key(g, "general.architecture");
+        size_t sum = arch >= 0 ? strlen(gguf_get_val_str(g, arch)) : 0;
+        int64_t tok = gguf_find_key(g, "tokenizer.ggml.tokens");
+        if (tok >= 0) sum += gguf_get_arr_n(g, tok);
+        for (int64_t i = 0; i < gguf_get_n_tensors(g); i++) {
+            sum += strlen(gguf_get_tensor_name(g, i)) + (size_t)gguf_get_tensor_type(g, i) +
+                   (size_t)gguf_get_tensor_ne(g, i)[0];
+        }
+        gguf_free(g);
+        double dt = now() - t0;
+        sink += sum;
+        if (dt < best) best = dt;
+    }
+    if (sink == 42) printf("#\n");
+    result("W9 GGUF open + index", best, 1.0, "op");
+}
+
 int main(int argc, char **argv) {
     const char *workload = argc > 1 ? argv[1] : "";
     for (int i = 2; i < argc; i++) {
@@ -423,6 +461,8 @@ int main(int argc, char **argv) {
             g_reps = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--tag") && i + 1 < argc) {
             g_tag = argv[++i];
+        } else if (!strcmp(argv[i], "--gguf") && i + 1 < argc) {
+            g_gguf = argv[++i];
         }
     }
     if (g_reps < 1) g_reps = 1;
@@ -434,8 +474,9 @@ int main(int argc, char **argv) {
     else if (!strcmp(workload, "w5")) w5();
     else if (!strcmp(workload, "w6")) w6();
     else if (!strcmp(workload, "w8")) w8();
+    else if (!strcmp(workload, "w9")) w9();
     else {
-        fprintf(stderr, "usage: %s <w1|w2|w3|w4|w5|w6|w8> [--quick] [--reps N] [--tag TAG]\n",
+        fprintf(stderr, "usage: %s <w1|w2|w3|w4|w5|w6|w8|w9> [--quick] [--reps N] [--tag TAG] [--gguf PATH]\n",
                 argv[0]);
         return 2;
     }

@@ -4,8 +4,9 @@
 
 use std::ffi::CStr;
 
-use ggml::gguf::{ArrayValue, Gguf, Value, ValueType};
+use ggml::gguf::{ArrayValue, Gguf, Problem, Value, ValueType};
 use ggml::sys;
+use ggml::Error;
 
 /// A file as a reader sees it: every key with its value, every tensor.
 #[derive(Debug, PartialEq)]
@@ -213,4 +214,69 @@ fn silence_ggml() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     // SAFETY: a callback that does nothing, valid for the whole run.
     ONCE.call_once(|| unsafe { sys::ggml_log_set(Some(ignore), std::ptr::null_mut()) });
+}
+
+/// Reads everything a user could from a file our reader accepted.
+fn walk(g: &Gguf) {
+    for (_, v) in g.metadata() {
+        let _ = full(&v);
+    }
+    for t in g.tensors() {
+        let _ = t.to_array::<f32>();
+        let _ = t.bytes().iter().map(|&b| b as u64).sum::<u64>();
+    }
+}
+
+/// Problems ggml does not check for (or checks more loosely): a file ggml
+/// accepts may be refused by ours for these.
+pub fn stricter_than_ggml(p: &Problem) -> bool {
+    matches!(
+        p,
+        Problem::OutOfFile { .. }
+            | Problem::Nul { .. }
+            | Problem::InvalidUtf8 { .. }
+            | Problem::Shape { .. }
+    )
+}
+
+/// How a file was judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Read by both readers, identically.
+    BothRead,
+    /// Read by ours; ggml cannot (a layout or nesting it lacks).
+    OursOnly,
+    /// Refused by ours for what ggml does not check.
+    Stricter,
+    /// Refused by both.
+    BothRefuse,
+}
+
+/// Reads `bytes` with ours (everything in it, if accepted) and with ggml's
+/// reader, and checks they agree: a file we accept as ggml-compatible, ggml
+/// reads identically (strings as its C accessors show them); a file ggml
+/// reads, we read, or refuse for a reason ggml does not check.
+pub fn check(bytes: &[u8]) -> Result<Verdict, String> {
+    let theirs = ggml(bytes);
+    match Gguf::from_bytes(bytes) {
+        Ok(g) => {
+            walk(&g);
+            if g.ggml_incompatibility().is_some() {
+                return Ok(Verdict::OursOnly);
+            }
+            let ours = ours_as_c(&g);
+            match theirs {
+                Some(t) if t == ours => Ok(Verdict::BothRead),
+                t => Err(format!(
+                    "ggml reads it differently:\n ours {ours:?}\n ggml {t:?}"
+                )),
+            }
+        }
+        Err(Error::Gguf(e)) => match theirs {
+            None => Ok(Verdict::BothRefuse),
+            Some(_) if stricter_than_ggml(&e.problem) => Ok(Verdict::Stricter),
+            Some(_) => Err(format!("ggml accepts, we refuse: {e}")),
+        },
+        Err(e) => Err(format!("not a GGUF error: {e}")),
+    }
 }
