@@ -240,7 +240,7 @@ fn non_finite_values_are_refused_before_ggml_sees_them() -> Result<()> {
         weights[index] = bad;
         assert_err!(
             convert::from_f32(Type::IQ3_S, &values, &mut out, 256, Some(&weights)),
-            Error::InvalidImatrix { index: i, .. } if i == index
+            Error::InvalidImatrix { index: i, .. } if *i == index
         );
     }
     // f16 keeps them.

@@ -25,7 +25,7 @@ fn refused(bytes: &[u8]) -> (u64, Problem) {
 
 macro_rules! refuses {
     ($bytes:expr, $offset:expr, $pat:pat $(if $guard:expr)?) => {{
-        let (offset, problem) = refused(&$bytes);
+        let (offset, problem) = refused(&$bytes[..]);
         assert!(matches!(&problem, $pat $(if $guard)?), "unexpected problem {problem:?}");
         assert_eq!(offset, $offset, "offset of {problem:?}");
     }};
@@ -36,13 +36,13 @@ const KEYS_AT: u64 = 24;
 #[test]
 fn headers() {
     refuses!(Vec::<u8>::new(), 0, Problem::Truncated { .. });
-    refuses!(b"GGU".to_vec(), 0, Problem::Truncated { .. });
-    refuses!(b"GGML\x03\0\0\0".to_vec(), 0, Problem::Magic(m) if m == b"GGML");
-    refuses!(b"GGUF\0\0\0\x03".to_vec(), 4, Problem::BigEndian);
+    refuses!(b"GGU", 0, Problem::Truncated { .. });
+    refuses!(b"GGML\x03\0\0\0", 0, Problem::Magic(m) if m == b"GGML");
+    refuses!(b"GGUF\0\0\0\x03", 4, Problem::BigEndian);
     for v in [0u32, 1, 4, 0x0001_0003] {
         refuses!(Raw::header(v, 0, 0).0, 4, Problem::Version(x) if *x == v);
     }
-    refuses!(b"GGUF\x03\0\0\0\0\0".to_vec(), 8, Problem::Truncated { .. });
+    refuses!(b"GGUF\x03\0\0\0\0\0", 8, Problem::Truncated { .. });
     refuses!(Raw::header(3, u64::MAX, 0).0, 8, Problem::TooMany { .. });
     refuses!(Raw::header(3, 1 << 40, 0).0, 8, Problem::Truncated { .. });
     refuses!(Raw::header(3, 0, 1 << 62).0, 16, Problem::Truncated { .. });

@@ -4,7 +4,6 @@
 //! and malformed files.
 
 #[path = "../common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 mod hostile;

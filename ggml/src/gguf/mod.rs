@@ -37,7 +37,7 @@
 //! The reader is this crate's own: one pass over the file checks every
 //! field against the bytes that remain and against ggml's limits before
 //! anything is reserved for it, and a failure is an
-//! [`Error::Gguf`](crate::Error::Gguf) naming the file, the byte offset and
+//! [`Error::Gguf`] naming the file, the byte offset and
 //! the [`Problem`]. ggml's `gguf_init_from_file` is never called: it aborts
 //! on some malformed files and reads out of bounds on others (tensor sizes
 //! that wrap, data past the end of the file).

@@ -182,14 +182,14 @@ impl<'a> TensorInfo<'a> {
         // ggml's f16/bf16/block routines read typed values: bytes that are
         // not aligned for them go through an aligned copy.
         match convert::to_f32(from, self.data, &mut values) {
-            Err(Error::Misaligned { .. }) => self.to_f32_copied(&mut values)?,
+            Err(Error::Misaligned { .. }) => self.dequantize_via_copy(&mut values)?,
             r => r?,
         }
         Ok(ArrayD::from_shape_vec(shape, f32_to_elements::<E>(values)).expect("size checked"))
     }
 
     /// Converts through an aligned copy of the bytes.
-    fn to_f32_copied(&self, out: &mut [f32]) -> Result<()> {
+    fn dequantize_via_copy(&self, out: &mut [f32]) -> Result<()> {
         let mut words = vec![0u64; self.data.len().div_ceil(8)];
         // SAFETY: `words` has room for the bytes; distinct regions.
         unsafe {

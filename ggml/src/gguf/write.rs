@@ -333,26 +333,20 @@ impl<'a> Writer<'a> {
         let slice = array.as_slice();
         // Rows are asked for in order: a strided array is walked once.
         let mut elements = array.iter();
-        self.add_rows(
-            name,
-            ty,
-            &array.shape().to_vec(),
-            imatrix,
-            move |first, out| {
-                match slice {
-                    Some(s) => {
-                        let start = first * row_len;
-                        out.copy_from_slice(&s[start..start + out.len()]);
-                    }
-                    None => {
-                        for (o, v) in out.iter_mut().zip(&mut elements) {
-                            *o = *v;
-                        }
+        self.add_rows(name, ty, array.shape(), imatrix, move |first, out| {
+            match slice {
+                Some(s) => {
+                    let start = first * row_len;
+                    out.copy_from_slice(&s[start..start + out.len()]);
+                }
+                None => {
+                    for (o, v) in out.iter_mut().zip(&mut elements) {
+                        *o = *v;
                     }
                 }
-                Ok(())
-            },
-        )
+            }
+            Ok(())
+        })
     }
 
     /// Declares a tensor of type `ty` and ndarray shape `shape` whose rows
