@@ -3,7 +3,9 @@
 //! two mutable views at once, a view across a computation, a view or data
 //! token used after its context is dropped, a tensor outliving its context,
 //! a view alive while the tensor is overwritten, and a view of the data or
-//! the backend used while an asynchronous computation is pending.
+//! the backend used while an asynchronous computation is pending, a GGUF
+//! tensor view outliving its file, a GGUF writer outliving an array it will
+//! write.
 //!
 //! Regenerate the expected errors after a deliberate change with
 //! `TRYBUILD=overwrite cargo test --test compile_fail`, then read them.
