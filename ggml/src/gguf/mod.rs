@@ -159,7 +159,7 @@ impl Shard {
 
     fn value(&self, key: &str) -> Option<Value<'_>> {
         let kv = self.index.kvs[self.index.find_kv(self.bytes(), key)?];
-        Some(Value::decode(kv.ty, &self.bytes()[kv.value_at..]))
+        Some(Value::decode(kv.ty, kv.value(self.bytes())))
     }
 
     fn value_offset(&self, key: &str) -> u64 {
@@ -417,7 +417,7 @@ impl Gguf {
         shard.index.kvs.iter().map(move |kv| {
             (
                 Index::text(b, kv.key_at, kv.key_len),
-                Value::decode(kv.ty, &b[kv.value_at..]),
+                Value::decode(kv.ty, kv.value(b)),
             )
         })
     }

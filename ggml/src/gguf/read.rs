@@ -40,6 +40,8 @@ pub(crate) struct Kv {
     pub ty: ValueType,
     /// Offset of the value's encoding.
     pub value_at: usize,
+    /// One past its end.
+    pub value_end: usize,
 }
 
 /// One tensor info, checked.
@@ -77,6 +79,13 @@ pub(crate) struct Index {
     pub data_offset: usize,
     /// Why ggml's reader would refuse the file, if it would.
     pub incompatibility: Option<String>,
+}
+
+impl Kv {
+    /// The value's encoding.
+    pub(crate) fn value<'b>(&self, bytes: &'b [u8]) -> &'b [u8] {
+        &bytes[self.value_at..self.value_end]
+    }
 }
 
 impl Index {
@@ -332,6 +341,7 @@ fn parse_kv(c: &mut Cursor<'_>, incompatibility: &mut Option<String>) -> Parse<K
         key_len,
         ty,
         value_at,
+        value_end: c.at,
     })
 }
 

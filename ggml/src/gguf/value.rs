@@ -283,8 +283,15 @@ impl<'a> Value<'a> {
         (v, ty.fixed_size().expect("scalar"))
     }
 
-    /// Decodes the value of type `ty` that starts validated bytes `b`.
+    /// Decodes the value of type `ty` whose validated encoding is exactly
+    /// `b` (an array's elements are not walked to find its end).
     pub(crate) fn decode(ty: ValueType, b: &'a [u8]) -> Value<'a> {
+        if ty == ValueType::Array {
+            let elem = ValueType::from_raw(i32::from_le_bytes(b[0..4].try_into().unwrap()))
+                .expect("validated when opened");
+            let len = u64::from_le_bytes(b[4..12].try_into().unwrap()) as usize;
+            return Value::Array(ArrayValue::from_encoded(elem, len, &b[12..]));
+        }
         Self::decode_scalar(ty, b).0
     }
 }
