@@ -569,27 +569,19 @@ fn w9_file(o: &Options) -> Res<String> {
             None,
             fill,
         )?;
-        w.add_rows(
-            &format!("blk.{l}.ffn_gate.weight"),
-            Type::Q8_0,
-            &[ff, n],
-            None,
-            fill,
-        )?;
-        w.add_rows(
-            &format!("blk.{l}.ffn_up.weight"),
-            Type::Q8_0,
-            &[ff, n],
-            None,
-            fill,
-        )?;
-        w.add_rows(
-            &format!("blk.{l}.ffn_down.weight"),
-            Type::Q8_0,
-            &[n, ff],
-            None,
-            fill,
-        )?;
+        for (m, shape) in [
+            ("ffn_gate", [ff, n]),
+            ("ffn_up", [ff, n]),
+            ("ffn_down", [n, ff]),
+        ] {
+            w.add_rows(
+                &format!("blk.{l}.{m}.weight"),
+                Type::Q8_0,
+                &shape,
+                None,
+                fill,
+            )?;
+        }
     }
     w.add_rows("output_norm.weight", Type::F32, &[n], None, fill)?;
     w.add_rows(

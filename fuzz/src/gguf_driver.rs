@@ -10,8 +10,7 @@
 //! bound, or that kills its child (panic, abort, signal, hang) is a failure:
 //! the batch is rerun file by file to name the seed, and the file is saved.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,29 +19,8 @@ use ggml_fuzz::gguf::{file_from_seed, oracle};
 
 use crate::{arg, child, End};
 
-/// Counts the bytes allocated now and at most, to check the reader's bound.
-pub struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator, only counting.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract, passed on.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: the caller's contract, passed on.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+#[path = "../../tests/common/counting.rs"]
+pub mod counting;
 
 /// The child: checks files `seed..seed + count`, printing a verdict count.
 pub fn exec(args: &[String]) -> i32 {
@@ -51,10 +29,7 @@ pub fn exec(args: &[String]) -> i32 {
     let mut verdicts = [0u64; 4];
     for seed in first..first + count {
         let bytes = file_from_seed(seed);
-        let base = CURRENT.load(Ordering::Relaxed);
-        PEAK.store(base, Ordering::Relaxed);
-        let opened = Gguf::from_bytes(&bytes);
-        let peak = PEAK.load(Ordering::Relaxed) - base;
+        let (opened, peak) = counting::peak_during(|| Gguf::from_bytes(&bytes));
         drop(opened);
         // The reader's bound (4 bytes per byte + 4 KiB) plus its aligned
         // copy of the file and the error message.

@@ -34,7 +34,7 @@ use ggml_fuzz::{program_from_seed, raw};
 mod gguf_driver;
 
 #[global_allocator]
-static ALLOCATOR: gguf_driver::Counting = gguf_driver::Counting;
+static ALLOCATOR: gguf_driver::counting::Counting = gguf_driver::counting::Counting;
 
 pub(crate) fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
     let i = args.iter().position(|a| a == name)?;
