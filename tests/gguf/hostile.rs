@@ -443,3 +443,25 @@ fn ggml_incompatible_layouts_are_still_checked_against_the_file() -> Result<()> 
     assert_eq!(g.ggml_incompatibility(), None);
     Ok(())
 }
+
+#[test]
+fn checking_a_file_by_its_metadata_agrees_with_reading_it_whole() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("f.gguf");
+    let bytes = valid_file();
+    for len in (0..bytes.len()).step_by(7).chain([bytes.len()]) {
+        std::fs::write(&path, &bytes[..len])?;
+        let whole = Gguf::from_bytes(&bytes[..len]).map(|_| ());
+        let checked = Gguf::check_file(&path);
+        match (whole, checked) {
+            (Ok(()), Ok(())) => {}
+            (Err(Error::Gguf(a)), Err(Error::Gguf(b))) => {
+                assert_eq!((a.offset, &a.problem), (b.offset, &b.problem), "length {len}")
+            }
+            (a, b) => panic!("length {len}: whole {a:?}, checked {b:?}"),
+        }
+    }
+    Gguf::check_file(crate::fixture("python-all-types.gguf"))?;
+    Gguf::check_file(crate::fixture("python-split-00001-of-00003.gguf"))?;
+    Ok(())
+}

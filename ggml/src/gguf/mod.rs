@@ -241,6 +241,31 @@ impl Gguf {
         Self::single(Shard::parse(Source::Vec(bytes), None)?)
     }
 
+    /// Validates the file at `path` (every shard of a split model) as
+    /// [`Gguf::open`] would, reading only its metadata with ordinary reads:
+    /// no memory map, no tensor data. What [`Model::load`](crate::llama::Model::load)
+    /// runs before llama.cpp sees a file.
+    ///
+    /// # Errors
+    /// [`Error::Io`], [`Error::Gguf`].
+    pub fn check_file(path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let index = check_one(path)?;
+        let first = CheckedShard { path, index: &index.0, bytes: &index.1 };
+        let count = first.split_u16(SPLIT_COUNT)?.unwrap_or(1);
+        if count > 1 {
+            let paths = split_paths(path, count).ok_or_else(|| {
+                gguf_error(Some(path), 0, Problem::Split(format!(
+                    "{count} shards, but the file name does not end in -00001-of-{count:05}.gguf"
+                )))
+            })?;
+            for p in paths.iter().skip(1) {
+                check_one(p)?;
+            }
+        }
+        Ok(())
+    }
+
     fn single(shard: Shard) -> Result<Gguf> {
         let n = shard.index.tensors.len() as u32;
         let sorted = shard.index.tensor_sorted.clone();
@@ -572,4 +597,56 @@ unsafe fn map_file(path: &Path) -> Result<Source> {
 /// `stem` (llama.cpp's `llama_split_path`): `stem-00001-of-00003.gguf`.
 pub fn split_file_name(stem: &str, no: usize, count: usize) -> String {
     format!("{stem}-{no:05}-of-{count:05}.gguf")
+}
+
+fn gguf_error(path: Option<&Path>, offset: u64, problem: Problem) -> Error {
+    Error::Gguf(Box::new(GgufError {
+        path: path.map(Path::to_path_buf),
+        offset,
+        problem,
+    }))
+}
+
+/// Reads the metadata of one file, more and more of it until it parses:
+/// the index and the bytes it indexes.
+fn check_one(path: &Path) -> Result<(Index, Vec<u8>)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len() as usize;
+    let mut bytes = Vec::new();
+    let mut want = (1usize << 20).min(len);
+    loop {
+        let have = bytes.len();
+        bytes.resize(want, 0);
+        file.read_exact(&mut bytes[have..]).map_err(|e| Error::io(path, e))?;
+        match read::parse_prefix(&bytes, len) {
+            Ok(index) => return Ok((index, bytes)),
+            Err((_, Problem::Truncated { .. })) if want < len => want = want.saturating_mul(4).min(len),
+            Err((offset, problem)) => return Err(gguf_error(Some(path), offset, problem)),
+        }
+    }
+}
+
+/// A file checked by [`Gguf::check_file`]: its index over its metadata.
+struct CheckedShard<'a> {
+    path: &'a Path,
+    index: &'a Index,
+    bytes: &'a [u8],
+}
+
+impl CheckedShard<'_> {
+    fn split_u16(&self, key: &str) -> Result<Option<u16>> {
+        let Some(i) = self.index.find_kv(self.bytes, key) else {
+            return Ok(None);
+        };
+        let kv = &self.index.kvs[i];
+        match Value::decode(kv.ty, kv.value(self.bytes)) {
+            Value::U16(v) => Ok(Some(v)),
+            v => Err(gguf_error(
+                Some(self.path),
+                kv.value_at as u64,
+                Problem::Split(format!("{key} must be a u16, not {}", v.type_description())),
+            )),
+        }
+    }
 }

@@ -216,6 +216,13 @@ impl<'a> Cursor<'a> {
 
 /// Parses and validates a whole file.
 pub(crate) fn parse(b: &[u8]) -> Parse<Index> {
+    parse_prefix(b, b.len())
+}
+
+/// Parses and validates the first bytes `b` of a file of `file_len` bytes
+/// (tensor data is checked against `file_len`, never read). A
+/// [`Problem::Truncated`] when `b` is shorter than the file means: read more.
+pub(crate) fn parse_prefix(b: &[u8], file_len: usize) -> Parse<Index> {
     let mut c = Cursor { b, at: 0 };
     let magic: [u8; 4] = c.array("the magic")?;
     if &magic != b"GGUF" {
@@ -278,17 +285,18 @@ pub(crate) fn parse(b: &[u8]) -> Parse<Index> {
     } else {
         c.at
     };
-    if data_offset > b.len() {
+    if data_offset > file_len {
         return Err((
             c.at as u64,
             Problem::DataStart {
                 start: data_offset as u64,
-                file_len: b.len() as u64,
+                file_len: file_len as u64,
             },
         ));
     }
     place_tensors(
         b,
+        file_len,
         &mut tensors,
         data_offset,
         alignment,
@@ -507,6 +515,7 @@ fn parse_tensor(c: &mut Cursor<'_>) -> Parse<TensorEntry> {
 /// notes whether the layout is ggml's (packed in order).
 fn place_tensors(
     b: &[u8],
+    file_len: usize,
     tensors: &mut [TensorEntry],
     data_offset: usize,
     alignment: usize,
@@ -529,7 +538,7 @@ fn place_tensors(
         let start = data_offset.checked_add(relative);
         let end = start.and_then(|s| s.checked_add(t.bytes));
         match (start, end) {
-            (Some(s), Some(e)) if e <= b.len() => t.start = s,
+            (Some(s), Some(e)) if e <= file_len => t.start = s,
             _ => {
                 return Err((
                     t.info_at as u64,
@@ -539,7 +548,7 @@ fn place_tensors(
                         end: (data_offset as u64)
                             .saturating_add(relative as u64)
                             .saturating_add(t.bytes as u64),
-                        file_len: b.len() as u64,
+                        file_len: file_len as u64,
                     },
                 ))
             }

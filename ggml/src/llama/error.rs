@@ -1,0 +1,140 @@
+//! [`LlamaError`]: what can go wrong in the llama layer, inside
+//! [`Error::Llama`](crate::Error::Llama). Every precondition llama.cpp would
+//! abort on (or terminate the process over) is one of these instead.
+
+use std::path::PathBuf;
+
+/// What went wrong in a llama call.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LlamaError {
+    /// llama.cpp could not load the model (not a model, unknown
+    /// architecture, missing tensors, out of memory, ...).
+    #[error("llama.cpp could not load the model {path}: {reason}")]
+    ModelLoad {
+        /// The file.
+        path: PathBuf,
+        /// What is known of why (llama.cpp's last error log line).
+        reason: String,
+    },
+    /// The progress callback returned `false`.
+    #[error("model loading was cancelled by the progress callback")]
+    Cancelled,
+    /// llama.cpp could not create the context.
+    #[error("llama.cpp could not create the context: {0}")]
+    ContextInit(String),
+    /// Parameters llama.cpp would misuse or abort on.
+    #[error("invalid parameters: {0}")]
+    InvalidParams(String),
+    /// A token id outside the vocabulary.
+    #[error("token {token} is outside the vocabulary (0..{n_vocab})")]
+    TokenOutOfRange {
+        /// The id.
+        token: i32,
+        /// Vocabulary size.
+        n_vocab: i32,
+    },
+    /// The model has no vocabulary (its tokenizer is `none`).
+    #[error("the model has no vocabulary")]
+    NoVocab,
+    /// Text containing a NUL byte where llama.cpp wants a C string.
+    #[error("{what} contains a NUL byte")]
+    InteriorNul {
+        /// Which text.
+        what: &'static str,
+    },
+    /// Text longer than llama.cpp's `int32_t` lengths.
+    #[error("{what} is too long for llama.cpp ({len} bytes)")]
+    TooLong {
+        /// Which text.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+    },
+    /// A sequence id outside `0..n_seq_max` of the context.
+    #[error("sequence {seq} is outside the context's sequences (0..{n_seq_max})")]
+    SeqOutOfRange {
+        /// The id.
+        seq: i32,
+        /// The context's number of sequences.
+        n_seq_max: u32,
+    },
+    /// An empty batch.
+    #[error("the batch is empty")]
+    EmptyBatch,
+    /// A batch with more tokens than the context takes in one decode.
+    #[error("the batch has {n_tokens} tokens, the context takes at most {limit} per {what}")]
+    BatchTooLarge {
+        /// Tokens in the batch.
+        n_tokens: usize,
+        /// The limit.
+        limit: u32,
+        /// `n_batch` or `n_ubatch`.
+        what: &'static str,
+    },
+    /// A batch llama.cpp refuses (positions not continuing a sequence,
+    /// duplicate sequence ids, ...).
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
+    /// No room in the KV cache for the batch: recoverable (the cache is as
+    /// before the call); free sequences or use a larger context.
+    #[error("no room in the KV cache for the batch (recoverable: remove sequences or use a larger context)")]
+    NoKvSlot,
+    /// The abort callback stopped the computation.
+    #[error("decoding was aborted")]
+    Aborted,
+    /// `llama_decode`/`llama_encode` failed with this status.
+    #[error("{call} failed with status {status}")]
+    Failed {
+        /// The call.
+        call: &'static str,
+        /// llama.cpp's status.
+        status: i32,
+    },
+    /// Logits or embeddings of a token that did not ask for them, or before
+    /// any successful decode.
+    #[error("no {what} for batch index {index}: {reason}")]
+    NoOutput {
+        /// Logits or embeddings.
+        what: &'static str,
+        /// The batch index asked for.
+        index: i64,
+        /// Why.
+        reason: String,
+    },
+    /// Embeddings asked of a context created without them, or of the wrong
+    /// kind for its pooling.
+    #[error("embeddings: {0}")]
+    Embeddings(String),
+    /// The sampler chain did not select a token (no greedy, dist or
+    /// mirostat sampler at its end).
+    #[error("the sampler chain selected no token (end it with greedy, dist or mirostat)")]
+    NoTokenSelected,
+    /// A grammar llama.cpp could not parse.
+    #[error("the grammar could not be parsed (llama.cpp's log has the details)")]
+    GrammarParse,
+    /// A token the grammar does not allow here.
+    #[error("the grammar does not allow token {token} here")]
+    GrammarRejected {
+        /// The token.
+        token: i32,
+    },
+    /// A chat template llama.cpp does not know.
+    #[error("llama.cpp does not know this chat template")]
+    UnknownTemplate,
+    /// The model has no chat template.
+    #[error("the model has no chat template")]
+    NoTemplate,
+    /// Saving or loading state failed.
+    #[error("state: {0}")]
+    State(String),
+    /// A LoRA adapter or control vector that does not fit.
+    #[error("adapter: {0}")]
+    Adapter(String),
+}
+
+impl From<LlamaError> for crate::Error {
+    fn from(e: LlamaError) -> Self {
+        crate::Error::Llama(e)
+    }
+}
