@@ -477,6 +477,10 @@ pub enum Error {
         source: IoError,
     },
 
+    /// A llama.cpp call that cannot be made as asked (see the variant).
+    #[error(transparent)]
+    Llama(crate::llama::LlamaError),
+
     /// A metadata key that is not there.
     #[error("no metadata key '{key}'")]
     MissingKey {

@@ -123,6 +123,7 @@ pub mod gguf;
 mod graph;
 mod init;
 mod layout;
+pub mod llama;
 mod memory;
 pub mod ops;
 pub mod shape;

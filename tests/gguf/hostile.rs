@@ -456,7 +456,11 @@ fn checking_a_file_by_its_metadata_agrees_with_reading_it_whole() -> Result<()> 
         match (whole, checked) {
             (Ok(()), Ok(())) => {}
             (Err(Error::Gguf(a)), Err(Error::Gguf(b))) => {
-                assert_eq!((a.offset, &a.problem), (b.offset, &b.problem), "length {len}")
+                assert_eq!(
+                    (a.offset, &a.problem),
+                    (b.offset, &b.problem),
+                    "length {len}"
+                )
             }
             (a, b) => panic!("length {len}: whole {a:?}, checked {b:?}"),
         }

@@ -251,13 +251,21 @@ impl Gguf {
     pub fn check_file(path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let index = check_one(path)?;
-        let first = CheckedShard { path, index: &index.0, bytes: &index.1 };
+        let first = CheckedShard {
+            path,
+            index: &index.0,
+            bytes: &index.1,
+        };
         let count = first.split_u16(SPLIT_COUNT)?.unwrap_or(1);
         if count > 1 {
             let paths = split_paths(path, count).ok_or_else(|| {
-                gguf_error(Some(path), 0, Problem::Split(format!(
+                gguf_error(
+                    Some(path),
+                    0,
+                    Problem::Split(format!(
                     "{count} shards, but the file name does not end in -00001-of-{count:05}.gguf"
-                )))
+                )),
+                )
             })?;
             for p in paths.iter().skip(1) {
                 check_one(p)?;
@@ -618,10 +626,13 @@ fn check_one(path: &Path) -> Result<(Index, Vec<u8>)> {
     loop {
         let have = bytes.len();
         bytes.resize(want, 0);
-        file.read_exact(&mut bytes[have..]).map_err(|e| Error::io(path, e))?;
+        file.read_exact(&mut bytes[have..])
+            .map_err(|e| Error::io(path, e))?;
         match read::parse_prefix(&bytes, len) {
             Ok(index) => return Ok((index, bytes)),
-            Err((_, Problem::Truncated { .. })) if want < len => want = want.saturating_mul(4).min(len),
+            Err((_, Problem::Truncated { .. })) if want < len => {
+                want = want.saturating_mul(4).min(len)
+            }
             Err((offset, problem)) => return Err(gguf_error(Some(path), offset, problem)),
         }
     }

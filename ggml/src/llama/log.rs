@@ -16,8 +16,8 @@ thread_local! {
     static PENDING: RefCell<(String, log::Level)> = const { RefCell::new((String::new(), log::Level::Info)) };
 }
 
-/// The last error line llama.cpp logged on this thread (to explain a NULL).
 thread_local! {
+    /// The last error line llama.cpp logged on this thread (to explain a NULL).
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
 }
 

@@ -1,0 +1,112 @@
+//! Chat templates: [`apply_chat_template`] formats messages the way a model
+//! was trained to read them, with llama.cpp's built-in formatters (it
+//! recognises a model's Jinja template by name or by its markers; it is not
+//! a Jinja engine).
+
+use std::ffi::{c_char, CString};
+
+use ggml_sys as sys;
+
+use super::error::LlamaError;
+use crate::error::Result;
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A message.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// Formats `messages` with `template` (a model's template, or the name of a
+/// built-in one: `chatml`, `llama3`, ... see [`builtin_templates`]); with
+/// `add_assistant`, ends with the start of the assistant's reply.
+///
+/// # Errors
+/// [`LlamaError::UnknownTemplate`] for a template llama.cpp does not know;
+/// [`LlamaError::InteriorNul`].
+pub fn apply_chat_template(
+    template: &str,
+    messages: &[ChatMessage],
+    add_assistant: bool,
+) -> Result<String> {
+    let nul = |what| move |_| LlamaError::InteriorNul { what };
+    let tmpl = CString::new(template).map_err(nul("the chat template"))?;
+    let owned: Vec<(CString, CString)> = messages
+        .iter()
+        .map(|m| {
+            Ok((
+                CString::new(m.role.as_str())?,
+                CString::new(m.content.as_str())?,
+            ))
+        })
+        .collect::<Result<_, std::ffi::NulError>>()
+        .map_err(nul("a chat message"))?;
+    let raw: Vec<sys::llama_chat_message> = owned
+        .iter()
+        .map(|(r, c)| sys::llama_chat_message {
+            role: r.as_ptr(),
+            content: c.as_ptr(),
+        })
+        .collect();
+    let total: usize = messages
+        .iter()
+        .map(|m| m.role.len() + m.content.len())
+        .sum();
+    let mut buf = vec![0u8; total * 2 + 256];
+    loop {
+        let len = i32::try_from(buf.len()).map_err(|_| LlamaError::TooLong {
+            what: "the formatted chat",
+            len: buf.len(),
+        })?;
+        // SAFETY: NUL-terminated template and messages alive through the
+        // call; a buffer of `len` bytes.
+        let n = unsafe {
+            sys::llama_chat_apply_template(
+                tmpl.as_ptr(),
+                raw.as_ptr(),
+                raw.len(),
+                add_assistant,
+                buf.as_mut_ptr().cast(),
+                len,
+            )
+        };
+        if n < 0 {
+            return Err(LlamaError::UnknownTemplate.into());
+        }
+        if (n as usize) <= buf.len() {
+            buf.truncate(n as usize);
+            return Ok(String::from_utf8_lossy(&buf).into_owned());
+        }
+        buf.resize(n as usize, 0);
+    }
+}
+
+/// The names of llama.cpp's built-in chat templates.
+pub fn builtin_templates() -> Vec<String> {
+    // SAFETY: a size query.
+    let n = unsafe { sys::llama_chat_builtin_templates(std::ptr::null_mut(), 0) }.max(0) as usize;
+    let mut ptrs: Vec<*const c_char> = vec![std::ptr::null(); n];
+    // SAFETY: room for `n` pointers to static strings.
+    unsafe { sys::llama_chat_builtin_templates(ptrs.as_mut_ptr(), n) };
+    ptrs.iter()
+        .filter(|p| !p.is_null())
+        // SAFETY: static NUL-terminated strings.
+        .map(|&p| {
+            unsafe { std::ffi::CStr::from_ptr(p) }
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}

@@ -1,0 +1,87 @@
+//! A safe layer over llama.cpp (`llama.h`): load a [`Model`], tokenize with
+//! its [`Vocab`], decode [`Batch`]es in a [`Context`], read logits and
+//! embeddings as `ndarray` views, sample with a [`Sampler`] chain, format
+//! chats with the model's template.
+//!
+//! ```no_run
+//! use ggml::llama::{Batch, Context, ContextParams, Model, Sampler};
+//!
+//! # fn main() -> ggml::Result<()> {
+//! let model = Model::load("SmolLM2-135M-Instruct.Q4_1.gguf")?;
+//! let mut ctx = Context::new(&model, &ContextParams::new().n_ctx(2048))?;
+//! let vocab = model.vocab();
+//! let prompt = vocab.tokenize("The capital of France is", true, false)?;
+//! let mut sampler = Sampler::greedy(&model);
+//! let mut batch = Batch::from_prompt(&prompt)?;
+//! let mut pos = prompt.len() as i32;
+//! let mut text = vocab.text_stream(false);
+//! for _ in 0..16 {
+//!     ctx.decode(&batch)?;
+//!     let token = sampler.sample(&ctx, batch.len() - 1)?;
+//!     if vocab.is_eog(token) {
+//!         break;
+//!     }
+//!     print!("{}", text.push(token)?);
+//!     batch.clear();
+//!     batch.add(token, pos, &[0], true)?;
+//!     pos += 1;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What is checked
+//!
+//! llama.cpp ends the process on a token id outside the vocabulary, a batch
+//! larger than the context takes, a sequence id out of range, logits asked
+//! of a token that did not request them, a sampler chain that selects
+//! nothing, a token a grammar forbids. Each is an
+//! [`Error::Llama`](crate::Error::Llama) here, checked before the call.
+//! Model files are validated by this crate's GGUF reader before llama.cpp
+//! reads them.
+//!
+//! # Lifetimes and threads
+//!
+//! A [`Context`], [`Vocab`], [`Sampler`] and [`Lora`] borrow their
+//! [`Model`]; logits and embeddings views borrow their context, so the next
+//! decode (which takes `&mut`) ends them. A `Model` is `Send + Sync`: after
+//! loading llama.cpp only reads it (LoRA adapters are added and removed
+//! through `&mut Model`); contexts and samplers are `Send`.
+//!
+//! # Logging
+//!
+//! llama.cpp's and ggml's log lines go to the [`log`] crate (target
+//! `llama`), not to stderr: install a logger (`env_logger`, ...) to see them.
+
+mod batch;
+mod chat;
+mod context;
+mod error;
+mod log;
+mod model;
+mod sampler;
+mod vocab;
+
+pub use batch::Batch;
+pub use chat::{apply_chat_template, builtin_templates, ChatMessage};
+pub use context::{Context, ContextParams, FlashAttention, Perf, Pooling};
+pub use error::LlamaError;
+pub use model::{Lora, Model, ModelParams};
+pub use sampler::{Sampler, SamplerBuilder};
+pub use vocab::{TextStream, Token, TokenAttrs, Vocab};
+
+use std::sync::OnceLock;
+
+/// Initialises llama.cpp once: the ggml checks, the log callback, then
+/// `llama_backend_init`.
+pub(crate) fn init() -> crate::Result<()> {
+    crate::init::ensure()?;
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        log::install();
+        // SAFETY: called once per process (OnceLock), after ggml's own
+        // initialisation.
+        unsafe { ggml_sys::llama_backend_init() };
+    });
+    Ok(())
+}

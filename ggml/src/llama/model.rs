@@ -1,0 +1,509 @@
+//! [`Model`]: a loaded llama.cpp model, its metadata and chat template, and
+//! its LoRA adapters ([`Lora`]).
+
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+
+use ggml_sys as sys;
+
+use super::error::LlamaError;
+use super::vocab::Vocab;
+use crate::error::Result;
+use crate::gguf::Gguf;
+
+/// How a model is loaded ([`Model::load_with`]).
+#[derive(Debug, Clone)]
+pub struct ModelParams {
+    gpu_layers: i32,
+    mmap: bool,
+    mlock: bool,
+    vocab_only: bool,
+    check_tensors: bool,
+}
+
+impl Default for ModelParams {
+    fn default() -> Self {
+        ModelParams {
+            gpu_layers: -1,
+            mmap: false,
+            mlock: false,
+            vocab_only: false,
+            check_tensors: false,
+        }
+    }
+}
+
+impl ModelParams {
+    /// Default parameters: every layer on the GPU when a GPU backend is
+    /// present (none otherwise), the file read into memory (no map).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Layers to offload to the GPU (`None`: all of them; `Some(0)`: none).
+    /// No effect without a GPU backend.
+    pub fn gpu_layers(mut self, n: Option<u32>) -> Self {
+        self.gpu_layers = n.map_or(-1, |n| n.min(i32::MAX as u32) as i32);
+        self
+    }
+
+    /// Memory-maps the file instead of reading it (llama.cpp's default; less
+    /// memory, faster loads).
+    ///
+    /// # Safety
+    /// The file must not be modified or truncated while the model is loaded:
+    /// its weights are read in place (a change is a data race, a truncation
+    /// a `SIGBUS`), the contract of every memory map.
+    pub unsafe fn mmap(mut self, on: bool) -> Self {
+        self.mmap = on;
+        self
+    }
+
+    /// Locks the weights in RAM (`mlock`), so they are never swapped out.
+    pub fn mlock(mut self, on: bool) -> Self {
+        self.mlock = on;
+        self
+    }
+
+    /// Loads the vocabulary only (tokenize and detokenize; no contexts).
+    pub fn vocab_only(mut self, on: bool) -> Self {
+        self.vocab_only = on;
+        self
+    }
+
+    /// Validates the tensor data while loading (slower).
+    pub fn check_tensors(mut self, on: bool) -> Self {
+        self.check_tensors = on;
+        self
+    }
+
+    fn raw(&self) -> sys::llama_model_params {
+        // SAFETY: returns a struct of defaults.
+        let mut p = unsafe { sys::llama_model_default_params() };
+        p.n_gpu_layers = self.gpu_layers;
+        p.load_mode = match (self.mmap, self.mlock) {
+            (true, true) => sys::LLAMA_LOAD_MODE_MMAP_MLOCK,
+            (true, false) => sys::LLAMA_LOAD_MODE_MMAP,
+            (false, true) => sys::LLAMA_LOAD_MODE_MLOCK,
+            (false, false) => sys::LLAMA_LOAD_MODE_NONE,
+        };
+        p.vocab_only = self.vocab_only;
+        p.check_tensors = self.check_tensors;
+        p
+    }
+}
+
+/// The progress callback's state, shared with the trampoline.
+struct Progress<'f> {
+    f: &'f mut dyn FnMut(f32) -> bool,
+    cancelled: bool,
+    panic: Option<Box<dyn std::any::Any + Send>>,
+}
+
+unsafe extern "C" fn progress_trampoline(p: f32, user: *mut c_void) -> bool {
+    // SAFETY: `user` is the `Progress` of the load call running on this
+    // thread, alive for the whole call.
+    let state = unsafe { &mut *user.cast::<Progress<'_>>() };
+    if state.panic.is_some() || state.cancelled {
+        return false;
+    }
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (state.f)(p))) {
+        Ok(true) => true,
+        Ok(false) => {
+            state.cancelled = true;
+            false
+        }
+        Err(payload) => {
+            state.panic = Some(payload);
+            false
+        }
+    }
+}
+
+/// A model loaded by llama.cpp: weights, vocabulary, metadata. Contexts
+/// ([`Context`](super::Context)) borrow it; it is shared read-only between
+/// threads (`Send + Sync`: after loading, llama.cpp only reads a model,
+/// except to add or remove LoRA adapters, which take `&mut self` here, and
+/// for context parameters this crate does not expose).
+pub struct Model {
+    raw: NonNull<sys::llama_model>,
+    vocab_only: bool,
+    path: PathBuf,
+    loras: Vec<NonNull<sys::llama_adapter_lora>>,
+}
+
+// SAFETY: the model is only mutated through `&mut self` (LoRA adapters) and
+// freed by Drop; llama.cpp's other entry points read it (tokenization is
+// documented thread-safe; contexts keep a const reference). The YaRN context
+// parameters that write `hparams` are not exposed.
+unsafe impl Send for Model {}
+// SAFETY: as above.
+unsafe impl Sync for Model {}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        // SAFETY: no context borrows the model any more (lifetimes); the
+        // adapters still registered are freed by llama.cpp with it.
+        unsafe { sys::llama_model_free(self.raw.as_ptr()) };
+    }
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("path", &self.path)
+            .field("description", &self.description())
+            .field("n_params", &self.n_params())
+            .finish()
+    }
+}
+
+fn path_c_string(path: &Path) -> Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        LlamaError::InteriorNul {
+            what: "the model path",
+        }
+        .into()
+    })
+}
+
+/// Reads a string llama.cpp writes with snprintf semantics (returns the full
+/// length; -1 when absent).
+pub(crate) fn snprintf_string(mut call: impl FnMut(*mut c_char, usize) -> i32) -> Option<String> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        let n = call(buf.as_mut_ptr().cast(), buf.len());
+        if n < 0 {
+            return None;
+        }
+        let n = n as usize;
+        if n < buf.len() {
+            buf.truncate(n);
+            return Some(String::from_utf8_lossy(&buf).into_owned());
+        }
+        buf.resize(n + 1, 0);
+    }
+}
+
+impl Model {
+    /// Loads the model at `path` with default [`ModelParams`].
+    ///
+    /// # Errors
+    /// As [`Model::load_with`].
+    pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        Self::load_with(path, &ModelParams::default(), |_| true)
+    }
+
+    /// Loads the model at `path` (the first shard of a split model), calling
+    /// `progress` with the fraction loaded (0 to 1); returning `false`
+    /// cancels the load. A panic in `progress` stops the load and is resumed
+    /// once llama.cpp has returned.
+    ///
+    /// The file is first validated by this crate's GGUF reader
+    /// ([`Gguf::check_file`]): llama.cpp's own reader aborts the process on
+    /// some malformed files, and is never given one ours refuses.
+    ///
+    /// # Errors
+    /// [`Error::Io`](crate::Error::Io), [`Error::Gguf`](crate::Error::Gguf)
+    /// for a file that is not valid GGUF; [`LlamaError::Cancelled`];
+    /// [`LlamaError::ModelLoad`] when llama.cpp refuses it (not a model it
+    /// knows, missing tensors, out of memory).
+    pub fn load_with(
+        path: impl AsRef<Path>,
+        params: &ModelParams,
+        mut progress: impl FnMut(f32) -> bool,
+    ) -> Result<Model> {
+        super::init()?;
+        let path = path.as_ref();
+        let c_path = path_c_string(path)?;
+        Gguf::check_file(path)?;
+        let mut state = Progress {
+            f: &mut progress,
+            cancelled: false,
+            panic: None,
+        };
+        let mut raw = params.raw();
+        raw.progress_callback = Some(progress_trampoline);
+        raw.progress_callback_user_data = (&mut state as *mut Progress<'_>).cast();
+        let _ = super::log::take_last_error();
+        // SAFETY: a NUL-terminated path; parameters from llama's defaults
+        // with plain values set; the callback's state outlives the call and
+        // is used only on this thread during it.
+        let model = unsafe { sys::llama_model_load_from_file(c_path.as_ptr(), raw) };
+        if let Some(payload) = state.panic.take() {
+            if let Some(m) = NonNull::new(model) {
+                // SAFETY: a model just returned to us, not shared.
+                unsafe { sys::llama_model_free(m.as_ptr()) };
+            }
+            std::panic::resume_unwind(payload);
+        }
+        match NonNull::new(model) {
+            Some(raw) if !state.cancelled => Ok(Model {
+                raw,
+                vocab_only: params.vocab_only,
+                path: path.to_path_buf(),
+                loras: Vec::new(),
+            }),
+            Some(raw) => {
+                // SAFETY: as above.
+                unsafe { sys::llama_model_free(raw.as_ptr()) };
+                Err(LlamaError::Cancelled.into())
+            }
+            None if state.cancelled => Err(LlamaError::Cancelled.into()),
+            None => Err(LlamaError::ModelLoad {
+                path: path.to_path_buf(),
+                reason: match super::log::take_last_error() {
+                    e if e.is_empty() => "see llama.cpp's log (target \"llama\")".into(),
+                    e => e,
+                },
+            }
+            .into()),
+        }
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut sys::llama_model {
+        self.raw.as_ptr()
+    }
+
+    /// Whether only the vocabulary was loaded.
+    pub fn is_vocab_only(&self) -> bool {
+        self.vocab_only
+    }
+
+    /// The file it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The vocabulary.
+    pub fn vocab(&self) -> Vocab<'_> {
+        // SAFETY: a live model; the vocabulary lives as long as it.
+        Vocab::new(unsafe { sys::llama_model_get_vocab(self.raw.as_ptr()) })
+    }
+
+    /// Context length the model was trained with.
+    pub fn n_ctx_train(&self) -> u32 {
+        // SAFETY: a live model (all getters below: plain field reads).
+        unsafe { sys::llama_model_n_ctx_train(self.raw.as_ptr()) }.max(0) as u32
+    }
+
+    /// Embedding size.
+    pub fn n_embd(&self) -> usize {
+        // SAFETY: see n_ctx_train.
+        unsafe { sys::llama_model_n_embd(self.raw.as_ptr()) }.max(0) as usize
+    }
+
+    /// Size of the embeddings a context outputs (`n_embd` for most models).
+    pub fn n_embd_out(&self) -> usize {
+        // SAFETY: see n_ctx_train.
+        unsafe { sys::llama_model_n_embd_out(self.raw.as_ptr()) }.max(0) as usize
+    }
+
+    /// Number of layers.
+    pub fn n_layer(&self) -> usize {
+        // SAFETY: see n_ctx_train.
+        unsafe { sys::llama_model_n_layer(self.raw.as_ptr()) }.max(0) as usize
+    }
+
+    /// Number of attention heads.
+    pub fn n_head(&self) -> usize {
+        // SAFETY: see n_ctx_train.
+        unsafe { sys::llama_model_n_head(self.raw.as_ptr()) }.max(0) as usize
+    }
+
+    /// Number of parameters.
+    pub fn n_params(&self) -> u64 {
+        // SAFETY: see n_ctx_train.
+        unsafe { sys::llama_model_n_params(self.raw.as_ptr()) }
+    }
+
+    /// Bytes of all its tensors.
+    pub fn size(&self) -> u64 {
+        // SAFETY: see n_ctx_train.
+        unsafe { sys::llama_model_size(self.raw.as_ptr()) }
+    }
+
+    /// Whether the model has an encoder (encoder-decoder models).
+    pub fn has_encoder(&self) -> bool {
+        // SAFETY: see n_ctx_train.
+        unsafe { sys::llama_model_has_encoder(self.raw.as_ptr()) }
+    }
+
+    /// Whether the model has a decoder.
+    pub fn has_decoder(&self) -> bool {
+        // SAFETY: see n_ctx_train.
+        unsafe { sys::llama_model_has_decoder(self.raw.as_ptr()) }
+    }
+
+    pub(crate) fn rope_type(&self) -> sys::llama_rope_type {
+        // SAFETY: see n_ctx_train.
+        unsafe { sys::llama_model_rope_type(self.raw.as_ptr()) }
+    }
+
+    /// llama.cpp's one-line description (`llama 135M Q4_1`).
+    pub fn description(&self) -> String {
+        snprintf_string(|buf, len| {
+            // SAFETY: a buffer of `len` bytes.
+            unsafe { sys::llama_model_desc(self.raw.as_ptr(), buf, len) }
+        })
+        .unwrap_or_default()
+    }
+
+    /// A metadata value as a string (arrays are not available this way: see
+    /// [`Gguf`] for those).
+    pub fn meta(&self, key: &str) -> Option<String> {
+        let key = CString::new(key).ok()?;
+        snprintf_string(|buf, len| {
+            // SAFETY: a NUL-terminated key, a buffer of `len` bytes.
+            unsafe { sys::llama_model_meta_val_str(self.raw.as_ptr(), key.as_ptr(), buf, len) }
+        })
+    }
+
+    /// Every scalar and string metadata key with its value as a string,
+    /// sorted by key.
+    pub fn metadata(&self) -> Vec<(String, String)> {
+        // SAFETY: a live model.
+        let n = unsafe { sys::llama_model_meta_count(self.raw.as_ptr()) };
+        let mut out: Vec<(String, String)> = (0..n)
+            .filter_map(|i| {
+                let key = snprintf_string(|buf, len| {
+                    // SAFETY: an index below the count, a buffer of `len` bytes.
+                    unsafe { sys::llama_model_meta_key_by_index(self.raw.as_ptr(), i, buf, len) }
+                })?;
+                let value = snprintf_string(|buf, len| {
+                    // SAFETY: as above.
+                    unsafe {
+                        sys::llama_model_meta_val_str_by_index(self.raw.as_ptr(), i, buf, len)
+                    }
+                })?;
+                Some((key, value))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// `general.architecture`.
+    pub fn architecture(&self) -> Option<String> {
+        self.meta("general.architecture")
+    }
+
+    /// `general.name`.
+    pub fn name(&self) -> Option<String> {
+        self.meta("general.name")
+    }
+
+    /// The chat template (`tokenizer.chat_template`, or the named one
+    /// `tokenizer.chat_template.{name}`).
+    pub fn chat_template(&self, name: Option<&str>) -> Option<String> {
+        let name = name.map(CString::new).transpose().ok()?;
+        // SAFETY: a live model; NULL or a NUL-terminated name; the result
+        // is NULL or a string owned by the model, copied at once.
+        let t = unsafe {
+            sys::llama_model_chat_template(
+                self.raw.as_ptr(),
+                name.as_ref().map_or(std::ptr::null(), |n| n.as_ptr()),
+            )
+        };
+        // SAFETY: a NUL-terminated string owned by the model.
+        (!t.is_null()).then(|| unsafe { CStr::from_ptr(t) }.to_string_lossy().into_owned())
+    }
+
+    /// Loads a LoRA adapter for this model (a GGUF adapter file) and keeps
+    /// it with the model; returns its index for [`Model::lora`].
+    /// `&mut self`: llama.cpp registers adapters in the model, which no
+    /// context may be reading meanwhile.
+    ///
+    /// # Errors
+    /// [`Error::Io`](crate::Error::Io), [`Error::Gguf`](crate::Error::Gguf)
+    /// for a malformed file, [`LlamaError::Adapter`] when llama.cpp refuses
+    /// it (another architecture, shapes that do not match).
+    pub fn load_lora(&mut self, path: impl AsRef<Path>) -> Result<usize> {
+        let path = path.as_ref();
+        let c_path = path_c_string(path)?;
+        Gguf::check_file(path)?;
+        let _ = super::log::take_last_error();
+        // SAFETY: a live model not shared now (&mut self); a NUL-terminated path.
+        let raw = unsafe { sys::llama_adapter_lora_init(self.raw.as_ptr(), c_path.as_ptr()) };
+        let raw = NonNull::new(raw).ok_or_else(|| {
+            LlamaError::Adapter(format!(
+                "llama.cpp refused {}: {}",
+                path.display(),
+                super::log::take_last_error()
+            ))
+        })?;
+        self.loras.push(raw);
+        Ok(self.loras.len() - 1)
+    }
+
+    /// The LoRA adapter at `index` (see [`Model::load_lora`]).
+    pub fn lora(&self, index: usize) -> Option<Lora<'_>> {
+        self.loras.get(index).map(|&raw| Lora {
+            raw,
+            model: self.raw,
+            _model: PhantomData,
+        })
+    }
+
+    /// Number of LoRA adapters loaded.
+    pub fn lora_count(&self) -> usize {
+        self.loras.len()
+    }
+
+    /// Frees the LoRA adapter at `index` (later ones move down by one).
+    ///
+    /// # Errors
+    /// [`LlamaError::Adapter`] for an index out of range.
+    pub fn remove_lora(&mut self, index: usize) -> Result<()> {
+        if index >= self.loras.len() {
+            return Err(LlamaError::Adapter(format!(
+                "no adapter {index} ({} loaded)",
+                self.loras.len()
+            ))
+            .into());
+        }
+        let raw = self.loras.remove(index);
+        // SAFETY: an adapter of this model, not used by any context (no
+        // context borrows the model while it is borrowed mutably).
+        unsafe { sys::llama_adapter_lora_free(raw.as_ptr()) };
+        Ok(())
+    }
+
+    /// Applies the model's own chat template to `messages`
+    /// ([`apply_chat_template`](super::apply_chat_template)).
+    ///
+    /// # Errors
+    /// [`LlamaError::NoTemplate`], and as `apply_chat_template`.
+    pub fn apply_chat_template(
+        &self,
+        messages: &[super::ChatMessage],
+        add_assistant: bool,
+    ) -> Result<String> {
+        let template = self.chat_template(None).ok_or(LlamaError::NoTemplate)?;
+        super::apply_chat_template(&template, messages, add_assistant)
+    }
+}
+
+/// A LoRA adapter of a [`Model`], borrowing it: it cannot outlive the model,
+/// and the model cannot drop it while a context may use it. Apply it with
+/// [`Context::set_loras`](super::Context::set_loras).
+#[derive(Clone, Copy)]
+pub struct Lora<'m> {
+    pub(crate) raw: NonNull<sys::llama_adapter_lora>,
+    pub(crate) model: NonNull<sys::llama_model>,
+    _model: PhantomData<&'m Model>,
+}
+
+impl std::fmt::Debug for Lora<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lora").field("raw", &self.raw).finish()
+    }
+}
+
+// SAFETY: a handle to an adapter only read while the model is shared.
+unsafe impl Send for Lora<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for Lora<'_> {}

@@ -1,0 +1,432 @@
+//! [`Sampler`]: a chain of llama.cpp's samplers (greedy, temperature, top-k,
+//! top-p, min-p, typical, penalties, DRY, mirostat, grammar, logit bias,
+//! seeded distribution) applied to a context's logits.
+//!
+//! Sampling itself is done here, not by `llama_sampler_sample` (which
+//! aborts when the chain selects nothing): the logits row is checked, the
+//! chain applied, the selection checked, then accepted. Accepting a token a
+//! grammar forbids is an error, checked before llama.cpp would throw.
+
+use std::ffi::CString;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+use ggml_sys as sys;
+
+use super::context::Context;
+use super::error::LlamaError;
+use super::model::Model;
+use super::vocab::{Token, Vocab};
+use crate::error::Result;
+
+/// A sampler chain, built with [`Sampler::builder`]. Owns llama.cpp's
+/// chain; borrows the model (grammar and DRY samplers read its
+/// vocabulary). `Send`, not `Sync`.
+pub struct Sampler<'m> {
+    chain: NonNull<sys::llama_sampler>,
+    /// Positions of grammar samplers in the chain.
+    grammars: Vec<i32>,
+    vocab: Vocab<'m>,
+    candidates: Vec<sys::llama_token_data>,
+    _model: PhantomData<&'m Model>,
+}
+
+// SAFETY: samplers hold heap state only (RNG, histories, grammar stacks)
+// and read the model's vocabulary, which is `Sync`.
+unsafe impl Send for Sampler<'_> {}
+
+impl Drop for Sampler<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the chain owns its members and frees them with itself.
+        unsafe { sys::llama_sampler_free(self.chain.as_ptr()) };
+    }
+}
+
+impl std::fmt::Debug for Sampler<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // SAFETY: a live chain.
+        let n = unsafe { sys::llama_sampler_chain_n(self.chain.as_ptr()) };
+        f.debug_struct("Sampler").field("samplers", &n).finish()
+    }
+}
+
+/// Builds a [`Sampler`]: samplers apply in the order added; the last must
+/// select a token (greedy, dist, mirostat).
+pub struct SamplerBuilder<'m> {
+    sampler: Sampler<'m>,
+}
+
+fn check_finite(name: &str, values: &[f32]) -> Result<()> {
+    if values.iter().all(|v| v.is_finite()) {
+        Ok(())
+    } else {
+        Err(
+            LlamaError::InvalidParams(format!("{name}: parameters must be finite, got {values:?}"))
+                .into(),
+        )
+    }
+}
+
+fn check_unit(name: &str, p: f32) -> Result<()> {
+    if (0.0..=1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(LlamaError::InvalidParams(format!("{name}: {p} is not in 0..=1")).into())
+    }
+}
+
+impl<'m> SamplerBuilder<'m> {
+    fn push(mut self, raw: *mut sys::llama_sampler, grammar: bool) -> Result<Self> {
+        let raw = NonNull::new(raw).ok_or(if grammar {
+            LlamaError::GrammarParse
+        } else {
+            LlamaError::InvalidParams("llama.cpp refused the sampler".into())
+        })?;
+        if grammar {
+            // SAFETY: a live chain.
+            let n = unsafe { sys::llama_sampler_chain_n(self.sampler.chain.as_ptr()) };
+            self.sampler.grammars.push(n);
+        }
+        // SAFETY: the chain takes ownership of a sampler nobody else holds.
+        unsafe { sys::llama_sampler_chain_add(self.sampler.chain.as_ptr(), raw.as_ptr()) };
+        Ok(self)
+    }
+
+    /// Picks the most likely token (the first of equals).
+    pub fn greedy(self) -> Self {
+        // SAFETY: a constructor without preconditions.
+        self.push(unsafe { sys::llama_sampler_init_greedy() }, false)
+            .expect("greedy")
+    }
+
+    /// Picks a token at random by probability, seeded (`None`: a random
+    /// seed).
+    pub fn dist(self, seed: Option<u32>) -> Self {
+        // SAFETY: a constructor without preconditions.
+        self.push(
+            unsafe { sys::llama_sampler_init_dist(seed.unwrap_or(sys::LLAMA_DEFAULT_SEED)) },
+            false,
+        )
+        .expect("dist")
+    }
+
+    /// Divides logits by `t` (≤ 0: keeps only the most likely).
+    ///
+    /// # Errors
+    /// [`LlamaError::InvalidParams`] for a value that is not finite.
+    pub fn temp(self, t: f32) -> Result<Self> {
+        check_finite("temp", &[t])?;
+        // SAFETY: a finite value.
+        self.push(unsafe { sys::llama_sampler_init_temp(t) }, false)
+    }
+
+    /// Keeps the `k` most likely tokens (`k` ≤ 0: all).
+    pub fn top_k(self, k: i32) -> Self {
+        // SAFETY: any k.
+        self.push(unsafe { sys::llama_sampler_init_top_k(k) }, false)
+            .expect("top_k")
+    }
+
+    /// Keeps the most likely tokens whose probabilities add up to `p`, at
+    /// least `min_keep`.
+    ///
+    /// # Errors
+    /// [`LlamaError::InvalidParams`] for `p` outside 0..=1.
+    pub fn top_p(self, p: f32, min_keep: usize) -> Result<Self> {
+        check_unit("top_p", p)?;
+        // SAFETY: checked values.
+        self.push(unsafe { sys::llama_sampler_init_top_p(p, min_keep) }, false)
+    }
+
+    /// Keeps the tokens at least `p` times as likely as the most likely.
+    ///
+    /// # Errors
+    /// [`LlamaError::InvalidParams`] for `p` outside 0..=1.
+    pub fn min_p(self, p: f32, min_keep: usize) -> Result<Self> {
+        check_unit("min_p", p)?;
+        // SAFETY: checked values.
+        self.push(unsafe { sys::llama_sampler_init_min_p(p, min_keep) }, false)
+    }
+
+    /// Locally typical sampling with mass `p`.
+    ///
+    /// # Errors
+    /// [`LlamaError::InvalidParams`] for `p` outside 0..=1.
+    pub fn typical(self, p: f32, min_keep: usize) -> Result<Self> {
+        check_unit("typical", p)?;
+        // SAFETY: checked values.
+        self.push(
+            unsafe { sys::llama_sampler_init_typical(p, min_keep) },
+            false,
+        )
+    }
+
+    /// Repetition penalties over the last `last_n` tokens accepted (0:
+    /// none, -1: the whole context): `repeat` divides (1: off), `freq` and
+    /// `present` subtract.
+    ///
+    /// # Errors
+    /// [`LlamaError::InvalidParams`] for values that are not finite, or
+    /// `last_n` below -1.
+    pub fn penalties(self, last_n: i32, repeat: f32, freq: f32, present: f32) -> Result<Self> {
+        check_finite("penalties", &[repeat, freq, present])?;
+        if last_n < -1 {
+            return Err(LlamaError::InvalidParams(format!("penalties: last_n {last_n}")).into());
+        }
+        let n_vocab = self.sampler.vocab.n_tokens();
+        // SAFETY: checked values.
+        self.push(
+            unsafe { sys::llama_sampler_init_penalties(n_vocab, last_n, repeat, freq, present) },
+            false,
+        )
+    }
+
+    /// DRY ("don't repeat yourself") penalties, with these sequence
+    /// breakers (`["\n", ":", "\"", "*"]` is llama.cpp's default).
+    ///
+    /// # Errors
+    /// [`LlamaError::InvalidParams`] for values that are not finite, a
+    /// breaker with a NUL byte.
+    pub fn dry(
+        self,
+        multiplier: f32,
+        base: f32,
+        allowed_length: i32,
+        last_n: i32,
+        breakers: &[&str],
+    ) -> Result<Self> {
+        check_finite("dry", &[multiplier, base])?;
+        if last_n < -1 {
+            return Err(LlamaError::InvalidParams(format!("dry: last_n {last_n}")).into());
+        }
+        let owned: Vec<CString> = breakers
+            .iter()
+            .map(|b| CString::new(*b))
+            .collect::<Result<_, _>>()
+            .map_err(|_| LlamaError::InteriorNul {
+                what: "a DRY breaker",
+            })?;
+        let mut ptrs: Vec<*const std::ffi::c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+        let vocab = self.sampler.vocab.raw();
+        // SAFETY: a live vocabulary; breaker strings alive through the call
+        // (llama.cpp copies them).
+        let raw = unsafe {
+            sys::llama_sampler_init_dry(
+                vocab,
+                multiplier,
+                base,
+                allowed_length,
+                last_n,
+                ptrs.as_mut_ptr(),
+                ptrs.len(),
+            )
+        };
+        self.push(raw, false)
+    }
+
+    /// Mirostat 2.0 (selects a token): target surprise `tau`, learning rate
+    /// `eta`.
+    ///
+    /// # Errors
+    /// [`LlamaError::InvalidParams`] for values that are not finite.
+    pub fn mirostat_v2(self, seed: Option<u32>, tau: f32, eta: f32) -> Result<Self> {
+        check_finite("mirostat_v2", &[tau, eta])?;
+        // SAFETY: checked values.
+        self.push(
+            unsafe {
+                sys::llama_sampler_init_mirostat_v2(
+                    seed.unwrap_or(sys::LLAMA_DEFAULT_SEED),
+                    tau,
+                    eta,
+                )
+            },
+            false,
+        )
+    }
+
+    /// Mirostat 1.0 (selects a token).
+    ///
+    /// # Errors
+    /// [`LlamaError::InvalidParams`] for values that are not finite or `m`
+    /// below 1.
+    pub fn mirostat(self, seed: Option<u32>, tau: f32, eta: f32, m: i32) -> Result<Self> {
+        check_finite("mirostat", &[tau, eta])?;
+        if m < 1 {
+            return Err(LlamaError::InvalidParams(format!("mirostat: m {m}")).into());
+        }
+        let n_vocab = self.sampler.vocab.n_tokens();
+        // SAFETY: checked values.
+        self.push(
+            unsafe {
+                sys::llama_sampler_init_mirostat(
+                    n_vocab,
+                    seed.unwrap_or(sys::LLAMA_DEFAULT_SEED),
+                    tau,
+                    eta,
+                    m,
+                )
+            },
+            false,
+        )
+    }
+
+    /// Constrains tokens to a GBNF grammar starting at rule `root`.
+    ///
+    /// # Errors
+    /// [`LlamaError::GrammarParse`] when llama.cpp cannot parse it;
+    /// [`LlamaError::InteriorNul`].
+    pub fn grammar(self, gbnf: &str, root: &str) -> Result<Self> {
+        let g = CString::new(gbnf).map_err(|_| LlamaError::InteriorNul {
+            what: "the grammar",
+        })?;
+        let r = CString::new(root).map_err(|_| LlamaError::InteriorNul {
+            what: "the grammar root",
+        })?;
+        let vocab = self.sampler.vocab.raw();
+        // SAFETY: a live vocabulary (kept by the sampler, which borrows the
+        // model); NUL-terminated strings; NULL on a parse error.
+        let raw = unsafe { sys::llama_sampler_init_grammar(vocab, g.as_ptr(), r.as_ptr()) };
+        self.push(raw, true)
+    }
+
+    /// Adds `bias` to the logits of these tokens.
+    ///
+    /// # Errors
+    /// [`LlamaError::TokenOutOfRange`], [`LlamaError::InvalidParams`] for a
+    /// bias that is NaN.
+    pub fn logit_bias(self, biases: &[(Token, f32)]) -> Result<Self> {
+        let mut raw = Vec::with_capacity(biases.len());
+        for &(token, bias) in biases {
+            self.sampler.vocab.check(token)?;
+            if bias.is_nan() {
+                return Err(LlamaError::InvalidParams("logit_bias: NaN".into()).into());
+            }
+            raw.push(sys::llama_logit_bias { token, bias });
+        }
+        let n = i32::try_from(raw.len())
+            .map_err(|_| LlamaError::InvalidParams("too many biases".into()))?;
+        let n_vocab = self.sampler.vocab.n_tokens();
+        // SAFETY: `n` entries with ids in range (copied by llama.cpp).
+        self.push(
+            unsafe { sys::llama_sampler_init_logit_bias(n_vocab, n, raw.as_ptr()) },
+            false,
+        )
+    }
+
+    /// The chain.
+    pub fn build(self) -> Sampler<'m> {
+        self.sampler
+    }
+}
+
+impl<'m> Sampler<'m> {
+    /// A new chain for `model`'s vocabulary.
+    pub fn builder(model: &'m Model) -> SamplerBuilder<'m> {
+        // SAFETY: returns a struct of defaults.
+        let mut params = unsafe { sys::llama_sampler_chain_default_params() };
+        params.no_perf = true;
+        // SAFETY: plain parameters; never NULL (it allocates).
+        let chain = NonNull::new(unsafe { sys::llama_sampler_chain_init(params) }).expect("chain");
+        SamplerBuilder {
+            sampler: Sampler {
+                chain,
+                grammars: Vec::new(),
+                vocab: model.vocab(),
+                candidates: Vec::new(),
+                _model: PhantomData,
+            },
+        }
+    }
+
+    /// A greedy chain: the most likely token each time (deterministic).
+    pub fn greedy(model: &'m Model) -> Sampler<'m> {
+        Self::builder(model).greedy().build()
+    }
+
+    /// Samples a token from the logits of token `index` of `ctx`'s last
+    /// batch, and accepts it (samplers with state record it).
+    ///
+    /// # Errors
+    /// [`LlamaError::NoOutput`] (as [`Context::logits_ith`]),
+    /// [`LlamaError::NoTokenSelected`] when the chain selects nothing,
+    /// [`LlamaError::InvalidParams`] for a context of another model.
+    pub fn sample(&mut self, ctx: &Context<'m>, index: usize) -> Result<Token> {
+        if ctx.model().vocab().raw() != self.vocab.raw() {
+            return Err(LlamaError::InvalidParams("a context of another model".into()).into());
+        }
+        let logits = ctx.logits_ith(index)?;
+        self.candidates.clear();
+        self.candidates
+            .extend(
+                logits
+                    .iter()
+                    .enumerate()
+                    .map(|(id, &logit)| sys::llama_token_data {
+                        id: id as Token,
+                        logit,
+                        p: 0.0,
+                    }),
+            );
+        let mut array = sys::llama_token_data_array {
+            data: self.candidates.as_mut_ptr(),
+            size: self.candidates.len(),
+            selected: -1,
+            sorted: false,
+        };
+        // SAFETY: a live chain; an array of n_vocab candidates with ids in
+        // range, which the samplers filter, sort and select in place.
+        unsafe { sys::llama_sampler_apply(self.chain.as_ptr(), &mut array) };
+        let n = array.size.min(self.candidates.len());
+        if array.data != self.candidates.as_mut_ptr()
+            || array.selected < 0
+            || array.selected as usize >= n
+        {
+            return Err(LlamaError::NoTokenSelected.into());
+        }
+        let token = self.candidates[array.selected as usize].id;
+        self.accept(token)?;
+        Ok(token)
+    }
+
+    /// Records `token` as chosen (penalties, grammars and mirostat keep
+    /// state), as when a prompt's tokens are fed.
+    ///
+    /// # Errors
+    /// [`LlamaError::TokenOutOfRange`]; [`LlamaError::GrammarRejected`]
+    /// when a grammar of the chain does not allow it here (nothing is
+    /// recorded then).
+    pub fn accept(&mut self, token: Token) -> Result<()> {
+        self.vocab.check(token)?;
+        for &i in &self.grammars {
+            // SAFETY: a live chain; `i` is the index of a member.
+            let g = unsafe { sys::llama_sampler_chain_get(self.chain.as_ptr(), i) };
+            let mut one = [sys::llama_token_data {
+                id: token,
+                logit: 0.0,
+                p: 0.0,
+            }];
+            let mut array = sys::llama_token_data_array {
+                data: one.as_mut_ptr(),
+                size: 1,
+                selected: -1,
+                sorted: false,
+            };
+            // SAFETY: the grammar sampler alone on one candidate in range:
+            // it sets the logit to -inf when the grammar forbids the token
+            // (the same rules accepting it would throw on).
+            unsafe { sys::llama_sampler_apply(g, &mut array) };
+            if one[0].logit == f32::NEG_INFINITY {
+                return Err(LlamaError::GrammarRejected { token }.into());
+            }
+        }
+        // SAFETY: a live chain; a token in range the grammars allow.
+        unsafe { sys::llama_sampler_accept(self.chain.as_ptr(), token) };
+        Ok(())
+    }
+
+    /// Resets the samplers' state (histories, grammars, RNG seeds kept).
+    pub fn reset(&mut self) {
+        // SAFETY: a live chain.
+        unsafe { sys::llama_sampler_reset(self.chain.as_ptr()) };
+    }
+}
