@@ -56,6 +56,12 @@ pub struct SamplerBuilder<'m> {
     sampler: Sampler<'m>,
 }
 
+impl std::fmt::Debug for SamplerBuilder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SamplerBuilder").field("sampler", &self.sampler).finish()
+    }
+}
+
 fn check_finite(name: &str, values: &[f32]) -> Result<()> {
     if values.iter().all(|v| v.is_finite()) {
         Ok(())
