@@ -5,7 +5,8 @@
 //! a view alive while the tensor is overwritten, and a view of the data or
 //! the backend used while an asynchronous computation is pending, a GGUF
 //! tensor view outliving its file, a GGUF writer outliving an array it will
-//! write.
+//! write, a llama context outliving its model, logits held across a
+//! decode, a LoRA adapter outliving its model (or removed while borrowed).
 //!
 //! Regenerate the expected errors after a deliberate change with
 //! `TRYBUILD=overwrite cargo test --test compile_fail`, then read them.
