@@ -42,6 +42,8 @@ struct Options {
     c_bin: Option<String>,
     only: Option<Vec<String>>,
     gguf: Option<String>,
+    llama_model: Option<String>,
+    llama_c_bin: Option<String>,
 }
 
 impl Options {
@@ -54,6 +56,8 @@ impl Options {
             c_bin: None,
             only: None,
             gguf: None,
+            llama_model: None,
+            llama_c_bin: None,
         };
         let mut child = None;
         let mut reps_given = false;
@@ -75,6 +79,8 @@ impl Options {
                 }
                 "--child" => child = args.next(),
                 "--gguf" => o.gguf = args.next(),
+                "--llama-model" => o.llama_model = args.next(),
+                "--llama-c-bin" => o.llama_c_bin = args.next(),
                 // `cargo bench` passes `--bench`; anything else is ignored too.
                 _ => {}
             }
@@ -623,6 +629,60 @@ fn w9(o: &Options) -> Res {
     Ok(())
 }
 
+/// L1/L2 sizes: prompt tokens, generated tokens.
+fn llama_sizes(o: &Options) -> (usize, usize) {
+    if o.quick {
+        (32, 8)
+    } else {
+        (512, 128)
+    }
+}
+
+/// L1, L2: the llama layer on the test model. A prompt of 512 tokens in one
+/// batch, then 128 tokens generated one at a time, greedy, through the safe
+/// API (`Context::decode`, `Sampler::sample`) against `llama_ref bench`
+/// making the same llama.cpp calls (`llama_decode`, `llama_sampler_sample`);
+/// both on every core, n_batch = n_ubatch = 512, flash attention off.
+fn llama(o: &Options) -> Res {
+    use ggml::llama::{Batch, Context, ContextParams, FlashAttention, Model, Sampler};
+    let path = o.llama_model.clone().ok_or("llama needs --llama-model PATH")?;
+    let (pp, tg) = llama_sizes(o);
+    let model = Model::load(&path)?;
+    let n_vocab = model.vocab().n_tokens();
+    let threads = ggml::available_cores();
+    let params = ContextParams::new()
+        .n_ctx((pp + tg).next_multiple_of(256) as u32)
+        .n_batch(512)
+        .n_ubatch(512)
+        .threads(threads)
+        .threads_batch(threads)
+        .flash_attn(FlashAttention::Disabled);
+    let mut ctx = Context::new(&model, &params)?;
+    let mut sampler = Sampler::greedy(&model);
+    let prompt: Vec<i32> = (0..pp as i32).map(|i| (i * 7919 + 13) % n_vocab).collect();
+    let prompt_batch = Batch::from_prompt(&prompt)?;
+    let mut batch = Batch::new();
+    let (mut best_pp, mut best_tg) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..o.reps {
+        ctx.clear_memory(true);
+        let t = Instant::now();
+        ctx.decode(&prompt_batch)?;
+        best_pp = best_pp.min(t.elapsed().as_secs_f64());
+        let mut token = sampler.sample(&ctx, pp - 1)?;
+        let t = Instant::now();
+        for i in 0..tg {
+            batch.clear();
+            batch.add(token, (pp + i) as i32, &[0], true)?;
+            ctx.decode(&batch)?;
+            token = sampler.sample(&ctx, 0)?;
+        }
+        best_tg = best_tg.min(t.elapsed().as_secs_f64());
+    }
+    report(o, &format!("L1 prompt {pp} tokens"), None, best_pp, pp as f64, "token");
+    report(o, &format!("L2 generate {tg} tokens"), None, best_tg, tg as f64, "token");
+    Ok(())
+}
+
 /// W6: f32 → f16 of 64 MiB.
 fn w6(o: &Options) -> Res {
     let len = if o.quick { 1 << 18 } else { 16 << 20 };
@@ -690,6 +750,7 @@ fn run_child(o: &Options, workload: &str) -> Res {
         "w7" => w7(o),
         "w8" => w8(o),
         "w9" => w9(o),
+        "llama" => llama(o),
         "scaling" => scaling(o),
         other => Err(format!("unknown workload {other:?}").into()),
     }
@@ -754,6 +815,7 @@ fn figure(m: &Measurement) -> String {
     match m.unit.as_str() {
         "bytes" => format!("{:.0} MB/s", m.work / m.seconds / 1e6),
         "flop" => format!("{:.1} GFLOP/s", m.work / m.seconds / 1e9),
+        "token" => format!("{:.1} tok/s", m.work / m.seconds),
         _ => format!("{:.1} ns/op", m.seconds / m.work * 1e9),
     }
 }
@@ -798,6 +860,9 @@ fn orchestrate(o: &Options) -> Res {
     jobs.push(("w7", "", false));
     jobs.push(("w8", "", false));
     jobs.push(("w9", "", false));
+    if o.llama_model.is_some() {
+        jobs.push(("llama", "", false));
+    }
     jobs.push(("scaling", "", false));
     if let Some(only) = &o.only {
         jobs.retain(|(w, _, _)| only.iter().any(|x| x == w));
@@ -823,14 +888,36 @@ fn orchestrate(o: &Options) -> Res {
             }
             let mut rust_args = vec!["--child".to_owned()];
             rust_args.extend(args.iter().cloned());
-            let c_side = o.c_bin.as_ref().filter(|_| !matches!(w, "w7" | "scaling"));
+            let c_side = o.c_bin.as_ref().filter(|_| !matches!(w, "w7" | "scaling" | "llama"));
+            // The llama rows' C side is llama_ref, with its own arguments.
+            let llama_c = match (w, &o.llama_c_bin, &o.llama_model) {
+                ("llama", Some(bin), Some(model)) => {
+                    let (pp, tg) = llama_sizes(o);
+                    Some((bin.clone(), vec![
+                        "bench".to_owned(),
+                        model.clone(),
+                        pp.to_string(),
+                        tg.to_string(),
+                        ggml::available_cores().to_string(),
+                        o.reps.to_string(),
+                    ]))
+                }
+                _ => None,
+            };
             // Alternate who goes first, round by round.
             let rust_first = round % 2 == 0;
             for turn in 0..2 {
                 let rust_turn = (turn == 0) == rust_first;
                 if rust_turn {
                     eprintln!("round {}: rust {w}{tag}", round + 1);
-                    results.add(Side::Rust, &run_side(&me, &rust_args, pin)?);
+                    let mut a = rust_args.clone();
+                    if w == "llama" {
+                        a.extend(["--llama-model".into(), o.llama_model.clone().unwrap_or_default()]);
+                    }
+                    results.add(Side::Rust, &run_side(&me, &a, pin)?);
+                } else if let Some((bin, args)) = &llama_c {
+                    eprintln!("round {}: c    {w}{tag}", round + 1);
+                    results.add(Side::C, &run_side(bin, args, pin)?);
                 } else if let Some(c) = c_side {
                     eprintln!("round {}: c    {w}{tag}", round + 1);
                     results.add(Side::C, &run_side(c, &args, pin)?);
