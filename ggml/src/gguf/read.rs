@@ -106,6 +106,24 @@ impl Index {
     }
 }
 
+/// What is being read, for messages (built only when one is needed).
+#[derive(Clone, Copy)]
+enum What<'k> {
+    Field(&'static str),
+    Value(&'k str),
+    Elements(&'k str),
+}
+
+impl std::fmt::Display for What<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            What::Field(s) => f.write_str(s),
+            What::Value(k) => write!(f, "the value of '{k}'"),
+            What::Elements(k) => write!(f, "the elements of '{k}'"),
+        }
+    }
+}
+
 /// A reading position over the file.
 struct Cursor<'a> {
     b: &'a [u8],
@@ -117,18 +135,18 @@ impl<'a> Cursor<'a> {
         self.b.len() - self.at
     }
 
-    fn truncated(&self, what: impl Into<String>, needed: u64) -> Fail {
+    fn truncated(&self, what: impl std::fmt::Display, needed: u64) -> Fail {
         (
             self.at as u64,
             Problem::Truncated {
-                what: what.into(),
+                what: what.to_string(),
                 needed,
                 available: self.remaining() as u64,
             },
         )
     }
 
-    fn take(&mut self, n: usize, what: &str) -> Parse<&'a [u8]> {
+    fn take(&mut self, n: usize, what: What<'_>) -> Parse<&'a [u8]> {
         if n > self.remaining() {
             return Err(self.truncated(what, n as u64));
         }
@@ -137,30 +155,30 @@ impl<'a> Cursor<'a> {
         Ok(s)
     }
 
-    fn array<const N: usize>(&mut self, what: &str) -> Parse<[u8; N]> {
+    fn array<const N: usize>(&mut self, what: What<'_>) -> Parse<[u8; N]> {
         Ok(self.take(N, what)?.try_into().expect("length N"))
     }
 
-    fn u32(&mut self, what: &str) -> Parse<u32> {
-        self.array(what).map(u32::from_le_bytes)
+    fn u32(&mut self, what: &'static str) -> Parse<u32> {
+        self.array(What::Field(what)).map(u32::from_le_bytes)
     }
 
-    fn i32(&mut self, what: &str) -> Parse<i32> {
-        self.array(what).map(i32::from_le_bytes)
+    fn i32(&mut self, what: &'static str) -> Parse<i32> {
+        self.array(What::Field(what)).map(i32::from_le_bytes)
     }
 
-    fn u64(&mut self, what: &str) -> Parse<u64> {
-        self.array(what).map(u64::from_le_bytes)
+    fn u64(&mut self, what: &'static str) -> Parse<u64> {
+        self.array(What::Field(what)).map(u64::from_le_bytes)
     }
 
-    fn i64(&mut self, what: &str) -> Parse<i64> {
-        self.array(what).map(i64::from_le_bytes)
+    fn i64(&mut self, what: &'static str) -> Parse<i64> {
+        self.array(What::Field(what)).map(i64::from_le_bytes)
     }
 
     /// A string's bytes (length ≤ [`MAX_STRING_LEN`], UTF-8): `(offset, len)`.
-    fn string(&mut self, what: &str) -> Parse<(usize, usize)> {
+    fn string(&mut self, what: What<'_>) -> Parse<(usize, usize)> {
         let at = self.at;
-        let len = self.u64(what)?;
+        let len = self.array(what).map(u64::from_le_bytes)?;
         if len > MAX_STRING_LEN {
             return Err((
                 at as u64,
@@ -186,14 +204,14 @@ impl<'a> Cursor<'a> {
 
     /// A count of items of at least `min_size` bytes each, checked against
     /// what remains (so that nothing reserved for it exceeds the file).
-    fn count(&mut self, what: &str, min_size: usize, limit: u64) -> Parse<usize> {
+    fn count(&mut self, what: &dyn Fn() -> String, min_size: usize, limit: u64) -> Parse<usize> {
         let at = self.at as u64;
-        let n = self.u64(what)?;
+        let n = self.u64("a count")?;
         if n > limit {
             return Err((
                 at,
                 Problem::TooMany {
-                    what: what.to_string(),
+                    what: what(),
                     count: n,
                     limit,
                 },
@@ -204,7 +222,7 @@ impl<'a> Cursor<'a> {
             return Err((
                 at,
                 Problem::Truncated {
-                    what: format!("{n} × {what} (at least {min_size} bytes each)"),
+                    what: format!("{n} × {} (at least {min_size} bytes each)", what()),
                     needed: n.saturating_mul(min_size as u64),
                     available: self.remaining() as u64,
                 },
@@ -224,7 +242,7 @@ pub(crate) fn parse(b: &[u8]) -> Parse<Index> {
 /// [`Problem::Truncated`] when `b` is shorter than the file means: read more.
 pub(crate) fn parse_prefix(b: &[u8], file_len: usize) -> Parse<Index> {
     let mut c = Cursor { b, at: 0 };
-    let magic: [u8; 4] = c.array("the magic")?;
+    let magic: [u8; 4] = c.array(What::Field("the magic"))?;
     if &magic != b"GGUF" {
         return Err((0, Problem::Magic(magic)));
     }
@@ -237,8 +255,8 @@ pub(crate) fn parse_prefix(b: &[u8], file_len: usize) -> Parse<Index> {
     }
     // Counts are int64 in ggml; negative ones are refused as huge ones.
     let max = i64::MAX as u64;
-    let n_tensors = c.count("tensor count", MIN_TENSOR, max)?;
-    let n_kv = c.count("metadata count", MIN_KV, max)?;
+    let n_tensors = c.count(&|| "tensor count".into(), MIN_TENSOR, max)?;
+    let n_kv = c.count(&|| "metadata count".into(), MIN_KV, max)?;
     let mut incompatibility = None;
 
     let mut kvs = Vec::with_capacity(n_kv);
@@ -317,7 +335,7 @@ pub(crate) fn parse_prefix(b: &[u8], file_len: usize) -> Parse<Index> {
 
 fn parse_kv(c: &mut Cursor<'_>, incompatibility: &mut Option<String>) -> Parse<Kv> {
     let key_field = c.at as u64;
-    let (key_at, key_len) = c.string("a metadata key")?;
+    let (key_at, key_len) = c.string(What::Field("a metadata key"))?;
     let key = Index::text(c.b, key_at, key_len);
     if key.is_empty() {
         return Err((key_field, Problem::EmptyKey));
@@ -362,11 +380,11 @@ fn skip_value(
     incompatibility: &mut Option<String>,
 ) -> Parse<()> {
     if let Some(size) = ty.fixed_size() {
-        c.take(size, &format!("the value of '{key}'"))?;
+        c.take(size, What::Value(key))?;
         return Ok(());
     }
     if ty == ValueType::String {
-        c.string(&format!("the value of '{key}'"))?;
+        c.string(What::Value(key))?;
         return Ok(());
     }
     if depth >= MAX_NESTING {
@@ -379,7 +397,7 @@ fn skip_value(
         ));
     }
     let type_at = c.at as u64;
-    let raw = c.i32(&format!("the element type of '{key}'"))?;
+    let raw = c.i32("an array element type")?;
     let elem = ValueType::from_raw(raw).ok_or_else(|| {
         (
             type_at,
@@ -390,13 +408,13 @@ fn skip_value(
         )
     })?;
     let n = c.count(
-        &format!("elements of '{key}' ({elem})"),
+        &|| format!("elements of '{key}' ({elem})"),
         elem.min_size(),
         MAX_ARRAY_LEN,
     )?;
     match elem.fixed_size() {
         Some(size) => {
-            c.take(n * size, &format!("the elements of '{key}'"))?;
+            c.take(n * size, What::Elements(key))?;
         }
         None => {
             if elem == ValueType::Array && incompatibility.is_none() {
@@ -440,7 +458,7 @@ fn alignment(b: &[u8], kvs: &[Kv], sorted: &[u32]) -> Parse<usize> {
 
 fn parse_tensor(c: &mut Cursor<'_>) -> Parse<TensorEntry> {
     let info_at = c.at;
-    let (name_at, name_len) = c.string("a tensor name")?;
+    let (name_at, name_len) = c.string(What::Field("a tensor name"))?;
     let name = Index::text(c.b, name_at, name_len).to_string();
     if name_len >= MAX_NAME {
         return Err((
