@@ -645,7 +645,10 @@ fn llama_sizes(o: &Options) -> (usize, usize) {
 /// both on every core, n_batch = n_ubatch = 512, flash attention off.
 fn llama(o: &Options) -> Res {
     use ggml::llama::{Batch, Context, ContextParams, FlashAttention, Model, Sampler};
-    let path = o.llama_model.clone().ok_or("llama needs --llama-model PATH")?;
+    let path = o
+        .llama_model
+        .clone()
+        .ok_or("llama needs --llama-model PATH")?;
     let (pp, tg) = llama_sizes(o);
     let model = Model::load(&path)?;
     let n_vocab = model.vocab().n_tokens();
@@ -678,8 +681,22 @@ fn llama(o: &Options) -> Res {
         }
         best_tg = best_tg.min(t.elapsed().as_secs_f64());
     }
-    report(o, &format!("L1 prompt {pp} tokens"), None, best_pp, pp as f64, "token");
-    report(o, &format!("L2 generate {tg} tokens"), None, best_tg, tg as f64, "token");
+    report(
+        o,
+        &format!("L1 prompt {pp} tokens"),
+        None,
+        best_pp,
+        pp as f64,
+        "token",
+    );
+    report(
+        o,
+        &format!("L2 generate {tg} tokens"),
+        None,
+        best_tg,
+        tg as f64,
+        "token",
+    );
     Ok(())
 }
 
@@ -888,19 +905,25 @@ fn orchestrate(o: &Options) -> Res {
             }
             let mut rust_args = vec!["--child".to_owned()];
             rust_args.extend(args.iter().cloned());
-            let c_side = o.c_bin.as_ref().filter(|_| !matches!(w, "w7" | "scaling" | "llama"));
+            let c_side = o
+                .c_bin
+                .as_ref()
+                .filter(|_| !matches!(w, "w7" | "scaling" | "llama"));
             // The llama rows' C side is llama_ref, with its own arguments.
             let llama_c = match (w, &o.llama_c_bin, &o.llama_model) {
                 ("llama", Some(bin), Some(model)) => {
                     let (pp, tg) = llama_sizes(o);
-                    Some((bin.clone(), vec![
-                        "bench".to_owned(),
-                        model.clone(),
-                        pp.to_string(),
-                        tg.to_string(),
-                        ggml::available_cores().to_string(),
-                        o.reps.to_string(),
-                    ]))
+                    Some((
+                        bin.clone(),
+                        vec![
+                            "bench".to_owned(),
+                            model.clone(),
+                            pp.to_string(),
+                            tg.to_string(),
+                            ggml::available_cores().to_string(),
+                            o.reps.to_string(),
+                        ],
+                    ))
                 }
                 _ => None,
             };
@@ -912,7 +935,10 @@ fn orchestrate(o: &Options) -> Res {
                     eprintln!("round {}: rust {w}{tag}", round + 1);
                     let mut a = rust_args.clone();
                     if w == "llama" {
-                        a.extend(["--llama-model".into(), o.llama_model.clone().unwrap_or_default()]);
+                        a.extend([
+                            "--llama-model".into(),
+                            o.llama_model.clone().unwrap_or_default(),
+                        ]);
                     }
                     results.add(Side::Rust, &run_side(&me, &a, pin)?);
                 } else if let Some((bin, args)) = &llama_c {

@@ -19,12 +19,20 @@ fn main() -> Result<()> {
     let Some(path) = args.first() else {
         bail!("usage: chat MODEL [--system TEXT] [-n MAX_TOKENS]");
     };
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let max_tokens: usize = flag("-n").map(|n| n.parse()).transpose()?.unwrap_or(256);
 
     let model = Model::load(path).with_context(|| format!("loading {path}"))?;
     let vocab = model.vocab();
-    let mut ctx = Context::new(&model, &ContextParams::new().n_ctx(4096.min(model.n_ctx_train())))?;
+    let mut ctx = Context::new(
+        &model,
+        &ContextParams::new().n_ctx(4096.min(model.n_ctx_train())),
+    )?;
     let mut sampler = Sampler::greedy(&model);
     let mut messages = Vec::new();
     if let Some(system) = flag("--system") {

@@ -57,7 +57,12 @@ fn main() -> Result<()> {
         println!("\ncosine similarity:");
         for i in 0..embeddings.len() {
             for j in i + 1..embeddings.len() {
-                println!("  {:.4}  {:?} / {:?}", embeddings[i].dot(&embeddings[j]), lines[i], lines[j]);
+                println!(
+                    "  {:.4}  {:?} / {:?}",
+                    embeddings[i].dot(&embeddings[j]),
+                    lines[i],
+                    lines[j]
+                );
             }
         }
     }

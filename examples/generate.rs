@@ -37,7 +37,8 @@ fn main() -> Result<()> {
     let model = Model::load(model_path).with_context(|| format!("loading {model_path}"))?;
     let vocab = model.vocab();
     let prompt_tokens = vocab.tokenize(prompt, true, false)?;
-    let mut params = ContextParams::new().n_ctx((prompt_tokens.len() + n_predict + 16).next_multiple_of(256) as u32);
+    let mut params = ContextParams::new()
+        .n_ctx((prompt_tokens.len() + n_predict + 16).next_multiple_of(256) as u32);
     if let Some(t) = threads {
         params = params.threads(t).threads_batch(t);
     }

@@ -42,7 +42,10 @@ fn lora_adapters_apply_with_a_scale() -> Result<()> {
     write_adapter(&bad, 32)?;
     let mut model = Model::load(tiny_path())?;
     crate::assert_err!(model.load_lora(&bad), Error::Llama(LlamaError::Adapter(_)));
-    crate::assert_err!(model.load_lora(dir.path().join("missing.gguf")), Error::Io { .. });
+    crate::assert_err!(
+        model.load_lora(dir.path().join("missing.gguf")),
+        Error::Io { .. }
+    );
     let i = model.load_lora(&good)?;
     let other = Model::load(tiny_path())?;
     {
@@ -58,7 +61,10 @@ fn lora_adapters_apply_with_a_scale() -> Result<()> {
         assert_eq!(logits(&mut ctx)?, base);
         // An adapter of another model is refused.
         let mut other_ctx = Context::new(&other, &params())?;
-        crate::assert_err!(other_ctx.set_loras(&[(lora, 1.0)]), Error::Llama(LlamaError::Adapter(_)));
+        crate::assert_err!(
+            other_ctx.set_loras(&[(lora, 1.0)]),
+            Error::Llama(LlamaError::Adapter(_))
+        );
     }
     model.remove_lora(i)?;
     assert_eq!(model.lora_count(), 0);
@@ -78,8 +84,17 @@ fn control_vectors() -> Result<()> {
     assert_ne!(logits(&mut ctx)?, base);
     ctx.clear_control_vector();
     assert_eq!(logits(&mut ctx)?, base);
-    crate::assert_err!(ctx.set_control_vector(&vec![0.0; n - 1], 1, 2), Error::Llama(LlamaError::Adapter(_)));
-    crate::assert_err!(ctx.set_control_vector(&vec![0.0; n], 0, 2), Error::Llama(LlamaError::Adapter(_)));
-    crate::assert_err!(ctx.set_control_vector(&vec![0.0; n], 1, 3), Error::Llama(LlamaError::Adapter(_)));
+    crate::assert_err!(
+        ctx.set_control_vector(&vec![0.0; n - 1], 1, 2),
+        Error::Llama(LlamaError::Adapter(_))
+    );
+    crate::assert_err!(
+        ctx.set_control_vector(&vec![0.0; n], 0, 2),
+        Error::Llama(LlamaError::Adapter(_))
+    );
+    crate::assert_err!(
+        ctx.set_control_vector(&vec![0.0; n], 1, 3),
+        Error::Llama(LlamaError::Adapter(_))
+    );
     Ok(())
 }

@@ -9,7 +9,12 @@ use ggml::{Error, Type};
 use crate::support::{model, tiny};
 
 fn small() -> ContextParams {
-    ContextParams::new().n_ctx(256).n_batch(64).n_ubatch(32).threads(2).threads_batch(2)
+    ContextParams::new()
+        .n_ctx(256)
+        .n_batch(64)
+        .n_ubatch(32)
+        .threads(2)
+        .threads_batch(2)
 }
 
 #[test]
@@ -27,10 +32,16 @@ fn context_parameters_are_checked() -> Result<()> {
         small().type_k(Type::Q4_K),
     ];
     for p in bad {
-        crate::assert_err!(Context::new(m, &p), Error::Llama(LlamaError::InvalidParams(_)));
+        crate::assert_err!(
+            Context::new(m, &p),
+            Error::Llama(LlamaError::InvalidParams(_))
+        );
     }
     let ctx = Context::new(m, &small())?;
-    assert_eq!((ctx.n_ctx(), ctx.n_batch(), ctx.n_ubatch(), ctx.n_seq_max()), (256, 64, 32, 1));
+    assert_eq!(
+        (ctx.n_ctx(), ctx.n_batch(), ctx.n_ubatch(), ctx.n_seq_max()),
+        (256, 64, 32, 1)
+    );
     // Separate KV buffers per sequence: llama.cpp gives each the length.
     let ctx = Context::new(m, &small().n_seq_max(4))?;
     assert_eq!((ctx.n_ctx(), ctx.n_seq_max()), (1024, 4));
@@ -41,16 +52,44 @@ fn context_parameters_are_checked() -> Result<()> {
 fn decode_preconditions_are_errors() -> Result<()> {
     let m = tiny();
     let mut ctx = Context::new(m, &small().n_seq_max(2))?;
-    crate::assert_err!(ctx.decode(&Batch::new()), Error::Llama(LlamaError::EmptyBatch));
+    crate::assert_err!(
+        ctx.decode(&Batch::new()),
+        Error::Llama(LlamaError::EmptyBatch)
+    );
     let long: Vec<i32> = (0..65).collect();
-    crate::assert_err!(ctx.decode(&Batch::from_prompt(&long)?), Error::Llama(LlamaError::BatchTooLarge { n_tokens: 65, limit: 64, .. }));
-    crate::assert_err!(ctx.decode(&Batch::from_prompt(&[1, 49152])?), Error::Llama(LlamaError::TokenOutOfRange { .. }));
+    crate::assert_err!(
+        ctx.decode(&Batch::from_prompt(&long)?),
+        Error::Llama(LlamaError::BatchTooLarge {
+            n_tokens: 65,
+            limit: 64,
+            ..
+        })
+    );
+    crate::assert_err!(
+        ctx.decode(&Batch::from_prompt(&[1, 49152])?),
+        Error::Llama(LlamaError::TokenOutOfRange { .. })
+    );
     let mut b = Batch::new();
     b.add(5, 0, &[2], true)?;
-    crate::assert_err!(ctx.decode(&b), Error::Llama(LlamaError::SeqOutOfRange { seq: 2, n_seq_max: 2 }));
-    crate::assert_err!(Batch::new().add(5, -1, &[0], true), Error::Llama(LlamaError::InvalidBatch(_)));
-    crate::assert_err!(Batch::new().add(5, 0, &[], true), Error::Llama(LlamaError::InvalidBatch(_)));
-    crate::assert_err!(Batch::new().add(5, 0, &[1, 1], true), Error::Llama(LlamaError::InvalidBatch(_)));
+    crate::assert_err!(
+        ctx.decode(&b),
+        Error::Llama(LlamaError::SeqOutOfRange {
+            seq: 2,
+            n_seq_max: 2
+        })
+    );
+    crate::assert_err!(
+        Batch::new().add(5, -1, &[0], true),
+        Error::Llama(LlamaError::InvalidBatch(_))
+    );
+    crate::assert_err!(
+        Batch::new().add(5, 0, &[], true),
+        Error::Llama(LlamaError::InvalidBatch(_))
+    );
+    crate::assert_err!(
+        Batch::new().add(5, 0, &[1, 1], true),
+        Error::Llama(LlamaError::InvalidBatch(_))
+    );
     // Positions that do not continue the sequence: llama.cpp's -1.
     ctx.decode(&Batch::from_prompt(&[10, 11, 12])?)?;
     let mut gap = Batch::new();
@@ -77,9 +116,18 @@ fn outputs_only_for_tokens_that_asked() -> Result<()> {
     assert_eq!(ctx.logits()?.nrows(), 2);
     assert_eq!(ctx.logits_ith(1)?, ctx.logits()?.row(0));
     assert_eq!(ctx.logits_ith(3)?, ctx.logits()?.row(1));
-    crate::assert_err!(ctx.logits_ith(0), Error::Llama(LlamaError::NoOutput { index: 0, .. }));
-    crate::assert_err!(ctx.logits_ith(4), Error::Llama(LlamaError::NoOutput { index: 4, .. }));
-    crate::assert_err!(ctx.embeddings_ith(1), Error::Llama(LlamaError::Embeddings(_)));
+    crate::assert_err!(
+        ctx.logits_ith(0),
+        Error::Llama(LlamaError::NoOutput { index: 0, .. })
+    );
+    crate::assert_err!(
+        ctx.logits_ith(4),
+        Error::Llama(LlamaError::NoOutput { index: 4, .. })
+    );
+    crate::assert_err!(
+        ctx.embeddings_ith(1),
+        Error::Llama(LlamaError::Embeddings(_))
+    );
     Ok(())
 }
 
@@ -120,14 +168,29 @@ fn sequences_in_the_cache() -> Result<()> {
     assert_eq!(ctx.logits_ith(0)?, ctx.logits_ith(1)?);
     ctx.keep_seq(1)?;
     assert_eq!(ctx.seq_positions(0)?, None);
-    crate::assert_err!(ctx.keep_seq(3), Error::Llama(LlamaError::SeqOutOfRange { .. }));
-    crate::assert_err!(ctx.remove_tokens(Some(-1), ..), Error::Llama(LlamaError::SeqOutOfRange { .. }));
-    crate::assert_err!(ctx.divide_seq(1, .., 0), Error::Llama(LlamaError::InvalidParams(_)));
-    crate::assert_err!(ctx.shift_seq(1, .., i32::MAX), Error::Llama(LlamaError::InvalidParams(_)));
+    crate::assert_err!(
+        ctx.keep_seq(3),
+        Error::Llama(LlamaError::SeqOutOfRange { .. })
+    );
+    crate::assert_err!(
+        ctx.remove_tokens(Some(-1), ..),
+        Error::Llama(LlamaError::SeqOutOfRange { .. })
+    );
+    crate::assert_err!(
+        ctx.divide_seq(1, .., 0),
+        Error::Llama(LlamaError::InvalidParams(_))
+    );
+    crate::assert_err!(
+        ctx.shift_seq(1, .., i32::MAX),
+        Error::Llama(LlamaError::InvalidParams(_))
+    );
     // Separate KV buffers: partial copies between sequences are refused.
     let mut sep = Context::new(tiny(), &small().n_seq_max(2))?;
     sep.decode(&Batch::from_prompt(&prompt)?)?;
-    crate::assert_err!(sep.copy_seq(0, 1, 1..3), Error::Llama(LlamaError::InvalidParams(_)));
+    crate::assert_err!(
+        sep.copy_seq(0, 1, 1..3),
+        Error::Llama(LlamaError::InvalidParams(_))
+    );
     sep.copy_seq(0, 1, ..)?;
     ctx.clear_memory(true);
     assert_eq!(ctx.seq_positions(1)?, None);
@@ -163,10 +226,19 @@ fn state_round_trips_through_bytes_and_files() -> Result<()> {
     fourth.decode(&next)?;
     assert_eq!(fourth.logits()?, expected);
     // Garbage is refused, and the context stays usable.
-    crate::assert_err!(fourth.set_state_bytes(&state[..state.len() / 2]), Error::Llama(LlamaError::State(_)));
-    crate::assert_err!(fourth.set_state_bytes(b"garbage"), Error::Llama(LlamaError::State(_)));
+    crate::assert_err!(
+        fourth.set_state_bytes(&state[..state.len() / 2]),
+        Error::Llama(LlamaError::State(_))
+    );
+    crate::assert_err!(
+        fourth.set_state_bytes(b"garbage"),
+        Error::Llama(LlamaError::State(_))
+    );
     std::fs::write(&path, b"garbage")?;
-    crate::assert_err!(fourth.load_state_file(&path), Error::Llama(LlamaError::State(_)));
+    crate::assert_err!(
+        fourth.load_state_file(&path),
+        Error::Llama(LlamaError::State(_))
+    );
     fourth.decode(&Batch::from_prompt(&prompt)?)?;
     Ok(())
 }
@@ -176,26 +248,55 @@ fn embeddings_per_token_and_pooled() -> Result<()> {
     let m = model();
     let vocab = m.vocab();
     let tokens = vocab.tokenize("A sentence to embed.", true, false)?;
-    let mut per_token = Context::new(m, &ContextParams::new().n_ctx(512).embeddings(true).pooling(Pooling::None))?;
+    let mut per_token = Context::new(
+        m,
+        &ContextParams::new()
+            .n_ctx(512)
+            .embeddings(true)
+            .pooling(Pooling::None),
+    )?;
     let mut b = Batch::new();
     b.add_sequence(&tokens, 0, 0, false)?;
     per_token.decode(&b)?;
     let last = per_token.embeddings_ith(tokens.len() - 1)?;
     assert_eq!(last.len(), m.n_embd_out());
-    crate::assert_err!(per_token.logits(), Error::Llama(LlamaError::NoOutput { .. }));
-    crate::assert_err!(per_token.seq_embeddings(0), Error::Llama(LlamaError::Embeddings(_)));
+    crate::assert_err!(
+        per_token.logits(),
+        Error::Llama(LlamaError::NoOutput { .. })
+    );
+    crate::assert_err!(
+        per_token.seq_embeddings(0),
+        Error::Llama(LlamaError::Embeddings(_))
+    );
     // Mean pooling equals the mean of the per-token embeddings.
-    let mut mean = Context::new(m, &ContextParams::new().n_ctx(512).embeddings(true).pooling(Pooling::Mean))?;
+    let mut mean = Context::new(
+        m,
+        &ContextParams::new()
+            .n_ctx(512)
+            .embeddings(true)
+            .pooling(Pooling::Mean),
+    )?;
     mean.decode(&b)?;
     let pooled = mean.seq_embeddings(0)?;
     let expected: Vec<f32> = (0..m.n_embd_out())
-        .map(|j| (0..tokens.len()).map(|i| per_token.embeddings_ith(i).unwrap()[j]).sum::<f32>() / tokens.len() as f32)
+        .map(|j| {
+            (0..tokens.len())
+                .map(|i| per_token.embeddings_ith(i).unwrap()[j])
+                .sum::<f32>()
+                / tokens.len() as f32
+        })
         .collect();
     for (a, e) in pooled.iter().zip(&expected) {
         assert!((a - e).abs() <= 1e-3 * e.abs().max(1.0), "{a} vs {e}");
     }
-    crate::assert_err!(mean.seq_embeddings(1), Error::Llama(LlamaError::NoOutput { .. }));
-    crate::assert_err!(mean.embeddings_ith(0), Error::Llama(LlamaError::Embeddings(_)));
+    crate::assert_err!(
+        mean.seq_embeddings(1),
+        Error::Llama(LlamaError::NoOutput { .. })
+    );
+    crate::assert_err!(
+        mean.embeddings_ith(0),
+        Error::Llama(LlamaError::Embeddings(_))
+    );
     Ok(())
 }
 
@@ -223,7 +324,11 @@ fn contexts_of_one_model_on_several_threads() -> Result<()> {
             .collect();
         for h in handles {
             let got = h.join().unwrap().unwrap();
-            let worst = got.iter().zip(serial.iter()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let worst = got
+                .iter()
+                .zip(serial.iter())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
             assert!(worst < 1e-4, "{worst}");
         }
     });

@@ -2,7 +2,9 @@
 //! tokens equal, logits within 1e-4.
 
 use anyhow::Result;
-use ggml::llama::{Batch, Context, ContextParams, FlashAttention, LlamaError, Model, ModelParams, Sampler};
+use ggml::llama::{
+    Batch, Context, ContextParams, FlashAttention, LlamaError, Model, ModelParams, Sampler,
+};
 use ggml::Error;
 
 use crate::support::{ids, model, model_path, run_c};
@@ -25,14 +27,23 @@ fn metadata() -> Result<()> {
     let m = model();
     assert_eq!(m.architecture().as_deref(), Some("llama"));
     assert_eq!(m.name().as_deref(), Some("Smollm2 135M 8k Lc100K Mix1 Ep2"));
-    assert_eq!((m.n_embd(), m.n_layer(), m.n_head(), m.n_ctx_train()), (576, 30, 9, 8192));
-    assert!((130_000_000..140_000_000).contains(&m.n_params()), "{}", m.n_params());
+    assert_eq!(
+        (m.n_embd(), m.n_layer(), m.n_head(), m.n_ctx_train()),
+        (576, 30, 9, 8192)
+    );
+    assert!(
+        (130_000_000..140_000_000).contains(&m.n_params()),
+        "{}",
+        m.n_params()
+    );
     assert!(m.size() > 80_000_000);
     assert!(m.description().contains("Q4_1"), "{}", m.description());
     assert_eq!(m.meta("llama.block_count").as_deref(), Some("30"));
     assert_eq!(m.meta("no.such.key"), None);
     let all = m.metadata();
-    assert!(all.iter().any(|(k, v)| k == "general.architecture" && v == "llama"));
+    assert!(all
+        .iter()
+        .any(|(k, v)| k == "general.architecture" && v == "llama"));
     assert!(m.chat_template(None).unwrap().contains("<|im_start|>"));
     Ok(())
 }
@@ -45,9 +56,8 @@ fn greedy_generation_equals_the_c_program() -> Result<()> {
     let prompt = vocab.tokenize(PROMPT, true, true)?;
     let mut sampler = Sampler::greedy(m);
     let mut batch = Batch::from_prompt(&prompt)?;
-    let mut pos = prompt.len() as i32;
     let mut ours = Vec::new();
-    for _ in 0..40 {
+    for pos in prompt.len() as i32..prompt.len() as i32 + 40 {
         ctx.decode(&batch)?;
         let t = sampler.sample(&ctx, batch.len() - 1)?;
         ours.push(t);
@@ -56,9 +66,14 @@ fn greedy_generation_equals_the_c_program() -> Result<()> {
         }
         batch.clear();
         batch.add(t, pos, &[0], true)?;
-        pos += 1;
     }
-    let theirs = ids(&run_c(&["greedy", model_path().to_str().unwrap(), PROMPT, "40", "2"]));
+    let theirs = ids(&run_c(&[
+        "greedy",
+        model_path().to_str().unwrap(),
+        PROMPT,
+        "40",
+        "2",
+    ]));
     assert!(ours.len() >= 32, "{ours:?}");
     assert_eq!(ours, theirs);
     // Deterministic: again, in a fresh context.
@@ -85,10 +100,19 @@ fn prompt_logits_agree_with_the_c_program() -> Result<()> {
     assert_eq!(ours.shape(), [prompt.len(), n_vocab]);
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("logits.f32");
-    let n = ids(&run_c(&["logits", model_path().to_str().unwrap(), PROMPT, "2", out.to_str().unwrap()]))[0];
+    let n = ids(&run_c(&[
+        "logits",
+        model_path().to_str().unwrap(),
+        PROMPT,
+        "2",
+        out.to_str().unwrap(),
+    ]))[0];
     assert_eq!(n as usize, prompt.len());
     let bytes = std::fs::read(&out)?;
-    let theirs: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    let theirs: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
     let mut worst = 0f32;
     for (a, b) in ours.iter().zip(&theirs) {
         worst = worst.max((a - b).abs());
@@ -102,7 +126,10 @@ fn prompt_logits_agree_with_the_c_program() -> Result<()> {
 #[test]
 fn loading_refuses_what_is_not_a_model() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    crate::assert_err!(Model::load(dir.path().join("missing.gguf")), Error::Io { .. });
+    crate::assert_err!(
+        Model::load(dir.path().join("missing.gguf")),
+        Error::Io { .. }
+    );
     let text = dir.path().join("text.gguf");
     std::fs::write(&text, "not a model at all")?;
     crate::assert_err!(Model::load(&text), Error::Gguf(_));
@@ -111,7 +138,10 @@ fn loading_refuses_what_is_not_a_model() -> Result<()> {
     w.set("general.architecture", "no-such-architecture")?;
     let other = dir.path().join("other.gguf");
     w.write_to_file(&other)?;
-    crate::assert_err!(Model::load(&other), Error::Llama(LlamaError::ModelLoad { .. }));
+    crate::assert_err!(
+        Model::load(&other),
+        Error::Llama(LlamaError::ModelLoad { .. })
+    );
     // The real model cut in the middle.
     let bytes = std::fs::read(model_path())?;
     let cut = dir.path().join("cut.gguf");
@@ -133,7 +163,9 @@ fn progress_can_cancel_and_panics_come_back() -> Result<()> {
         Model::load_with(model_path(), &ModelParams::new(), |p| p < 0.5),
         Error::Llama(LlamaError::Cancelled)
     );
-    let r = std::panic::catch_unwind(|| Model::load_with(model_path(), &ModelParams::new(), |_| panic!("boom")));
+    let r = std::panic::catch_unwind(|| {
+        Model::load_with(model_path(), &ModelParams::new(), |_| panic!("boom"))
+    });
     assert_eq!(r.unwrap_err().downcast_ref::<&str>(), Some(&"boom"));
     Ok(())
 }
@@ -141,7 +173,11 @@ fn progress_can_cancel_and_panics_come_back() -> Result<()> {
 #[test]
 fn a_memory_mapped_model_computes_the_same() -> Result<()> {
     // SAFETY: the test model is not modified while the test runs.
-    let mapped = Model::load_with(model_path(), &unsafe { ModelParams::new().mmap(true) }, |_| true)?;
+    let mapped = Model::load_with(
+        model_path(),
+        &unsafe { ModelParams::new().mmap(true) },
+        |_| true,
+    )?;
     let prompt = mapped.vocab().tokenize(PROMPT, true, true)?;
     let mut a = Context::new(&mapped, &params(2))?;
     let mut b = Context::new(model(), &params(2))?;

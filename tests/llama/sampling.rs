@@ -1,7 +1,10 @@
 //! Sampler chains and chat templates.
 
 use anyhow::Result;
-use ggml::llama::{apply_chat_template, builtin_templates, Batch, ChatMessage, Context, ContextParams, LlamaError, Sampler};
+use ggml::llama::{
+    apply_chat_template, builtin_templates, Batch, ChatMessage, Context, ContextParams, LlamaError,
+    Sampler,
+};
 use ggml::Error;
 
 use crate::support::model;
@@ -9,7 +12,10 @@ use crate::support::model;
 fn context_after(prompt: &str) -> Result<(Context<'static>, usize)> {
     let m = model();
     let tokens = m.vocab().tokenize(prompt, true, true)?;
-    let mut ctx = Context::new(m, &ContextParams::new().n_ctx(512).threads(2).threads_batch(2))?;
+    let mut ctx = Context::new(
+        m,
+        &ContextParams::new().n_ctx(512).threads(2).threads_batch(2),
+    )?;
     ctx.decode(&Batch::from_prompt(&tokens)?)?;
     Ok((ctx, tokens.len() - 1))
 }
@@ -18,8 +24,14 @@ fn context_after(prompt: &str) -> Result<(Context<'static>, usize)> {
 fn a_chain_that_selects_nothing_is_an_error() -> Result<()> {
     let (ctx, last) = context_after("Once upon a time")?;
     let mut s = Sampler::builder(model()).top_k(10).temp(0.8)?.build();
-    crate::assert_err!(s.sample(&ctx, last), Error::Llama(LlamaError::NoTokenSelected));
-    crate::assert_err!(s.sample(&ctx, last + 1), Error::Llama(LlamaError::NoOutput { .. }));
+    crate::assert_err!(
+        s.sample(&ctx, last),
+        Error::Llama(LlamaError::NoTokenSelected)
+    );
+    crate::assert_err!(
+        s.sample(&ctx, last + 1),
+        Error::Llama(LlamaError::NoOutput { .. })
+    );
     Ok(())
 }
 
@@ -29,21 +41,47 @@ fn every_sampler_builds_and_samples() -> Result<()> {
     let m = model();
     let vocab = m.vocab();
     let chains = [
-        Sampler::builder(m).top_k(40).top_p(0.9, 1)?.min_p(0.05, 1)?.temp(0.7)?.dist(Some(1)).build(),
+        Sampler::builder(m)
+            .top_k(40)
+            .top_p(0.9, 1)?
+            .min_p(0.05, 1)?
+            .temp(0.7)?
+            .dist(Some(1))
+            .build(),
         Sampler::builder(m).typical(0.9, 1)?.dist(Some(2)).build(),
-        Sampler::builder(m).penalties(64, 1.1, 0.1, 0.1)?.greedy().build(),
-        Sampler::builder(m).dry(0.8, 1.75, 2, -1, &["\n", ":", "\"", "*"])?.greedy().build(),
+        Sampler::builder(m)
+            .penalties(64, 1.1, 0.1, 0.1)?
+            .greedy()
+            .build(),
+        Sampler::builder(m)
+            .dry(0.8, 1.75, 2, -1, &["\n", ":", "\"", "*"])?
+            .greedy()
+            .build(),
         Sampler::builder(m).mirostat_v2(Some(3), 5.0, 0.1)?.build(),
-        Sampler::builder(m).mirostat(Some(4), 5.0, 0.1, 100)?.build(),
+        Sampler::builder(m)
+            .mirostat(Some(4), 5.0, 0.1, 100)?
+            .build(),
     ];
     for mut s in chains {
         let t = s.sample(&ctx, last)?;
         vocab.check(t)?;
     }
-    crate::assert_err!(Sampler::builder(m).top_p(2.0, 1), Error::Llama(LlamaError::InvalidParams(_)));
-    crate::assert_err!(Sampler::builder(m).temp(f32::NAN), Error::Llama(LlamaError::InvalidParams(_)));
-    crate::assert_err!(Sampler::builder(m).mirostat(None, 5.0, 0.1, 0), Error::Llama(LlamaError::InvalidParams(_)));
-    crate::assert_err!(Sampler::builder(m).logit_bias(&[(49152, 1.0)]), Error::Llama(LlamaError::TokenOutOfRange { .. }));
+    crate::assert_err!(
+        Sampler::builder(m).top_p(2.0, 1),
+        Error::Llama(LlamaError::InvalidParams(_))
+    );
+    crate::assert_err!(
+        Sampler::builder(m).temp(f32::NAN),
+        Error::Llama(LlamaError::InvalidParams(_))
+    );
+    crate::assert_err!(
+        Sampler::builder(m).mirostat(None, 5.0, 0.1, 0),
+        Error::Llama(LlamaError::InvalidParams(_))
+    );
+    crate::assert_err!(
+        Sampler::builder(m).logit_bias(&[(49152, 1.0)]),
+        Error::Llama(LlamaError::TokenOutOfRange { .. })
+    );
     Ok(())
 }
 
@@ -51,7 +89,10 @@ fn every_sampler_builds_and_samples() -> Result<()> {
 fn a_seeded_distribution_repeats_itself() -> Result<()> {
     let (ctx, last) = context_after("My favourite colour is")?;
     let draw = |seed| -> Result<Vec<i32>> {
-        let mut s = Sampler::builder(model()).temp(1.5)?.dist(Some(seed)).build();
+        let mut s = Sampler::builder(model())
+            .temp(1.5)?
+            .dist(Some(seed))
+            .build();
         (0..20).map(|_| Ok(s.sample(&ctx, last)?)).collect()
     };
     let a = draw(42)?;
@@ -63,7 +104,10 @@ fn a_seeded_distribution_repeats_itself() -> Result<()> {
 #[test]
 fn logit_bias_steers_greedy() -> Result<()> {
     let (ctx, last) = context_after("Once upon a time")?;
-    let mut s = Sampler::builder(model()).logit_bias(&[(12345, 1000.0)])?.greedy().build();
+    let mut s = Sampler::builder(model())
+        .logit_bias(&[(12345, 1000.0)])?
+        .greedy()
+        .build();
     assert_eq!(s.sample(&ctx, last)?, 12345);
     Ok(())
 }
@@ -74,28 +118,52 @@ fn grammars_constrain_and_refuse_tokens_they_forbid() -> Result<()> {
     let vocab = m.vocab();
     let (ctx, last) = context_after("Is the sky blue? Answer:")?;
     let grammar = r#"root ::= " yes" | " no""#;
-    let mut s = Sampler::builder(m).grammar(grammar, "root")?.greedy().build();
+    let mut s = Sampler::builder(m)
+        .grammar(grammar, "root")?
+        .greedy()
+        .build();
     let t = s.sample(&ctx, last)?;
     let piece = String::from_utf8(vocab.piece(t, false)?)?;
-    assert!(" yes".starts_with(&piece) || " no".starts_with(&piece), "{piece:?}");
+    assert!(
+        " yes".starts_with(&piece) || " no".starts_with(&piece),
+        "{piece:?}"
+    );
     // A token the grammar forbids: an error, and the grammar is unchanged.
-    let mut g = Sampler::builder(m).grammar(grammar, "root")?.greedy().build();
+    let mut g = Sampler::builder(m)
+        .grammar(grammar, "root")?
+        .greedy()
+        .build();
     let hello = vocab.tokenize(" hello", false, false)?[0];
-    crate::assert_err!(g.accept(hello), Error::Llama(LlamaError::GrammarRejected { .. }));
+    crate::assert_err!(
+        g.accept(hello),
+        Error::Llama(LlamaError::GrammarRejected { .. })
+    );
     // End of generation before the grammar is done: refused too.
-    crate::assert_err!(g.accept(vocab.eos().unwrap()), Error::Llama(LlamaError::GrammarRejected { .. }));
+    crate::assert_err!(
+        g.accept(vocab.eos().unwrap()),
+        Error::Llama(LlamaError::GrammarRejected { .. })
+    );
     for t in vocab.tokenize(" yes", false, false)? {
         g.accept(t)?;
     }
-    crate::assert_err!(Sampler::builder(m).grammar("root ::= undefined_rule", "root"), Error::Llama(LlamaError::GrammarParse));
-    crate::assert_err!(Sampler::builder(m).grammar("root ::= \"x\"", "nope"), Error::Llama(LlamaError::GrammarParse));
+    crate::assert_err!(
+        Sampler::builder(m).grammar("root ::= undefined_rule", "root"),
+        Error::Llama(LlamaError::GrammarParse)
+    );
+    crate::assert_err!(
+        Sampler::builder(m).grammar("root ::= \"x\"", "nope"),
+        Error::Llama(LlamaError::GrammarParse)
+    );
     Ok(())
 }
 
 #[test]
 fn chat_templates() -> Result<()> {
     let m = model();
-    let messages = [ChatMessage::new("system", "Be brief."), ChatMessage::new("user", "Hi!")];
+    let messages = [
+        ChatMessage::new("system", "Be brief."),
+        ChatMessage::new("user", "Hi!"),
+    ];
     let text = m.apply_chat_template(&messages, true)?;
     assert_eq!(
         text,
@@ -103,8 +171,14 @@ fn chat_templates() -> Result<()> {
     );
     assert!(builtin_templates().iter().any(|t| t == "chatml"));
     let llama3 = apply_chat_template("llama3", &messages, false)?;
-    assert!(llama3.contains("<|start_header_id|>user<|end_header_id|>"), "{llama3}");
-    crate::assert_err!(apply_chat_template("not a template", &messages, true), Error::Llama(LlamaError::UnknownTemplate));
+    assert!(
+        llama3.contains("<|start_header_id|>user<|end_header_id|>"),
+        "{llama3}"
+    );
+    crate::assert_err!(
+        apply_chat_template("not a template", &messages, true),
+        Error::Llama(LlamaError::UnknownTemplate)
+    );
     crate::assert_err!(
         apply_chat_template("chatml", &[ChatMessage::new("user", "a\0b")], true),
         Error::Llama(LlamaError::InteriorNul { .. })

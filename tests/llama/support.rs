@@ -15,7 +15,8 @@ pub fn model_path() -> PathBuf {
     if let Some(p) = std::env::var_os("LLAMA_TEST_MODEL") {
         return PathBuf::from(p);
     }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-models/SmolLM2-135M-Instruct.Q4_1.gguf");
     assert!(
         p.exists(),
         "the llama tests need the test model: run scripts/fetch-test-model \
@@ -52,7 +53,9 @@ pub fn tiny_path() -> &'static Path {
 fn write_tiny(path: &Path) -> anyhow::Result<()> {
     let real = Gguf::read(model_path())?;
     let (n_embd, n_ff, n_layer, n_head, n_head_kv) = (64usize, 128usize, 2usize, 4u32, 2u32);
-    let n_vocab = real.get::<ggml::gguf::ArrayValue>("tokenizer.ggml.tokens")?.len();
+    let n_vocab = real
+        .get::<ggml::gguf::ArrayValue>("tokenizer.ggml.tokens")?
+        .len();
     let mut w = Writer::new();
     for (k, v) in real.metadata() {
         if k.starts_with("tokenizer.") {
@@ -85,21 +88,87 @@ fn write_tiny(path: &Path) -> anyhow::Result<()> {
         out.fill(1.0);
         Ok(())
     };
-    w.add_rows("token_embd.weight", Type::F16, &[n_vocab, n_embd], None, noise(1))?;
+    w.add_rows(
+        "token_embd.weight",
+        Type::F16,
+        &[n_vocab, n_embd],
+        None,
+        noise(1),
+    )?;
     for l in 0..n_layer {
         let s = 10 * (l + 1);
-        w.add_rows(&format!("blk.{l}.attn_norm.weight"), Type::F32, &[n_embd], None, ones)?;
-        w.add_rows(&format!("blk.{l}.attn_q.weight"), Type::F32, &[n_embd, n_embd], None, noise(s + 1))?;
-        w.add_rows(&format!("blk.{l}.attn_k.weight"), Type::F32, &[kv, n_embd], None, noise(s + 2))?;
-        w.add_rows(&format!("blk.{l}.attn_v.weight"), Type::F32, &[kv, n_embd], None, noise(s + 3))?;
-        w.add_rows(&format!("blk.{l}.attn_output.weight"), Type::F32, &[n_embd, n_embd], None, noise(s + 4))?;
-        w.add_rows(&format!("blk.{l}.ffn_norm.weight"), Type::F32, &[n_embd], None, ones)?;
-        w.add_rows(&format!("blk.{l}.ffn_gate.weight"), Type::F32, &[n_ff, n_embd], None, noise(s + 5))?;
-        w.add_rows(&format!("blk.{l}.ffn_up.weight"), Type::F32, &[n_ff, n_embd], None, noise(s + 6))?;
-        w.add_rows(&format!("blk.{l}.ffn_down.weight"), Type::F32, &[n_embd, n_ff], None, noise(s + 7))?;
+        w.add_rows(
+            &format!("blk.{l}.attn_norm.weight"),
+            Type::F32,
+            &[n_embd],
+            None,
+            ones,
+        )?;
+        w.add_rows(
+            &format!("blk.{l}.attn_q.weight"),
+            Type::F32,
+            &[n_embd, n_embd],
+            None,
+            noise(s + 1),
+        )?;
+        w.add_rows(
+            &format!("blk.{l}.attn_k.weight"),
+            Type::F32,
+            &[kv, n_embd],
+            None,
+            noise(s + 2),
+        )?;
+        w.add_rows(
+            &format!("blk.{l}.attn_v.weight"),
+            Type::F32,
+            &[kv, n_embd],
+            None,
+            noise(s + 3),
+        )?;
+        w.add_rows(
+            &format!("blk.{l}.attn_output.weight"),
+            Type::F32,
+            &[n_embd, n_embd],
+            None,
+            noise(s + 4),
+        )?;
+        w.add_rows(
+            &format!("blk.{l}.ffn_norm.weight"),
+            Type::F32,
+            &[n_embd],
+            None,
+            ones,
+        )?;
+        w.add_rows(
+            &format!("blk.{l}.ffn_gate.weight"),
+            Type::F32,
+            &[n_ff, n_embd],
+            None,
+            noise(s + 5),
+        )?;
+        w.add_rows(
+            &format!("blk.{l}.ffn_up.weight"),
+            Type::F32,
+            &[n_ff, n_embd],
+            None,
+            noise(s + 6),
+        )?;
+        w.add_rows(
+            &format!("blk.{l}.ffn_down.weight"),
+            Type::F32,
+            &[n_embd, n_ff],
+            None,
+            noise(s + 7),
+        )?;
     }
     w.add_rows("output_norm.weight", Type::F32, &[n_embd], None, ones)?;
-    w.add_rows("output.weight", Type::F16, &[n_vocab, n_embd], None, noise(99))?;
+    w.add_rows(
+        "output.weight",
+        Type::F16,
+        &[n_vocab, n_embd],
+        None,
+        noise(99),
+    )?;
     w.write_to_file(path)?;
     Ok(())
 }
@@ -148,7 +217,10 @@ pub fn c_reference() -> &'static Path {
 
 /// Runs the C reference with `args`; its standard output.
 pub fn run_c(args: &[&str]) -> String {
-    let out = Command::new(c_reference()).args(args).output().expect("the C reference runs");
+    let out = Command::new(c_reference())
+        .args(args)
+        .output()
+        .expect("the C reference runs");
     assert!(
         out.status.success(),
         "C reference {args:?} failed: {}",

@@ -62,7 +62,10 @@ fn a_character_split_across_tokens_waits_for_its_end() -> Result<()> {
     for &t in &tokens {
         pieces.push(stream.push(t)?);
     }
-    assert!(pieces[..pieces.len() - 1].iter().all(String::is_empty), "{pieces:?}");
+    assert!(
+        pieces[..pieces.len() - 1].iter().all(String::is_empty),
+        "{pieces:?}"
+    );
     assert_eq!(pieces.last().unwrap(), "𒀭");
     Ok(())
 }
@@ -89,10 +92,22 @@ fn token_ids_outside_the_vocabulary_are_errors() -> Result<()> {
     let vocab = model().vocab();
     for bad in [-1, 49152, i32::MAX, i32::MIN] {
         crate::assert_err!(vocab.piece(bad, true), Error::Llama(LlamaError::TokenOutOfRange { token, n_vocab: 49152 }) if *token == bad);
-        crate::assert_err!(vocab.text(bad), Error::Llama(LlamaError::TokenOutOfRange { .. }));
-        crate::assert_err!(vocab.attrs(bad), Error::Llama(LlamaError::TokenOutOfRange { .. }));
-        crate::assert_err!(vocab.score(bad), Error::Llama(LlamaError::TokenOutOfRange { .. }));
-        crate::assert_err!(vocab.detokenize(&[5, bad], false, false), Error::Llama(LlamaError::TokenOutOfRange { .. }));
+        crate::assert_err!(
+            vocab.text(bad),
+            Error::Llama(LlamaError::TokenOutOfRange { .. })
+        );
+        crate::assert_err!(
+            vocab.attrs(bad),
+            Error::Llama(LlamaError::TokenOutOfRange { .. })
+        );
+        crate::assert_err!(
+            vocab.score(bad),
+            Error::Llama(LlamaError::TokenOutOfRange { .. })
+        );
+        crate::assert_err!(
+            vocab.detokenize(&[5, bad], false, false),
+            Error::Llama(LlamaError::TokenOutOfRange { .. })
+        );
     }
     Ok(())
 }
@@ -100,7 +115,10 @@ fn token_ids_outside_the_vocabulary_are_errors() -> Result<()> {
 #[test]
 fn a_vocabulary_only_model_tokenizes_but_makes_no_context() -> Result<()> {
     let m = Model::load_with(model_path(), &ModelParams::new().vocab_only(true), |_| true)?;
-    assert_eq!(m.vocab().tokenize("Hello world", false, false)?, vec![19556, 905]);
+    assert_eq!(
+        m.vocab().tokenize("Hello world", false, false)?,
+        vec![19556, 905]
+    );
     crate::assert_err!(
         ggml::llama::Context::new(&m, &ggml::llama::ContextParams::new()),
         Error::Llama(LlamaError::InvalidParams(_))

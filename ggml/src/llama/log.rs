@@ -1,4 +1,4 @@
-//! llama.cpp's and ggml's log lines, routed to the [`log`] crate (targets
+//! llama.cpp's and ggml's log lines, routed to the [`log`](::log) crate (targets
 //! `llama` and `ggml` are one callback in llama.cpp: target `llama`), instead
 //! of printed to stderr. Installed once, before the first llama call.
 //!

@@ -50,7 +50,7 @@
 //!
 //! # Logging
 //!
-//! llama.cpp's and ggml's log lines go to the [`log`] crate (target
+//! llama.cpp's and ggml's log lines go to the [`log`](::log) crate (target
 //! `llama`), not to stderr: install a logger (`env_logger`, ...) to see them.
 
 mod batch;

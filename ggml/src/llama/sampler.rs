@@ -58,7 +58,9 @@ pub struct SamplerBuilder<'m> {
 
 impl std::fmt::Debug for SamplerBuilder<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SamplerBuilder").field("sampler", &self.sampler).finish()
+        f.debug_struct("SamplerBuilder")
+            .field("sampler", &self.sampler)
+            .finish()
     }
 }
 
