@@ -890,7 +890,7 @@ impl<'m> Context<'m> {
     /// # Errors
     /// [`LlamaError::InteriorNul`] in the path, [`LlamaError::State`].
     pub fn save_state_file(&mut self, path: impl AsRef<Path>, tokens: &[Token]) -> Result<()> {
-        let p = path_c(path.as_ref())?;
+        let p = super::path_c_string(path.as_ref())?;
         // SAFETY: a live context; a NUL-terminated path; `tokens` for its length.
         let ok = unsafe {
             sys::llama_state_save_file(self.raw.as_ptr(), p.as_ptr(), tokens.as_ptr(), tokens.len())
@@ -910,7 +910,7 @@ impl<'m> Context<'m> {
     /// then empty.
     pub fn load_state_file(&mut self, path: impl AsRef<Path>) -> Result<Vec<Token>> {
         self.outputs = None;
-        let p = path_c(path.as_ref())?;
+        let p = super::path_c_string(path.as_ref())?;
         let mut tokens = vec![0; self.n_ctx as usize];
         let mut n = 0usize;
         // SAFETY: a live context; a NUL-terminated path; a token buffer of
@@ -1049,10 +1049,4 @@ impl<'m> Context<'m> {
         // SAFETY: a live context.
         unsafe { sys::llama_perf_context_reset(self.raw.as_ptr()) };
     }
-}
-
-fn path_c(path: &Path) -> Result<std::ffi::CString> {
-    use std::os::unix::ffi::OsStrExt;
-    std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| LlamaError::InteriorNul { what: "the path" }.into())
 }

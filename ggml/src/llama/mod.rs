@@ -85,3 +85,21 @@ pub(crate) fn init() -> crate::Result<()> {
     });
     Ok(())
 }
+
+/// A path as llama.cpp takes it (a C string).
+fn path_c_string(path: &std::path::Path) -> crate::Result<std::ffi::CString> {
+    let nul = |_| LlamaError::InteriorNul { what: "a path" };
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| nul(e).into())
+    }
+    #[cfg(not(unix))]
+    {
+        let s = path.to_str().ok_or(LlamaError::InvalidParams(format!(
+            "the path {} is not UTF-8",
+            path.display()
+        )))?;
+        std::ffi::CString::new(s).map_err(|e| nul(e).into())
+    }
+}

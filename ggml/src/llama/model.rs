@@ -160,16 +160,6 @@ impl std::fmt::Debug for Model {
     }
 }
 
-fn path_c_string(path: &Path) -> Result<CString> {
-    use std::os::unix::ffi::OsStrExt;
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| {
-        LlamaError::InteriorNul {
-            what: "the model path",
-        }
-        .into()
-    })
-}
-
 /// Reads a string llama.cpp writes with snprintf semantics (returns the full
 /// length; -1 when absent).
 pub(crate) fn snprintf_string(mut call: impl FnMut(*mut c_char, usize) -> i32) -> Option<String> {
@@ -218,7 +208,7 @@ impl Model {
     ) -> Result<Model> {
         super::init()?;
         let path = path.as_ref();
-        let c_path = path_c_string(path)?;
+        let c_path = super::path_c_string(path)?;
         Gguf::check_file(path)?;
         let mut state = Progress {
             f: &mut progress,
@@ -423,7 +413,7 @@ impl Model {
     /// it (another architecture, shapes that do not match).
     pub fn load_lora(&mut self, path: impl AsRef<Path>) -> Result<usize> {
         let path = path.as_ref();
-        let c_path = path_c_string(path)?;
+        let c_path = super::path_c_string(path)?;
         Gguf::check_file(path)?;
         let _ = super::log::take_last_error();
         // SAFETY: a live model not shared now (&mut self); a NUL-terminated path.
