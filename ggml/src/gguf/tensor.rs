@@ -128,6 +128,9 @@ impl<'a> TensorInfo<'a> {
                 "GGUF views need a little-endian machine".into(),
             ));
         }
+        if self.data.is_empty() {
+            return Ok(ArrayViewD::from_shape(IxDyn(&self.shape()), &[][..]).expect("empty"));
+        }
         let ptr = self.data.as_ptr();
         if ptr.align_offset(std::mem::align_of::<T>()) != 0 {
             return Err(Error::Misaligned {

@@ -203,7 +203,9 @@ impl<'m> Vocab<'m> {
             what: "the text to tokenize",
             len: text.len(),
         })?;
-        let mut tokens = vec![0; text.len() / 2 + 8];
+        // A guess (retried with the exact count when short), bounded so that
+        // a huge text does not reserve for it up front.
+        let mut tokens = vec![0; (text.len() / 2 + 8).min(1 << 16)];
         loop {
             let cap = i32::try_from(tokens.len()).unwrap_or(i32::MAX);
             // SAFETY: `text` for `len` bytes; `tokens` has room for `cap`.
