@@ -227,12 +227,19 @@ fn exec_args(
     a
 }
 
-/// Drops calls of a failing program while it keeps failing.
+/// How long one failure's minimisation may take.
+const MINIMISE_BUDGET: Duration = Duration::from_secs(300);
+
+/// Drops calls of a failing program while it keeps failing (for at most
+/// [`MINIMISE_BUDGET`]).
 fn minimise(seed: u64, timeout: Duration, no_slow: bool) -> Vec<usize> {
     let n = program_from_seed(seed).calls.len();
     let mut keep: Vec<usize> = (0..n).collect();
     let mut i = keep.len();
-    while i > 0 {
+    // A program that fails by hanging costs a timeout per try: bounded, the
+    // minimisation stops early (the calls kept still fail).
+    let deadline = Instant::now() + MINIMISE_BUDGET;
+    while i > 0 && Instant::now() < deadline {
         i -= 1;
         let mut trial = keep.clone();
         trial.remove(i);

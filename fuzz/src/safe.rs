@@ -60,7 +60,25 @@ impl State {
     pub fn tensor(&self, i: u8) -> Option<Tensor<'static>> {
         (!self.tensors.is_empty()).then(|| self.tensors[usize::from(i) % self.tensors.len()])
     }
+
+    /// Whether the tensors of `ctx` are too large to give memory to: a
+    /// no_alloc context may describe terabytes, which backend memory, a
+    /// graph allocator or a scheduler would then try to allocate and zero
+    /// (a matter of the machine's memory, not of soundness, and a child that
+    /// takes minutes). Allocation above [`MAX_ALLOCATION`] is skipped.
+    fn too_large_to_allocate(&self, ctx: &Context) -> bool {
+        let total = self
+            .tensors
+            .iter()
+            .filter(|t| std::ptr::eq(t.context(), ctx))
+            .try_fold(0usize, |acc, t| acc.checked_add(t.nbytes()));
+        total.is_none_or(|b| b > MAX_ALLOCATION)
+    }
 }
+
+/// Most bytes the fuzzer lets backend memory, graph allocators and
+/// schedulers allocate for one context's tensors.
+const MAX_ALLOCATION: usize = 256 << 20;
 
 /// Options of a run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -213,6 +231,9 @@ pub fn call(state: &mut State, call: &Call, options: Options) -> Outcome {
             };
             let values = array(&dims, *fill, ArrayLayout::Standard);
             if ctx.is_no_alloc() {
+                if state.too_large_to_allocate(ctx) {
+                    return Outcome::Skip;
+                }
                 // A tensor in a backend buffer the context owns.
                 return made!((|| {
                     let t = ctx.new_tensor(ty.get(no_slow), &dims)?;
@@ -414,12 +435,18 @@ pub fn call(state: &mut State, call: &Call, options: Options) -> Outcome {
             let Some(ctx) = state.context(*c) else {
                 return Outcome::Skip;
             };
+            if state.too_large_to_allocate(ctx) {
+                return Outcome::Skip;
+            }
             outcome(BufferType::cpu().and_then(|b| ctx.allocate(b)))
         }
         Call::GraphAllocate(n, first, more) => {
             let Some(outputs) = outputs(state, *first, more) else {
                 return Outcome::Skip;
             };
+            if state.too_large_to_allocate(outputs[0].context()) {
+                return Outcome::Skip;
+            }
             let slot = &mut state.allocators[usize::from(*n % 2)];
             if slot.is_none() {
                 match BufferType::cpu().and_then(GraphAllocator::new) {
@@ -476,6 +503,9 @@ pub fn call(state: &mut State, call: &Call, options: Options) -> Outcome {
                 Some(p) => p,
                 None => return Outcome::Skip,
             };
+            if state.too_large_to_allocate(outputs[0].context()) {
+                return Outcome::Skip;
+            }
             if state.scheduler.is_none() {
                 let made = Backend::cpu()
                     .and_then(|a| Ok(vec![a, Backend::cpu()?]))

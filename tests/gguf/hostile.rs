@@ -348,7 +348,10 @@ fn tensor_infos() {
     // Empty tensors: empty views, wherever they sit.
     let g = Gguf::from_bytes(&one_tensor(b"e", &[0, 3], 0, 0, 0)).unwrap();
     let e = g.tensor("e").unwrap();
-    assert_eq!((e.view::<f32>().unwrap().shape(), e.len()), (&[3, 0][..], 0));
+    assert_eq!(
+        (e.view::<f32>().unwrap().shape(), e.len()),
+        (&[3, 0][..], 0)
+    );
     assert_eq!(e.to_array::<f32>().unwrap().shape(), &[3, 0]);
     // Data section past the end.
     let mut r = Raw::header(3, 1, 0);
