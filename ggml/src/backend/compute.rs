@@ -222,10 +222,10 @@ impl Backend {
                 unsafe { set(self.as_ptr(), Some(f), data) };
             }
             let (backend, cgraph) = (self.as_ptr(), graph.as_ptr());
+            // No view is alive (the token is borrowed mutably); the backend
+            // is not in use elsewhere (`&mut self`).
             // SAFETY: a live graph whose every tensor has memory this backend
-            // can use (checked, pinned until the call returns), every node
-            // supported by it; no view is alive (the token is borrowed
-            // mutably); the backend is not in use elsewhere (`&mut self`).
+            // can use (checked, pinned until the call returns), nodes it supports.
             let status = unsafe { ggml_sys::ggml_backend_graph_compute(backend, cgraph) };
             if let (Some(_), Some(set)) = (abort.as_ref(), self.set_abort) {
                 // SAFETY: as above; removes the hook before the state goes.

@@ -138,10 +138,9 @@ impl<'a> TensorInfo<'a> {
                 align: std::mem::align_of::<T>(),
             });
         }
-        // SAFETY: `data` is exactly len() values of T (the size was checked
-        // when the file was opened), aligned (checked above); every bit
-        // pattern is a valid T (sealed plain number types); the slice
-        // borrows the file for 'a, which nothing writes.
+        // Every bit pattern is a valid T (sealed plain number types).
+        // SAFETY: `data` holds len() values of T (sized when the file was
+        // opened), aligned (checked above), borrowed for 'a, never written.
         let values = unsafe {
             std::slice::from_raw_parts(ptr.cast::<T>(), self.data.len() / size_of::<T>())
         };
