@@ -192,18 +192,8 @@ impl<'a> TensorInfo<'a> {
 
     /// Converts through an aligned copy of the bytes.
     fn dequantize_via_copy(&self, out: &mut [f32]) -> Result<()> {
-        let mut words = vec![0u64; self.data.len().div_ceil(8)];
-        // SAFETY: `words` has room for the bytes; distinct regions.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.data.as_ptr(),
-                words.as_mut_ptr().cast::<u8>(),
-                self.data.len(),
-            )
-        };
-        // SAFETY: the first data.len() bytes of `words` were just written.
-        let bytes =
-            unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), self.data.len()) };
-        convert::to_f32(self.ty, bytes, out)
+        // The same 8-byte-aligned storage a file read into memory gets.
+        let copy = super::Source::aligned_copy(self.data);
+        convert::to_f32(self.ty, copy.bytes(), out)
     }
 }
