@@ -29,7 +29,14 @@ pub fn model_path() -> PathBuf {
 /// The test model, loaded once for the whole binary.
 pub fn model() -> &'static Model {
     static MODEL: OnceLock<Model> = OnceLock::new();
-    MODEL.get_or_init(|| Model::load(model_path()).expect("the test model loads"))
+    load_once(&MODEL, &model_path())
+}
+
+/// The model at `path`, loaded into `cell` on first use.
+fn load_once(cell: &'static OnceLock<Model>, path: &Path) -> &'static Model {
+    cell.get_or_init(|| {
+        Model::load(path).unwrap_or_else(|e| panic!("{} loads: {e}", path.display()))
+    })
 }
 
 /// A tiny llama model made here: the test model's tokenizer, 2 layers of
@@ -176,7 +183,7 @@ fn write_tiny(path: &Path) -> anyhow::Result<()> {
 /// The tiny model, loaded once.
 pub fn tiny() -> &'static Model {
     static MODEL: OnceLock<Model> = OnceLock::new();
-    MODEL.get_or_init(|| Model::load(tiny_path()).expect("the tiny model loads"))
+    load_once(&MODEL, tiny_path())
 }
 
 /// The C reference program (scripts/llama-ref/llama_ref.c), built once
