@@ -250,13 +250,8 @@ impl Gguf {
     /// [`Error::Io`], [`Error::Gguf`].
     pub fn check_file(path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let index = check_one(path)?;
-        let first = CheckedShard {
-            path,
-            index: &index.0,
-            bytes: &index.1,
-        };
-        let count = first.split_u16(SPLIT_COUNT)?.unwrap_or(1);
+        let (index, bytes) = check_one(path)?;
+        let count = split_u16(&index, &bytes, Some(path), SPLIT_COUNT)?.unwrap_or(1);
         if count > 1 {
             let paths = split_paths(path, count).ok_or_else(|| {
                 gguf_error(
@@ -568,11 +563,20 @@ const SPLIT_TENSORS: &str = "split.tensors.count";
 
 /// A `split.*` count (u16, as llama.cpp writes and reads them).
 fn split_value(shard: &Shard, key: &str) -> Result<Option<u16>> {
-    match shard.value(key) {
-        None => Ok(None),
-        Some(Value::U16(v)) => Ok(Some(v)),
-        Some(v) => Err(shard.error(
-            shard.value_offset(key),
+    split_u16(&shard.index, shard.bytes(), shard.path.as_deref(), key)
+}
+
+/// A `split.*` count of a file's index over its bytes.
+fn split_u16(index: &Index, bytes: &[u8], path: Option<&Path>, key: &str) -> Result<Option<u16>> {
+    let Some(i) = index.find_kv(bytes, key) else {
+        return Ok(None);
+    };
+    let kv = &index.kvs[i];
+    match Value::decode(kv.ty, kv.value(bytes)) {
+        Value::U16(v) => Ok(Some(v)),
+        v => Err(gguf_error(
+            path,
+            kv.value_at as u64,
             Problem::Split(format!("{key} must be a u16, not {}", v.type_description())),
         )),
     }
@@ -634,30 +638,6 @@ fn check_one(path: &Path) -> Result<(Index, Vec<u8>)> {
                 want = want.saturating_mul(4).min(len)
             }
             Err((offset, problem)) => return Err(gguf_error(Some(path), offset, problem)),
-        }
-    }
-}
-
-/// A file checked by [`Gguf::check_file`]: its index over its metadata.
-struct CheckedShard<'a> {
-    path: &'a Path,
-    index: &'a Index,
-    bytes: &'a [u8],
-}
-
-impl CheckedShard<'_> {
-    fn split_u16(&self, key: &str) -> Result<Option<u16>> {
-        let Some(i) = self.index.find_kv(self.bytes, key) else {
-            return Ok(None);
-        };
-        let kv = &self.index.kvs[i];
-        match Value::decode(kv.ty, kv.value(self.bytes)) {
-            Value::U16(v) => Ok(Some(v)),
-            v => Err(gguf_error(
-                Some(self.path),
-                kv.value_at as u64,
-                Problem::Split(format!("{key} must be a u16, not {}", v.type_description())),
-            )),
         }
     }
 }
