@@ -696,3 +696,54 @@ fn an_allocator_dropped_on_another_thread_waits_for_the_computation() -> Result<
     assert_err!(data.to_array::<f32>(b), Error::NoData { .. });
     Ok(())
 }
+
+#[test]
+fn a_leaked_pending_leaves_the_context_busy_and_pinned() -> Result<()> {
+    let mut backend = Backend::cpu()?;
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    let n = 1 << 20; // 4 MiB per tensor: big allocations are mmapped and reused
+    let a = ctx.new_tensor(Type::F32, &[n])?;
+    ctx.allocate(backend.buffer_type())?;
+    let b = ctx.scale(a, 2.0)?;
+    let g1 = ctx.build_graph(&[b])?;
+    let mut first = GraphAllocator::for_backend(&backend)?;
+    first.allocate(&g1)?;
+    let mut data = ctx.data()?;
+    data.copy_from_array(a, &Array::from_elem(n, 1.0f32))?;
+
+    // `mem::forget` is safe: leaking the handle must leave things more
+    // restricted, never less.
+    std::mem::forget(backend.compute_async(&g1, &mut data)?);
+    assert_err!(data.to_array::<f32>(b), Error::Busy { .. });
+    assert_err!(backend.compute(&g1, &mut data), Error::Busy { .. });
+    backend.synchronize();
+    assert!(data.to_array::<f32>(b)?.iter().all(|&v| v == 2.0));
+    // The leaked pins stay: the first allocator can never move on (from
+    // this thread that is an error, not a wait forever).
+    let c = ctx.scale(ctx.scale(ctx.scale(a, 3.0)?, 1.0)?, 1.0)?;
+    let g2 = ctx.build_graph(&[c])?;
+    assert_err!(first.allocate(&g2), Error::Busy { .. });
+
+    // Memory lent by a second allocator is pinned by later computations of
+    // the same context: dropping that allocator from the abort callback,
+    // between two nodes, must not free it under the graph (the freed block
+    // would be reused by the vector allocated next, and overwritten).
+    let mut second = Some(GraphAllocator::for_backend(&backend)?);
+    second.as_mut().expect("set").allocate(&g2)?;
+    let mut reused: Option<Vec<u8>> = None;
+    let mut drop_it = || {
+        if second.is_some() {
+            drop(second.take());
+            reused = Some(vec![0xAB; 3 * n * 4]);
+        }
+        false
+    };
+    backend.compute_with(&g2, &mut data, Compute::new().abort_callback(&mut drop_it))?;
+    let reused = reused.expect("the callback ran");
+    assert!(
+        reused.iter().all(|&v| v == 0xAB),
+        "the graph wrote into freed memory"
+    );
+    assert_err!(data.to_array::<f32>(c), Error::NoData { .. });
+    Ok(())
+}

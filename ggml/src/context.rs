@@ -3,9 +3,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::memory::{Lease, OwnedBuffer};
+use crate::memory::{Lease, OwnedBuffer, Queue};
 use crate::shape;
 use crate::size;
 use crate::tensor::Tensor;
@@ -61,6 +62,9 @@ pub struct Context {
     pub(crate) buffers: RefCell<Vec<OwnedBuffer>>,
     /// Memory allocators lent to tensors of this context (see `memory`).
     pub(crate) leases: RefCell<Vec<Lease>>,
+    /// Backend queues that may still run work on this context's tensors
+    /// (see `memory::Queue`).
+    pub(crate) in_flight: RefCell<Vec<Arc<Queue>>>,
     /// Advanced whenever any tensor's memory may have changed place, so
     /// graphs know when to check their tensors' memory again.
     memory_generation: Cell<u64>,
@@ -150,12 +154,20 @@ impl Context {
             data_taken: Cell::new(false),
             buffers: RefCell::new(Vec::new()),
             leases: RefCell::new(Vec::new()),
+            in_flight: RefCell::new(Vec::new()),
             memory_generation: Cell::new(0),
         })
     }
 
     /// Takes the context's memory back (a caller-given buffer), freeing the context.
+    ///
+    /// `None` for a context that allocated its own memory, and for one that a
+    /// device may still be using (a leaked
+    /// [`Pending`](crate::backend::Pending)): its memory is leaked.
     pub fn into_buffer(mut self) -> Option<Vec<u8>> {
+        if !self.is_settled() {
+            return None; // dropped: leaks its memory
+        }
         let mut memory = self.memory.take();
         drop(self);
         match &mut memory {
@@ -339,6 +351,13 @@ impl Context {
 
 impl Drop for Context {
     fn drop(&mut self) {
+        if !self.is_settled() {
+            // A leaked `Pending`: a device may still read or write the
+            // tensors, their buffers and the arena. Leak them all.
+            std::mem::forget(self.memory.take());
+            std::mem::forget(std::mem::take(&mut *self.buffers.borrow_mut()));
+            return;
+        }
         // SAFETY: the context is live and dropped once; every tensor handle
         // borrowed it, so none is left. Its memory is freed after this.
         unsafe { ggml_sys::ggml_free(self.raw.as_ptr()) };

@@ -28,7 +28,7 @@
 
 use std::cell::RefCell;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::context::Context;
@@ -69,6 +69,34 @@ thread_local! {
 
 fn lock(m: &Mutex<usize>) -> MutexGuard<'_, usize> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether this thread pins `epoch`.
+fn pinned_here(epoch: &Arc<Epoch>) -> bool {
+    let e = Arc::as_ptr(epoch) as usize;
+    PINNED.with(|p| p.borrow().iter().any(|&(_, pinned)| pinned == e))
+}
+
+/// A backend's work queue, as the contexts whose tensors it computes see it:
+/// whether work started by `compute_async` may still run. Set when such work
+/// starts, cleared whenever the backend synchronises. A context with an
+/// unsynchronised queue refuses access to its memory and, dropped, leaks it
+/// rather than free memory a device may still use.
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    unsynced: AtomicBool,
+}
+
+impl Queue {
+    /// A new queue, not running anything.
+    pub(crate) fn new() -> Arc<Queue> {
+        Arc::new(Queue::default())
+    }
+
+    /// Records that the backend has finished all its work.
+    pub(crate) fn synchronized(&self) {
+        self.unsynced.store(false, Ordering::Release);
+    }
 }
 
 impl Epoch {
@@ -261,7 +289,9 @@ impl Context {
     pub(crate) fn sweep(&self) {
         let mut expired = Vec::new();
         self.leases.borrow_mut().retain_mut(|lease| {
-            if lease.is_current() {
+            // Memory this thread pins stays until its pins go, even when the
+            // allocator has moved on (a deferred free).
+            if lease.is_current() || pinned_here(&lease.epoch) {
                 true
             } else {
                 expired.push(std::mem::take(&mut lease.roots));
@@ -305,19 +335,42 @@ impl Context {
 
     /// Runs `f` with the context swept and its leases pinned: no allocator can
     /// change the memory of this context's tensors until `f` returns.
-    pub(crate) fn pinned<R>(&self, f: impl FnOnce() -> R) -> R {
-        let me = self as *const Context;
-        if PINNED.with(|p| p.borrow().iter().any(|&(c, _)| c == me)) {
-            return f();
-        }
-        let pins = self.pin();
+    ///
+    /// # Errors
+    /// [`Error::Busy`] while an asynchronous computation on the context's
+    /// tensors may still run (see [`Context::check_settled`]); `f`'s error.
+    pub(crate) fn pinned<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        let pins = self.pin()?;
+        let result = f();
+        drop(pins);
+        result
+    }
+
+    /// As [`Context::pinned`] for reading where tensors are (not their
+    /// bytes), which an asynchronous computation does not change.
+    pub(crate) fn pinned_placement<R>(&self, f: impl FnOnce() -> R) -> R {
+        let pins = self.pin_leases();
         let result = f();
         drop(pins);
         result
     }
 
     /// Sweeps the context and pins its leases until the result is dropped.
-    pub(crate) fn pin(&self) -> Pins {
+    ///
+    /// Pins nest: an access from inside another (a computation's callback
+    /// reading a tensor) pins again. What this thread already pins is not
+    /// swept: its memory cannot go while pinned (an allocator dropped
+    /// meanwhile is freed when the last pin goes), and the running
+    /// computation reads those tensors' placement.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] as for [`Context::pinned`].
+    pub(crate) fn pin(&self) -> Result<Pins> {
+        self.check_settled()?;
+        Ok(self.pin_leases())
+    }
+
+    fn pin_leases(&self) -> Pins {
         let me = self as *const Context;
         loop {
             self.sweep();
@@ -334,12 +387,51 @@ impl Context {
                 PINNED.with(|p| p.borrow_mut().push((me, Arc::as_ptr(epoch) as usize)));
             }
             let pins = Pins { ctx: me, epochs };
-            if self.leases.borrow().iter().all(Lease::is_current) {
+            let current = |l: &Lease| l.is_current() || pinned_here(&l.epoch);
+            if self.leases.borrow().iter().all(current) {
                 return pins;
             }
             // An allocator moved on between the sweep and the pins.
             drop(pins);
         }
+    }
+
+    /// Records that `queue` may run work on this context's tensors until it
+    /// is synchronised ([`Backend::compute_async`](crate::backend::Backend::compute_async)).
+    pub(crate) fn start_async(&self, queue: &Arc<Queue>) {
+        queue.unsynced.store(true, Ordering::Release);
+        let mut in_flight = self.in_flight.borrow_mut();
+        if !in_flight.iter().any(|q| Arc::ptr_eq(q, queue)) {
+            in_flight.push(queue.clone());
+        }
+    }
+
+    /// Whether no asynchronous computation on this context's tensors may
+    /// still run.
+    pub(crate) fn is_settled(&self) -> bool {
+        let mut in_flight = self.in_flight.borrow_mut();
+        in_flight.retain(|q| q.unsynced.load(Ordering::Acquire));
+        in_flight.is_empty()
+    }
+
+    /// Fails while an asynchronous computation on this context's tensors may
+    /// still run. That happens only when its [`Pending`] was leaked
+    /// (`std::mem::forget`): a live one borrows the context's data, and
+    /// dropping it waits. Synchronising the backend (or dropping it) ends
+    /// the state.
+    ///
+    /// [`Pending`]: crate::backend::Pending
+    ///
+    /// # Errors
+    /// [`Error::Busy`].
+    pub(crate) fn check_settled(&self) -> Result<()> {
+        if self.is_settled() {
+            return Ok(());
+        }
+        Err(Error::Busy {
+            what: "an asynchronous computation on this context's tensors may still run \
+                   (its Pending was leaked); call Backend::synchronize first",
+        })
     }
 
     /// Records memory an allocator gave some of this context's tensors.

@@ -152,7 +152,7 @@ impl<'ctx> Tensor<'ctx> {
     /// allocating context's arena or in host memory of a backend buffer. An
     /// empty tensor always has (there is nothing to read).
     pub fn has_host_data(&self) -> bool {
-        self.is_empty() || self.ctx.pinned(|| self.ctx.place(self).is_host())
+        self.is_empty() || self.ctx.pinned_placement(|| self.ctx.place(self).is_host())
     }
 
     /// Whether the tensor has memory anywhere (host or device).
@@ -160,7 +160,7 @@ impl<'ctx> Tensor<'ctx> {
         self.is_empty()
             || self
                 .ctx
-                .pinned(|| self.ctx.place(self) != crate::memory::Place::Nowhere)
+                .pinned_placement(|| self.ctx.place(self) != crate::memory::Place::Nowhere)
     }
 
     /// The tensor's name (empty when unnamed).

@@ -5,11 +5,12 @@ use std::ffi::CStr;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use super::{BufferType, Device};
 use crate::error::{Error, Result};
 use crate::graph::{AbortState, Compute, Graph};
-use crate::memory::{Pins, Place};
+use crate::memory::{Pins, Place, Queue};
 use crate::tensor::Tensor;
 use crate::TensorData;
 
@@ -32,6 +33,8 @@ pub struct Backend {
     set_threads: Option<SetThreads>,
     set_abort: Option<SetAbort>,
     threads: usize,
+    /// Whether work started by `compute_async` may still run.
+    queue: Arc<Queue>,
 }
 
 // SAFETY: ggml backends have no thread affinity; `&mut self` on every call
@@ -73,6 +76,7 @@ impl Backend {
             set_threads,
             set_abort,
             threads: 0,
+            queue: Queue::new(),
         };
         backend.apply_threads(crate::max_threads());
         Ok(backend)
@@ -227,6 +231,8 @@ impl Backend {
             // SAFETY: a live graph whose every tensor has memory this backend
             // can use (checked, pinned until the call returns), nodes it supports.
             let status = unsafe { ggml_sys::ggml_backend_graph_compute(backend, cgraph) };
+            // It waited for the whole queue.
+            self.queue.synchronized();
             if let (Some(_), Some(set)) = (abort.as_ref(), self.set_abort) {
                 // SAFETY: as above; removes the hook before the state goes.
                 unsafe { set(self.as_ptr(), None, std::ptr::null_mut()) };
@@ -253,11 +259,16 @@ impl Backend {
     ) -> Result<Pending<'a>> {
         graph.check_token(data)?;
         let ctx = graph.context();
-        let pins = ctx.pin();
+        let pins = ctx.pin()?;
         check_graph(graph, &Target::Backend(self))?;
         let (backend, cgraph) = (self.as_ptr(), graph.as_ptr());
+        // Before starting: should the handle be leaked, the context stays
+        // busy (and is leaked rather than freed) until the backend syncs.
+        ctx.start_async(&self.queue);
         // SAFETY: as in `compute_with`; the memory stays pinned, the data
-        // borrowed and the backend borrowed until `synchronize`.
+        // borrowed and the backend borrowed until `synchronize`. Leaking the
+        // handle ends those borrows but not the context's busy state above,
+        // and leaves the pins held (the allocators can never move on).
         let status = unsafe { ggml_sys::ggml_backend_graph_compute_async(backend, cgraph) };
         Ok(Pending {
             backend: self,
@@ -271,6 +282,7 @@ impl Backend {
     pub fn synchronize(&mut self) {
         // SAFETY: a live backend.
         unsafe { ggml_sys::ggml_backend_synchronize(self.as_ptr()) };
+        self.queue.synchronized();
     }
 
     /// Checks, without computing, that this backend can compute `graph`
@@ -292,6 +304,7 @@ impl Drop for Backend {
             ggml_sys::ggml_backend_synchronize(self.as_ptr());
             ggml_sys::ggml_backend_free(self.as_ptr());
         }
+        self.queue.synchronized();
     }
 }
 
