@@ -747,3 +747,30 @@ fn a_leaked_pending_leaves_the_context_busy_and_pinned() -> Result<()> {
     assert_err!(data.to_array::<f32>(c), Error::NoData { .. });
     Ok(())
 }
+
+#[test]
+fn sizes_that_add_up_past_a_size_t_are_errors() -> Result<()> {
+    // Each tensor fits; their sum wraps ggml's size_t plan (to 64 bytes,
+    // and then ggml aborts placing them).
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    for _ in 0..4 {
+        ctx.new_tensor(Type::I8, &[1 << 62])?;
+    }
+    ctx.new_tensor(Type::F32, &[16])?;
+    assert_err!(ctx.allocate(BufferType::cpu()?), Error::BufferAlloc { .. });
+
+    // A graph whose intermediates add up past it, through the graph
+    // allocator and the scheduler.
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    let a = ctx.new_tensor(Type::F32, &[1 << 30, 1 << 30])?;
+    let b = ctx.add(a, a)?;
+    let c = ctx.add(b, a)?;
+    let d = ctx.add(c, b)?;
+    let graph = ctx.build_graph(&[d])?;
+    let mut allocator = GraphAllocator::new(BufferType::cpu()?)?;
+    assert_err!(allocator.reserve(&graph), Error::BufferAlloc { .. });
+    assert_err!(allocator.allocate(&graph), Error::BufferAlloc { .. });
+    let mut sched = two_cpu_scheduler()?;
+    assert_err!(sched.allocate(&graph), Error::BufferAlloc { .. });
+    Ok(())
+}

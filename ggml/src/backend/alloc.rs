@@ -6,7 +6,7 @@ use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use super::buffer::zero_buffers_of;
+use super::buffer::{check_placement, zero_buffers_of};
 use super::{Backend, BufferType};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
@@ -90,6 +90,7 @@ impl GraphAllocator {
     /// [`Error::BufferAlloc`] (out of memory: the allocator starts afresh),
     /// [`Error::Busy`] (called while this thread uses the allocator's memory).
     pub fn reserve(&mut self, graph: &Graph<'_>) -> Result<()> {
+        self.check_size(graph)?;
         let epoch = self.epoch.clone();
         let (guard, _) = epoch.advance()?;
         // SAFETY: a live allocator and graph; reserving writes no tensor.
@@ -110,6 +111,7 @@ impl GraphAllocator {
     /// and the allocator starts afresh), [`Error::Busy`] (called while this
     /// thread uses the allocator's memory, from an abort callback, say).
     pub fn allocate(&mut self, graph: &Graph<'_>) -> Result<usize> {
+        self.check_size(graph)?;
         let epoch = self.epoch.clone();
         let (guard, at) = epoch.advance()?;
         let ctx = graph.context();
@@ -174,6 +176,21 @@ impl GraphAllocator {
         });
         drop(guard);
         Ok(size)
+    }
+
+    /// Refuses graphs whose tensors' sizes add up to more than ggml's
+    /// planner can count (it could need them all at once).
+    fn check_size(&self, graph: &Graph<'_>) -> Result<()> {
+        check_placement(
+            self.buffer_type,
+            // Every tensor that owns memory: the ones placed by this
+            // allocator before are placed again.
+            // SAFETY: live tensors of the graph; a field copied out.
+            graph
+                .tensors()
+                .filter(|t| unsafe { (*t.as_ptr()).view_src.is_null() }),
+            1,
+        )
     }
 
     /// After a failed reserve or allocation ggml's allocator may hold plans

@@ -9,6 +9,7 @@ use std::ptr::NonNull;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::memory::{is_unplaced_root, OwnedBuffer};
+use crate::tensor::Tensor;
 
 /// A kind of backend memory: a device's own memory, pinned host memory, or
 /// plain host memory ([`BufferType::cpu`]).
@@ -106,6 +107,38 @@ pub(crate) fn zero_buffers_of(
 }
 
 /// Tensors of `ctx` that own memory (not views) and have none yet.
+/// Refuses placing `tensors` (`copies` times each) in memory of
+/// `buffer_type` when their sizes add up to more than
+/// [`MAX_BYTES`](crate::size::MAX_BYTES): ggml sums them unchecked, and a
+/// total that wraps plans a tiny buffer, then aborts placing the tensors
+/// (`ggml-alloc.c`, "not enough space in the buffer").
+///
+/// # Errors
+/// [`Error::BufferAlloc`].
+pub(crate) fn check_placement<'a>(
+    buffer_type: BufferType,
+    tensors: impl IntoIterator<Item = Tensor<'a>>,
+    copies: usize,
+) -> Result<()> {
+    // SAFETY: a live buffer type; live tensors (their handles borrow their
+    // context).
+    let total = unsafe {
+        crate::size::placement_bytes(
+            buffer_type.as_ptr(),
+            tensors.into_iter().map(|t| t.as_ptr()),
+            copies,
+        )
+    };
+    match total {
+        Some(_) => Ok(()),
+        None => Err(Error::BufferAlloc {
+            buffer_type: buffer_type.name(),
+            size: usize::MAX,
+            detail: ": the tensors' sizes add up to more than isize::MAX bytes".into(),
+        }),
+    }
+}
+
 pub(crate) fn unplaced_roots(ctx: &Context) -> Vec<NonNull<ggml_sys::ggml_tensor>> {
     let mut out = Vec::new();
     // SAFETY: walking the context's own tensor list.
@@ -150,6 +183,11 @@ impl Context {
                 what: "Context::allocate",
             });
         }
+        check_placement(
+            buffer_type,
+            pending.iter().map(|&t| Tensor::from_made(self, t)),
+            1,
+        )?;
         // SAFETY: a live no_alloc context (ggml asserts it) and buffer type;
         // every view's source is in this context (the op builders check
         // operands), created before the view, so placed before it.

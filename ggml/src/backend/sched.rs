@@ -7,6 +7,7 @@ use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use super::buffer::check_placement;
 use super::buffer::zero_buffers_of;
 use super::Backend;
 use crate::error::{Error, Result};
@@ -413,6 +414,19 @@ impl Scheduler {
                         });
                     }
                 }
+            }
+            // ggml sums sizes unchecked; a backend's buffer may hold every
+            // tensor that owns memory plus a copy of each as a split input.
+            for b in &self.backends {
+                check_placement(
+                    b.buffer_type(),
+                    // SAFETY: live tensors; a field copied out.
+                    tensors
+                        .iter()
+                        .copied()
+                        .filter(|t| unsafe { (*t.as_ptr()).view_src.is_null() }),
+                    2,
+                )?;
             }
             Ok(())
         })
