@@ -352,5 +352,16 @@ fn empty_tensors_are_ordinary() -> Result<()> {
     data.copy_tensor(q, s, false)?;
     assert_eq!(data.to_array::<f32>(s)?.len(), 0);
     let _ = Array::<f32, _>::zeros(0);
+    drop(data);
+    // Leading empty axes too (they were InvalidShape: ndarray checked the
+    // other axes' strides against the empty slice).
+    for shape in [&[0, 4][..], &[2, 0, 3], &[0, 1, 5], &[0]] {
+        let t = ctx.new_tensor(Type::F32, shape)?;
+        let mut data = ctx.data()?;
+        assert_eq!(data.to_array::<f32>(t)?.shape(), shape);
+        assert_eq!(data.view::<f32>(t)?.shape(), shape);
+        assert_eq!(data.view_mut::<f32>(t)?.shape(), shape);
+        data.copy_from_array(t, &ArrayD::<f32>::zeros(IxDyn(shape)))?;
+    }
     Ok(())
 }
