@@ -185,3 +185,48 @@ fn chat_templates() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_penalty_window_of_minus_one_is_the_whole_context() -> Result<()> {
+    // llama.cpp clamps -1 to 0, which turns the sampler off; here it means
+    // the whole context. A present penalty of 1000 over the whole history
+    // keeps greedy sampling from picking the same token twice from the
+    // same logits row.
+    let (ctx, last) = context_after("Once upon a time")?;
+    let m = model();
+    let chains = [
+        Sampler::builder(m)
+            .penalties(-1, 1.0, 0.0, 1000.0)?
+            .greedy()
+            .build(),
+        Sampler::builder(m)
+            .penalties(i32::MAX, 1.0, 0.0, 1000.0)?
+            .greedy()
+            .build(),
+    ];
+    for mut s in chains {
+        let first = s.sample(&ctx, last)?;
+        assert_ne!(s.sample(&ctx, last)?, first);
+    }
+    // Without the window (0) the penalty is off: the same token again.
+    let mut off = Sampler::builder(m)
+        .penalties(0, 1.0, 0.0, 1000.0)?
+        .greedy()
+        .build();
+    let first = off.sample(&ctx, last)?;
+    assert_eq!(off.sample(&ctx, last)?, first);
+    // DRY over the whole history builds and samples; huge windows are
+    // bounded, not 16 GiB reserved (llama.cpp's std::bad_alloc).
+    for last_n in [-1, i32::MAX] {
+        let mut dry = Sampler::builder(m)
+            .dry(0.8, 1.75, 2, last_n, &["\n"])?
+            .greedy()
+            .build();
+        m.vocab().check(dry.sample(&ctx, last)?)?;
+    }
+    crate::assert_err!(
+        Sampler::builder(m).penalties(-2, 1.0, 0.0, 0.0),
+        Error::Llama(LlamaError::InvalidParams(_))
+    );
+    Ok(())
+}

@@ -67,7 +67,7 @@ pub use chat::{apply_chat_template, builtin_templates, ChatMessage};
 pub use context::{Context, ContextParams, FlashAttention, Perf, Pooling};
 pub use error::LlamaError;
 pub use model::{Lora, Model, ModelParams};
-pub use sampler::{Sampler, SamplerBuilder};
+pub use sampler::{Sampler, SamplerBuilder, MAX_PENALTY_WINDOW};
 pub use vocab::{TextStream, Token, TokenAttrs, Vocab};
 
 use std::sync::OnceLock;

@@ -54,12 +54,22 @@ impl std::fmt::Debug for Sampler<'_> {
 /// select a token (greedy, dist, mirostat).
 pub struct SamplerBuilder<'m> {
     sampler: Sampler<'m>,
+    /// The longest token history a penalty looks back on: the model's
+    /// training context (no context of this crate is longer), at most
+    /// [`MAX_PENALTY_WINDOW`].
+    window: i32,
 }
+
+/// The longest history (in tokens) [`SamplerBuilder::penalties`] and
+/// [`SamplerBuilder::dry`] keep: llama.cpp allocates their window up front
+/// (2^24 tokens: 64 MiB of token ids).
+pub const MAX_PENALTY_WINDOW: i32 = 1 << 24;
 
 impl std::fmt::Debug for SamplerBuilder<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SamplerBuilder")
             .field("sampler", &self.sampler)
+            .field("window", &self.window)
             .finish()
     }
 }
@@ -169,18 +179,33 @@ impl<'m> SamplerBuilder<'m> {
         )
     }
 
+    /// The history length llama.cpp gets for `last_n`: -1 (the whole
+    /// context) and windows longer than any context are the model's
+    /// training context length.
+    fn window(&self, what: &str, last_n: i32) -> Result<i32> {
+        match last_n {
+            -1 => Ok(self.window),
+            n if n < -1 => {
+                Err(LlamaError::InvalidParams(format!("{what}: last_n {last_n}")).into())
+            }
+            n => Ok(n.min(self.window)),
+        }
+    }
+
     /// Repetition penalties over the last `last_n` tokens accepted (0:
     /// none, -1: the whole context): `repeat` divides (1: off), `freq` and
     /// `present` subtract.
+    ///
+    /// The history is at most the model's training context length (no
+    /// context is longer), and at most [`MAX_PENALTY_WINDOW`]: -1 and
+    /// longer windows are that.
     ///
     /// # Errors
     /// [`LlamaError::InvalidParams`] for values that are not finite, or
     /// `last_n` below -1.
     pub fn penalties(self, last_n: i32, repeat: f32, freq: f32, present: f32) -> Result<Self> {
         check_finite("penalties", &[repeat, freq, present])?;
-        if last_n < -1 {
-            return Err(LlamaError::InvalidParams(format!("penalties: last_n {last_n}")).into());
-        }
+        let last_n = self.window("penalties", last_n)?;
         let n_vocab = self.sampler.vocab.n_tokens();
         // SAFETY: checked values.
         self.push(
@@ -189,8 +214,10 @@ impl<'m> SamplerBuilder<'m> {
         )
     }
 
-    /// DRY ("don't repeat yourself") penalties, with these sequence
-    /// breakers (`["\n", ":", "\"", "*"]` is llama.cpp's default).
+    /// DRY ("don't repeat yourself") penalties over the last `last_n`
+    /// tokens (0: none, -1: the whole context, bounded as for
+    /// [`SamplerBuilder::penalties`]), with these sequence breakers
+    /// (`["\n", ":", "\"", "*"]` is llama.cpp's default).
     ///
     /// # Errors
     /// [`LlamaError::InvalidParams`] for values that are not finite, a
@@ -204,9 +231,7 @@ impl<'m> SamplerBuilder<'m> {
         breakers: &[&str],
     ) -> Result<Self> {
         check_finite("dry", &[multiplier, base])?;
-        if last_n < -1 {
-            return Err(LlamaError::InvalidParams(format!("dry: last_n {last_n}")).into());
-        }
+        let last_n = self.window("dry", last_n)?;
         let owned: Vec<CString> = breakers
             .iter()
             .map(|b| CString::new(*b))
@@ -343,6 +368,7 @@ impl<'m> Sampler<'m> {
                 candidates: Vec::new(),
                 _model: PhantomData,
             },
+            window: (model.n_ctx_train().clamp(1, MAX_PENALTY_WINDOW as u32)) as i32,
         }
     }
 
