@@ -334,3 +334,20 @@ fn contexts_of_one_model_on_several_threads() -> Result<()> {
     });
     Ok(())
 }
+
+#[test]
+fn encoding_with_a_decoder_only_model_is_an_error() -> Result<()> {
+    // llama.cpp builds the decoder's graph without its KV cache and
+    // dereferences NULL.
+    for m in [model(), tiny()] {
+        let mut ctx = Context::new(m, &small())?;
+        let batch = Batch::from_prompt(&[1, 2, 3])?;
+        crate::assert_err!(
+            ctx.encode(&batch),
+            Error::Llama(LlamaError::NotSupported { call: "encode", .. })
+        );
+        // The context is still usable.
+        ctx.decode(&batch)?;
+    }
+    Ok(())
+}

@@ -511,8 +511,26 @@ impl<'m> Context<'m> {
     /// batch in one micro-batch.
     ///
     /// # Errors
-    /// As [`Context::decode`], and batches over `n_ubatch`.
+    /// As [`Context::decode`], and batches over `n_ubatch`;
+    /// [`LlamaError::NotSupported`] for a model without an encoder (a
+    /// decoder-only model: use [`Context::decode`]).
     pub fn encode(&mut self, batch: &Batch) -> Result<()> {
+        // SAFETY: a live model and context; both calls read fields.
+        let (has_encoder, memory) = unsafe {
+            (
+                sys::llama_model_has_encoder(self.model.as_ptr()),
+                sys::llama_get_memory(self.raw.as_ptr()),
+            )
+        };
+        // A context without memory (embedding models) encodes on decode
+        // too; one with memory and no encoder graph would crash.
+        if !has_encoder && !memory.is_null() {
+            return Err(LlamaError::NotSupported {
+                call: "encode",
+                reason: "the model has no encoder (decode its tokens instead)".into(),
+            }
+            .into());
+        }
         self.check_batch(batch, true)?;
         self.outputs = None;
         let raw = batch.raw(&mut self.seq_ptrs);

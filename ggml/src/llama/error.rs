@@ -131,6 +131,15 @@ pub enum LlamaError {
     /// A LoRA adapter or control vector that does not fit.
     #[error("adapter: {0}")]
     Adapter(String),
+    /// A call the model cannot serve (encoding with a decoder-only model,
+    /// say), which llama.cpp would crash on.
+    #[error("{call}: {reason}")]
+    NotSupported {
+        /// The call.
+        call: &'static str,
+        /// Why the model cannot serve it.
+        reason: String,
+    },
 }
 
 impl From<LlamaError> for crate::Error {
