@@ -9,6 +9,8 @@
 #include "ggml-opt.h"
 #include "gguf.h"
 #include "llama.h"
+/* ggml-sys's own exception barrier over llama.h (shim/barrier.h). */
+#include "barrier.h"
 
 #ifdef GGML_SYS_CUDA
 #include "ggml-cuda.h"

@@ -23,6 +23,8 @@ fn base_builder(config: &Config, library: &Library) -> bindgen::Builder {
     for dir in &library.include_dirs {
         builder = builder.clang_arg(format!("-I{}", dir.display()));
     }
+    // The exception barrier's declarations (`ggml_sys_try_*`).
+    builder = builder.clang_arg(format!("-I{}", config.manifest_dir.join("shim").display()));
     if library.cpu_backend_linked {
         builder = builder.clang_arg("-DGGML_SYS_CPU_BACKEND");
     }

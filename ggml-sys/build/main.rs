@@ -8,9 +8,11 @@
 //!      or the `system` feature);
 //!    - docs.rs (`DOCS_RS` set): headers only, nothing native is built or linked.
 //! 3. [`bindings`] runs bindgen over `wrapper.h` with the headers of *that* library.
+//!    Both library modes compile the C++ exception barrier ([`barrier`]) first.
 //! 4. [`library`] exports `links` metadata and the constants the crate reads at run time.
 
 mod backends;
+mod barrier;
 mod bindings;
 mod env;
 mod fail;

@@ -168,6 +168,8 @@ pub fn build(config: &Config) -> Library {
 
     let lib_dir = prefix.join("lib");
     let names = link::libraries_in(&lib_dir, f.dynamic);
+    let include_dirs = vec![dir.join("ggml/include"), dir.join("include")];
+    crate::barrier::compile(config, &include_dirs);
     link::emit_libraries(&lib_dir, &names, f.dynamic);
     if !f.dynamic {
         let cuda_dirs = cuda.map(|c| c.lib_dirs).unwrap_or_default();
@@ -177,7 +179,7 @@ pub fn build(config: &Config) -> Library {
         mode: LinkMode::Source,
         // Bindings come from the source tree, whose files cargo tracks; the
         // installed copies are exported to dependents.
-        include_dirs: vec![dir.join("ggml/include"), dir.join("include")],
+        include_dirs,
         export_include: Some(prefix.join("include")),
         lib_dir: Some(lib_dir),
         shared: f.dynamic,

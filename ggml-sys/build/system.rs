@@ -79,6 +79,7 @@ pub fn probe(config: &Config) -> Library {
     // loader path of `cargo run` / `cargo test`, so point it at links there.
     let links_dir = config.out_dir.join("system-libs");
     link_libraries_into(&lib_dir, &links_dir);
+    crate::barrier::compile(config, &include_dirs);
     link::emit_libraries(&links_dir, &names, true);
     println!(
         "ggml-sys: linking llama {} from {}",

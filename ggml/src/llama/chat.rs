@@ -64,7 +64,7 @@ pub fn apply_chat_template(
         .iter()
         .map(|m| m.role.len() + m.content.len())
         .sum();
-    let mut buf = vec![0u8; total * 2 + 256];
+    let mut buf = vec![0u8; total.saturating_mul(2).saturating_add(256)];
     loop {
         let len = i32::try_from(buf.len()).map_err(|_| LlamaError::TooLong {
             what: "the formatted chat",
@@ -72,16 +72,19 @@ pub fn apply_chat_template(
         })?;
         // SAFETY: NUL-terminated template and messages alive through the
         // call; a buffer of `len` bytes.
-        let n = unsafe {
-            sys::llama_chat_apply_template(
+        let mut n = 0;
+        let status = unsafe {
+            sys::ggml_sys_try_llama_chat_apply_template(
                 tmpl.as_ptr(),
                 raw.as_ptr(),
                 raw.len(),
                 add_assistant,
                 buf.as_mut_ptr().cast(),
                 len,
+                &mut n,
             )
         };
+        super::barrier::check("llama_chat_apply_template", status)?;
         if n < 0 {
             return Err(LlamaError::UnknownTemplate.into());
         }

@@ -15,6 +15,7 @@ use ndarray::{ArrayView1, ArrayView2};
 
 use ggml_sys as sys;
 
+use super::barrier;
 use super::batch::Batch;
 use super::error::LlamaError;
 use super::model::{Lora, Model};
@@ -252,6 +253,10 @@ pub struct Context<'m> {
     outputs: Option<Outputs>,
     encoded: bool,
     seq_ptrs: Vec<*mut i32>,
+    /// Set when llama.cpp threw inside a call that changes the context
+    /// (the call and the message): its state is then unknown, and every
+    /// later such call is refused.
+    broken: Option<(&'static str, String)>,
 }
 
 // SAFETY: a context has no thread-affine state; it borrows a `Sync` model.
@@ -358,7 +363,10 @@ impl<'m> Context<'m> {
         // SAFETY: a live model, shared: llama.cpp keeps a const reference
         // and writes the model only for YaRN overrides, which are left at
         // their defaults; parameters checked above.
-        let ctx = unsafe { sys::llama_init_from_model(model.as_ptr(), raw) };
+        let mut ctx = std::ptr::null_mut();
+        let status =
+            unsafe { sys::ggml_sys_try_llama_init_from_model(model.as_ptr(), raw, &mut ctx) };
+        barrier::check("llama_init_from_model", status)?;
         let raw_ctx = NonNull::new(ctx).ok_or_else(|| {
             LlamaError::ContextInit(match super::log::take_last_error() {
                 e if e.is_empty() => "see llama.cpp's log (target \"llama\")".into(),
@@ -389,6 +397,7 @@ impl<'m> Context<'m> {
             outputs: None,
             encoded: false,
             seq_ptrs: Vec::new(),
+            broken: None,
         })
     }
 
@@ -447,7 +456,32 @@ impl<'m> Context<'m> {
         }
     }
 
+    /// Refuses calls that change the context once llama.cpp has thrown in
+    /// one: what it left behind is unknown.
+    fn usable(&self) -> Result<()> {
+        match &self.broken {
+            None => Ok(()),
+            Some((call, message)) => Err(LlamaError::Broken {
+                call,
+                message: message.clone(),
+            }
+            .into()),
+        }
+    }
+
+    /// The outcome of a barrier call that changes the context: an
+    /// exception leaves it broken (see [`Context::usable`]).
+    fn caught(&mut self, call: &'static str, status: std::ffi::c_int) -> Result<()> {
+        let result = barrier::check(call, status);
+        if let Err(crate::Error::Llama(LlamaError::Exception { message, .. })) = &result {
+            self.broken = Some((call, message.clone()));
+            self.outputs = None;
+        }
+        result
+    }
+
     fn check_batch(&self, batch: &Batch, encode: bool) -> Result<()> {
+        self.usable()?;
         let n = batch.len();
         if n == 0 {
             return Err(LlamaError::EmptyBatch.into());
@@ -503,7 +537,9 @@ impl<'m> Context<'m> {
         // SAFETY: a live context; the batch's arrays (and seq_ptrs) live
         // through the call and are only read; every precondition llama.cpp
         // asserts on was checked above.
-        let status = unsafe { sys::llama_decode(self.raw.as_ptr(), raw) };
+        let mut status = 0;
+        let caught = unsafe { sys::ggml_sys_try_llama_decode(self.raw.as_ptr(), raw, &mut status) };
+        self.caught("llama_decode", caught)?;
         self.finish(batch, status, "llama_decode")
     }
 
@@ -535,7 +571,9 @@ impl<'m> Context<'m> {
         self.outputs = None;
         let raw = batch.raw(&mut self.seq_ptrs);
         // SAFETY: as in decode; the batch fits one micro-batch (checked).
-        let status = unsafe { sys::llama_encode(self.raw.as_ptr(), raw) };
+        let mut status = 0;
+        let caught = unsafe { sys::ggml_sys_try_llama_encode(self.raw.as_ptr(), raw, &mut status) };
+        self.caught("llama_encode", caught)?;
         let r = self.finish(batch, status, "llama_encode");
         self.encoded |= r.is_ok();
         r
@@ -765,8 +803,20 @@ impl<'m> Context<'m> {
             self.check_seq(s)?;
         }
         let (p0, p1) = positions(range);
+        self.usable()?;
+        let mut removed = false;
         // SAFETY: a live context; a checked sequence id (or -1: all).
-        Ok(unsafe { sys::llama_memory_seq_rm(self.memory(), seq.unwrap_or(-1), p0, p1) })
+        let caught = unsafe {
+            sys::ggml_sys_try_llama_memory_seq_rm(
+                self.memory(),
+                seq.unwrap_or(-1),
+                p0,
+                p1,
+                &mut removed,
+            )
+        };
+        self.caught("llama_memory_seq_rm", caught)?;
+        Ok(removed)
     }
 
     /// Copies the positions `range` of sequence `src` to `dst` (shared
@@ -785,9 +835,11 @@ impl<'m> Context<'m> {
                 "copying part of a sequence between separate KV buffers: copy all of it, or use kv_unified",
             ));
         }
+        self.usable()?;
         // SAFETY: a live context; checked ids and range.
-        unsafe { sys::llama_memory_seq_cp(self.memory(), src, dst, p0, p1) };
-        Ok(())
+        let caught =
+            unsafe { sys::ggml_sys_try_llama_memory_seq_cp(self.memory(), src, dst, p0, p1) };
+        self.caught("llama_memory_seq_cp", caught)
     }
 
     /// Removes every sequence but `seq`.
@@ -796,9 +848,10 @@ impl<'m> Context<'m> {
     /// [`LlamaError::SeqOutOfRange`].
     pub fn keep_seq(&mut self, seq: i32) -> Result<()> {
         self.check_seq(seq)?;
+        self.usable()?;
         // SAFETY: a live context; a checked id.
-        unsafe { sys::llama_memory_seq_keep(self.memory(), seq) };
-        Ok(())
+        let caught = unsafe { sys::ggml_sys_try_llama_memory_seq_keep(self.memory(), seq) };
+        self.caught("llama_memory_seq_keep", caught)
     }
 
     /// Adds `delta` to the positions `range` of sequence `seq` (a context
@@ -815,9 +868,11 @@ impl<'m> Context<'m> {
             return Err(invalid(format!("position {max} + {delta} overflows")));
         }
         let (p0, p1) = positions(range);
+        self.usable()?;
         // SAFETY: a live context; checked id, shiftable cache, no overflow.
-        unsafe { sys::llama_memory_seq_add(self.memory(), seq, p0, p1, delta) };
-        Ok(())
+        let caught =
+            unsafe { sys::ggml_sys_try_llama_memory_seq_add(self.memory(), seq, p0, p1, delta) };
+        self.caught("llama_memory_seq_add", caught)
     }
 
     /// Divides the positions `range` of sequence `seq` by `d` (≥ 1).
@@ -830,9 +885,11 @@ impl<'m> Context<'m> {
             return Err(invalid(format!("dividing positions by {d}")));
         }
         let (p0, p1) = positions(range);
+        self.usable()?;
         // SAFETY: a live context; checked id, shiftable cache, d ≥ 1.
-        unsafe { sys::llama_memory_seq_div(self.memory(), seq, p0, p1, d) };
-        Ok(())
+        let caught =
+            unsafe { sys::ggml_sys_try_llama_memory_seq_div(self.memory(), seq, p0, p1, d) };
+        self.caught("llama_memory_seq_div", caught)
     }
 
     fn check_shiftable(&self, seq: i32) -> Result<()> {
@@ -871,11 +928,24 @@ impl<'m> Context<'m> {
     /// # Errors
     /// [`LlamaError::State`] when llama.cpp fails to write it.
     pub fn state_bytes(&mut self) -> Result<Vec<u8>> {
+        self.usable()?;
+        let mut size = 0;
         // SAFETY: a live context.
-        let size = unsafe { sys::llama_state_get_size(self.raw.as_ptr()) };
+        let caught =
+            unsafe { sys::ggml_sys_try_llama_state_get_size(self.raw.as_ptr(), &mut size) };
+        barrier::check("llama_state_get_size", caught)?;
         let mut buf = vec![0u8; size];
+        let mut n = 0;
         // SAFETY: a buffer of `size` bytes.
-        let n = unsafe { sys::llama_state_get_data(self.raw.as_ptr(), buf.as_mut_ptr(), size) };
+        let caught = unsafe {
+            sys::ggml_sys_try_llama_state_get_data(
+                self.raw.as_ptr(),
+                buf.as_mut_ptr(),
+                size,
+                &mut n,
+            )
+        };
+        barrier::check("llama_state_get_data", caught)?;
         if n == 0 || n > size {
             return Err(LlamaError::State(format!("llama.cpp wrote {n} of {size} bytes")).into());
         }
@@ -891,10 +961,19 @@ impl<'m> Context<'m> {
     /// truncated): the cache is then empty.
     pub fn set_state_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         self.outputs = None;
+        self.usable()?;
+        let mut n = 0;
         // SAFETY: a live context; `bytes` for its length; llama.cpp checks
         // sizes and catches its own errors.
-        let n =
-            unsafe { sys::llama_state_set_data(self.raw.as_ptr(), bytes.as_ptr(), bytes.len()) };
+        let caught = unsafe {
+            sys::ggml_sys_try_llama_state_set_data(
+                self.raw.as_ptr(),
+                bytes.as_ptr(),
+                bytes.len(),
+                &mut n,
+            )
+        };
+        self.caught("llama_state_set_data", caught)?;
         if n == 0 {
             // SAFETY: a live context.
             unsafe { sys::llama_memory_clear(self.memory(), true) };
@@ -909,10 +988,19 @@ impl<'m> Context<'m> {
     /// [`LlamaError::InteriorNul`] in the path, [`LlamaError::State`].
     pub fn save_state_file(&mut self, path: impl AsRef<Path>, tokens: &[Token]) -> Result<()> {
         let p = super::path_c_string(path.as_ref())?;
+        self.usable()?;
+        let mut ok = false;
         // SAFETY: a live context; a NUL-terminated path; `tokens` for its length.
-        let ok = unsafe {
-            sys::llama_state_save_file(self.raw.as_ptr(), p.as_ptr(), tokens.as_ptr(), tokens.len())
+        let caught = unsafe {
+            sys::ggml_sys_try_llama_state_save_file(
+                self.raw.as_ptr(),
+                p.as_ptr(),
+                tokens.as_ptr(),
+                tokens.len(),
+                &mut ok,
+            )
         };
+        barrier::check("llama_state_save_file", caught)?;
         if ok {
             Ok(())
         } else {
@@ -931,17 +1019,21 @@ impl<'m> Context<'m> {
         let p = super::path_c_string(path.as_ref())?;
         let mut tokens = vec![0; self.n_ctx as usize];
         let mut n = 0usize;
+        self.usable()?;
+        let mut ok = false;
         // SAFETY: a live context; a NUL-terminated path; a token buffer of
         // its length and a count to write.
-        let ok = unsafe {
-            sys::llama_state_load_file(
+        let caught = unsafe {
+            sys::ggml_sys_try_llama_state_load_file(
                 self.raw.as_ptr(),
                 p.as_ptr(),
                 tokens.as_mut_ptr(),
                 tokens.len(),
                 &mut n,
+                &mut ok,
             )
         };
+        self.caught("llama_state_load_file", caught)?;
         if !ok || n > tokens.len() {
             // SAFETY: a live context.
             unsafe { sys::llama_memory_clear(self.memory(), true) };
@@ -972,16 +1064,20 @@ impl<'m> Context<'m> {
         let mut ptrs: Vec<*mut sys::llama_adapter_lora> =
             loras.iter().map(|(l, _)| l.raw.as_ptr()).collect();
         let mut scales: Vec<f32> = loras.iter().map(|(_, s)| *s).collect();
+        self.usable()?;
+        let mut r = 0;
         // SAFETY: a live context; adapters of its model, which outlives the
         // context and cannot free them while borrowed; arrays of n entries.
-        let r = unsafe {
-            sys::llama_set_adapters_lora(
+        let caught = unsafe {
+            sys::ggml_sys_try_llama_set_adapters_lora(
                 self.raw.as_ptr(),
                 ptrs.as_mut_ptr(),
                 ptrs.len(),
                 scales.as_mut_ptr(),
+                &mut r,
             )
         };
+        self.caught("llama_set_adapters_lora", caught)?;
         if r != 0 {
             return Err(
                 LlamaError::Adapter(format!("llama.cpp refused the adapters ({r})")).into(),
@@ -999,10 +1095,10 @@ impl<'m> Context<'m> {
     /// values, or the layers are outside `1..=n_layer`.
     pub fn set_control_vector(&mut self, data: &[f32], first: usize, last: usize) -> Result<()> {
         let (n_embd, n_layer) = (self.model.n_embd(), self.model.n_layer());
-        if data.len() != n_embd * n_layer {
+        let want = n_embd.saturating_mul(n_layer);
+        if data.len() != want {
             return Err(LlamaError::Adapter(format!(
-                "a control vector has n_embd × n_layer = {} values, not {}",
-                n_embd * n_layer,
+                "a control vector has n_embd × n_layer = {want} values, not {}",
                 data.len()
             ))
             .into());
@@ -1013,17 +1109,21 @@ impl<'m> Context<'m> {
             ))
             .into());
         }
+        self.usable()?;
+        let mut r = 0;
         // SAFETY: a live context; `data` of the length checked above.
-        let r = unsafe {
-            sys::llama_set_adapter_cvec(
+        let caught = unsafe {
+            sys::ggml_sys_try_llama_set_adapter_cvec(
                 self.raw.as_ptr(),
                 data.as_ptr(),
                 data.len(),
                 n_embd as i32,
                 first as i32,
                 last as i32,
+                &mut r,
             )
         };
+        self.caught("llama_set_adapter_cvec", caught)?;
         if r != 0 {
             return Err(
                 LlamaError::Adapter(format!("llama.cpp refused the control vector ({r})")).into(),

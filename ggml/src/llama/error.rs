@@ -131,6 +131,26 @@ pub enum LlamaError {
     /// A LoRA adapter or control vector that does not fit.
     #[error("adapter: {0}")]
     Adapter(String),
+    /// llama.cpp threw a C++ exception, caught at the boundary (it would
+    /// otherwise abort the process): the call failed, and what it may have
+    /// changed is as llama.cpp left it.
+    #[error("{call} threw a C++ exception: {message}")]
+    Exception {
+        /// The llama.h function.
+        call: &'static str,
+        /// The exception's message (`what()`).
+        message: String,
+    },
+    /// A context on which llama.cpp threw while changing it: its state is
+    /// unknown, so calls that change it are refused (drop it and make
+    /// another).
+    #[error("the context is unusable: {call} threw a C++ exception ({message})")]
+    Broken {
+        /// The call that threw.
+        call: &'static str,
+        /// The exception's message.
+        message: String,
+    },
     /// A call the model cannot serve (encoding with a decoder-only model,
     /// say), which llama.cpp would crash on.
     #[error("{call}: {reason}")]

@@ -53,6 +53,7 @@
 //! llama.cpp's and ggml's log lines go to the [`log`](::log) crate (target
 //! `llama`), not to stderr: install a logger (`env_logger`, ...) to see them.
 
+mod barrier;
 mod batch;
 mod chat;
 mod context;

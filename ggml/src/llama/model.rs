@@ -222,7 +222,13 @@ impl Model {
         // SAFETY: a NUL-terminated path; parameters from llama's defaults
         // with plain values set; the callback's state outlives the call and
         // is used only on this thread during it.
-        let model = unsafe { sys::llama_model_load_from_file(c_path.as_ptr(), raw) };
+        let mut model = std::ptr::null_mut();
+        let status = unsafe {
+            sys::ggml_sys_try_llama_model_load_from_file(c_path.as_ptr(), raw, &mut model)
+        };
+        if state.panic.is_none() {
+            super::barrier::check("llama_model_load_from_file", status)?;
+        }
         if let Some(payload) = state.panic.take() {
             if let Some(m) = NonNull::new(model) {
                 // SAFETY: a model just returned to us, not shared.
@@ -417,7 +423,11 @@ impl Model {
         Gguf::check_file(path)?;
         let _ = super::log::take_last_error();
         // SAFETY: a live model not shared now (&mut self); a NUL-terminated path.
-        let raw = unsafe { sys::llama_adapter_lora_init(self.raw.as_ptr(), c_path.as_ptr()) };
+        let mut raw = std::ptr::null_mut();
+        let status = unsafe {
+            sys::ggml_sys_try_llama_adapter_lora_init(self.raw.as_ptr(), c_path.as_ptr(), &mut raw)
+        };
+        super::barrier::check("llama_adapter_lora_init", status)?;
         let raw = NonNull::new(raw).ok_or_else(|| {
             LlamaError::Adapter(format!(
                 "llama.cpp refused {}: {}",

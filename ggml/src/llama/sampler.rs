@@ -13,6 +13,7 @@ use std::ptr::NonNull;
 
 use ggml_sys as sys;
 
+use super::barrier;
 use super::context::Context;
 use super::error::LlamaError;
 use super::model::Model;
@@ -93,8 +94,20 @@ fn check_unit(name: &str, p: f32) -> Result<()> {
     }
 }
 
+/// A sampler made by `make` (a `ggml_sys_try_llama_sampler_init_*` call
+/// writing its result), through the exception barrier.
+fn made(
+    call: &'static str,
+    make: impl FnOnce(*mut *mut sys::llama_sampler) -> std::ffi::c_int,
+) -> Result<*mut sys::llama_sampler> {
+    let mut raw = std::ptr::null_mut();
+    barrier::check(call, make(&mut raw))?;
+    Ok(raw)
+}
+
 impl<'m> SamplerBuilder<'m> {
-    fn push(mut self, raw: *mut sys::llama_sampler, grammar: bool) -> Result<Self> {
+    fn push(mut self, raw: Result<*mut sys::llama_sampler>, grammar: bool) -> Result<Self> {
+        let raw = raw?;
         let raw = NonNull::new(raw).ok_or(if grammar {
             LlamaError::GrammarParse
         } else {
@@ -106,26 +119,37 @@ impl<'m> SamplerBuilder<'m> {
             self.sampler.grammars.push(n);
         }
         // SAFETY: the chain takes ownership of a sampler nobody else holds.
-        unsafe { sys::llama_sampler_chain_add(self.sampler.chain.as_ptr(), raw.as_ptr()) };
+        let status = unsafe {
+            sys::ggml_sys_try_llama_sampler_chain_add(self.sampler.chain.as_ptr(), raw.as_ptr())
+        };
+        if let Err(e) = barrier::check("llama_sampler_chain_add", status) {
+            // SAFETY: not added: still ours.
+            unsafe { sys::llama_sampler_free(raw.as_ptr()) };
+            return Err(e);
+        }
         Ok(self)
     }
 
     /// Picks the most likely token (the first of equals).
     pub fn greedy(self) -> Self {
         // SAFETY: a constructor without preconditions.
-        self.push(unsafe { sys::llama_sampler_init_greedy() }, false)
-            .expect("greedy")
+        let raw = made("llama_sampler_init_greedy", |r| unsafe {
+            sys::ggml_sys_try_llama_sampler_init_greedy(r)
+        });
+        // Only a failed allocation of a few bytes can fail here.
+        self.push(raw, false).expect("greedy")
     }
 
     /// Picks a token at random by probability, seeded (`None`: a random
     /// seed).
     pub fn dist(self, seed: Option<u32>) -> Self {
+        let seed = seed.unwrap_or(sys::LLAMA_DEFAULT_SEED);
         // SAFETY: a constructor without preconditions.
-        self.push(
-            unsafe { sys::llama_sampler_init_dist(seed.unwrap_or(sys::LLAMA_DEFAULT_SEED)) },
-            false,
-        )
-        .expect("dist")
+        let raw = made("llama_sampler_init_dist", |r| unsafe {
+            sys::ggml_sys_try_llama_sampler_init_dist(seed, r)
+        });
+        // Only a failed allocation of a few bytes can fail here.
+        self.push(raw, false).expect("dist")
     }
 
     /// Divides logits by `t` (≤ 0: keeps only the most likely).
@@ -135,14 +159,20 @@ impl<'m> SamplerBuilder<'m> {
     pub fn temp(self, t: f32) -> Result<Self> {
         check_finite("temp", &[t])?;
         // SAFETY: a finite value.
-        self.push(unsafe { sys::llama_sampler_init_temp(t) }, false)
+        let raw = made("llama_sampler_init_temp", |r| unsafe {
+            sys::ggml_sys_try_llama_sampler_init_temp(t, r)
+        });
+        self.push(raw, false)
     }
 
     /// Keeps the `k` most likely tokens (`k` ≤ 0: all).
     pub fn top_k(self, k: i32) -> Self {
         // SAFETY: any k.
-        self.push(unsafe { sys::llama_sampler_init_top_k(k) }, false)
-            .expect("top_k")
+        let raw = made("llama_sampler_init_top_k", |r| unsafe {
+            sys::ggml_sys_try_llama_sampler_init_top_k(k, r)
+        });
+        // Only a failed allocation of a few bytes can fail here.
+        self.push(raw, false).expect("top_k")
     }
 
     /// Keeps the most likely tokens whose probabilities add up to `p`, at
@@ -153,7 +183,10 @@ impl<'m> SamplerBuilder<'m> {
     pub fn top_p(self, p: f32, min_keep: usize) -> Result<Self> {
         check_unit("top_p", p)?;
         // SAFETY: checked values.
-        self.push(unsafe { sys::llama_sampler_init_top_p(p, min_keep) }, false)
+        let raw = made("llama_sampler_init_top_p", |r| unsafe {
+            sys::ggml_sys_try_llama_sampler_init_top_p(p, min_keep, r)
+        });
+        self.push(raw, false)
     }
 
     /// Keeps the tokens at least `p` times as likely as the most likely.
@@ -163,7 +196,10 @@ impl<'m> SamplerBuilder<'m> {
     pub fn min_p(self, p: f32, min_keep: usize) -> Result<Self> {
         check_unit("min_p", p)?;
         // SAFETY: checked values.
-        self.push(unsafe { sys::llama_sampler_init_min_p(p, min_keep) }, false)
+        let raw = made("llama_sampler_init_min_p", |r| unsafe {
+            sys::ggml_sys_try_llama_sampler_init_min_p(p, min_keep, r)
+        });
+        self.push(raw, false)
     }
 
     /// Locally typical sampling with mass `p`.
@@ -173,10 +209,10 @@ impl<'m> SamplerBuilder<'m> {
     pub fn typical(self, p: f32, min_keep: usize) -> Result<Self> {
         check_unit("typical", p)?;
         // SAFETY: checked values.
-        self.push(
-            unsafe { sys::llama_sampler_init_typical(p, min_keep) },
-            false,
-        )
+        let raw = made("llama_sampler_init_typical", |r| unsafe {
+            sys::ggml_sys_try_llama_sampler_init_typical(p, min_keep, r)
+        });
+        self.push(raw, false)
     }
 
     /// The history length llama.cpp gets for `last_n`: -1 (the whole
@@ -207,11 +243,13 @@ impl<'m> SamplerBuilder<'m> {
         check_finite("penalties", &[repeat, freq, present])?;
         let last_n = self.window("penalties", last_n)?;
         let n_vocab = self.sampler.vocab.n_tokens();
-        // SAFETY: checked values.
-        self.push(
-            unsafe { sys::llama_sampler_init_penalties(n_vocab, last_n, repeat, freq, present) },
-            false,
-        )
+        // SAFETY: checked values; a bounded window.
+        let raw = made("llama_sampler_init_penalties", |r| unsafe {
+            sys::ggml_sys_try_llama_sampler_init_penalties(
+                n_vocab, last_n, repeat, freq, present, r,
+            )
+        });
+        self.push(raw, false)
     }
 
     /// DRY ("don't repeat yourself") penalties over the last `last_n`
@@ -243,8 +281,8 @@ impl<'m> SamplerBuilder<'m> {
         let vocab = self.sampler.vocab.raw();
         // SAFETY: a live vocabulary; breaker strings alive through the call
         // (llama.cpp copies them).
-        let raw = unsafe {
-            sys::llama_sampler_init_dry(
+        let raw = made("llama_sampler_init_dry", |r| unsafe {
+            sys::ggml_sys_try_llama_sampler_init_dry(
                 vocab,
                 multiplier,
                 base,
@@ -252,8 +290,9 @@ impl<'m> SamplerBuilder<'m> {
                 last_n,
                 ptrs.as_mut_ptr(),
                 ptrs.len(),
+                r,
             )
-        };
+        });
         self.push(raw, false)
     }
 
@@ -264,17 +303,12 @@ impl<'m> SamplerBuilder<'m> {
     /// [`LlamaError::InvalidParams`] for values that are not finite.
     pub fn mirostat_v2(self, seed: Option<u32>, tau: f32, eta: f32) -> Result<Self> {
         check_finite("mirostat_v2", &[tau, eta])?;
+        let seed = seed.unwrap_or(sys::LLAMA_DEFAULT_SEED);
         // SAFETY: checked values.
-        self.push(
-            unsafe {
-                sys::llama_sampler_init_mirostat_v2(
-                    seed.unwrap_or(sys::LLAMA_DEFAULT_SEED),
-                    tau,
-                    eta,
-                )
-            },
-            false,
-        )
+        let raw = made("llama_sampler_init_mirostat_v2", |r| unsafe {
+            sys::ggml_sys_try_llama_sampler_init_mirostat_v2(seed, tau, eta, r)
+        });
+        self.push(raw, false)
     }
 
     /// Mirostat 1.0 (selects a token).
@@ -288,19 +322,12 @@ impl<'m> SamplerBuilder<'m> {
             return Err(LlamaError::InvalidParams(format!("mirostat: m {m}")).into());
         }
         let n_vocab = self.sampler.vocab.n_tokens();
+        let seed = seed.unwrap_or(sys::LLAMA_DEFAULT_SEED);
         // SAFETY: checked values.
-        self.push(
-            unsafe {
-                sys::llama_sampler_init_mirostat(
-                    n_vocab,
-                    seed.unwrap_or(sys::LLAMA_DEFAULT_SEED),
-                    tau,
-                    eta,
-                    m,
-                )
-            },
-            false,
-        )
+        let raw = made("llama_sampler_init_mirostat", |r| unsafe {
+            sys::ggml_sys_try_llama_sampler_init_mirostat(n_vocab, seed, tau, eta, m, r)
+        });
+        self.push(raw, false)
     }
 
     /// Constrains tokens to a GBNF grammar starting at rule `root`.
@@ -318,7 +345,9 @@ impl<'m> SamplerBuilder<'m> {
         let vocab = self.sampler.vocab.raw();
         // SAFETY: a live vocabulary (kept by the sampler, which borrows the
         // model); NUL-terminated strings; NULL on a parse error.
-        let raw = unsafe { sys::llama_sampler_init_grammar(vocab, g.as_ptr(), r.as_ptr()) };
+        let raw = made("llama_sampler_init_grammar", |out| unsafe {
+            sys::ggml_sys_try_llama_sampler_init_grammar(vocab, g.as_ptr(), r.as_ptr(), out)
+        });
         self.push(raw, true)
     }
 
@@ -340,10 +369,10 @@ impl<'m> SamplerBuilder<'m> {
             .map_err(|_| LlamaError::InvalidParams("too many biases".into()))?;
         let n_vocab = self.sampler.vocab.n_tokens();
         // SAFETY: `n` entries with ids in range (copied by llama.cpp).
-        self.push(
-            unsafe { sys::llama_sampler_init_logit_bias(n_vocab, n, raw.as_ptr()) },
-            false,
-        )
+        let sampler = made("llama_sampler_init_logit_bias", |r| unsafe {
+            sys::ggml_sys_try_llama_sampler_init_logit_bias(n_vocab, n, raw.as_ptr(), r)
+        });
+        self.push(sampler, false)
     }
 
     /// The chain.
@@ -359,7 +388,11 @@ impl<'m> Sampler<'m> {
         let mut params = unsafe { sys::llama_sampler_chain_default_params() };
         params.no_perf = true;
         // SAFETY: plain parameters; never NULL (it allocates).
-        let chain = NonNull::new(unsafe { sys::llama_sampler_chain_init(params) }).expect("chain");
+        let chain = made("llama_sampler_chain_init", |r| unsafe {
+            sys::ggml_sys_try_llama_sampler_chain_init(params, r)
+        });
+        // Only a failed allocation of a few bytes can fail here.
+        let chain = NonNull::new(chain.expect("chain")).expect("chain");
         SamplerBuilder {
             sampler: Sampler {
                 chain,
@@ -409,7 +442,9 @@ impl<'m> Sampler<'m> {
         };
         // SAFETY: a live chain; an array of n_vocab candidates with ids in
         // range, which the samplers filter, sort and select in place.
-        unsafe { sys::llama_sampler_apply(self.chain.as_ptr(), &mut array) };
+        let status =
+            unsafe { sys::ggml_sys_try_llama_sampler_apply(self.chain.as_ptr(), &mut array) };
+        barrier::check("llama_sampler_apply", status)?;
         let n = array.size.min(self.candidates.len());
         if array.data != self.candidates.as_mut_ptr()
             || array.selected < 0
@@ -448,19 +483,26 @@ impl<'m> Sampler<'m> {
             // SAFETY: the grammar sampler alone on one candidate in range:
             // it sets the logit to -inf when the grammar forbids the token
             // (the same rules accepting it would throw on).
-            unsafe { sys::llama_sampler_apply(g, &mut array) };
+            let status = unsafe { sys::ggml_sys_try_llama_sampler_apply(g, &mut array) };
+            barrier::check("llama_sampler_apply", status)?;
             if one[0].logit == f32::NEG_INFINITY {
                 return Err(LlamaError::GrammarRejected { token }.into());
             }
         }
         // SAFETY: a live chain; a token in range the grammars allow.
-        unsafe { sys::llama_sampler_accept(self.chain.as_ptr(), token) };
-        Ok(())
+        let status = unsafe { sys::ggml_sys_try_llama_sampler_accept(self.chain.as_ptr(), token) };
+        barrier::check("llama_sampler_accept", status)
     }
 
     /// Resets the samplers' state (histories, grammars, RNG seeds kept).
+    ///
+    /// # Panics
+    /// When llama.cpp runs out of memory rebuilding a grammar's state.
     pub fn reset(&mut self) {
         // SAFETY: a live chain.
-        unsafe { sys::llama_sampler_reset(self.chain.as_ptr()) };
+        let status = unsafe { sys::ggml_sys_try_llama_sampler_reset(self.chain.as_ptr()) };
+        if let Err(e) = barrier::check("llama_sampler_reset", status) {
+            panic!("{e}");
+        }
     }
 }

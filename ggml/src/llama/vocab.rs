@@ -7,6 +7,7 @@ use std::marker::PhantomData;
 
 use ggml_sys as sys;
 
+use super::barrier;
 use super::error::LlamaError;
 use super::model::Model;
 use crate::error::Result;
@@ -209,8 +210,9 @@ impl<'m> Vocab<'m> {
         loop {
             let cap = i32::try_from(tokens.len()).unwrap_or(i32::MAX);
             // SAFETY: `text` for `len` bytes; `tokens` has room for `cap`.
-            let n = unsafe {
-                sys::llama_tokenize(
+            let mut n = 0;
+            let status = unsafe {
+                sys::ggml_sys_try_llama_tokenize(
                     self.raw,
                     text.as_ptr().cast(),
                     len,
@@ -218,8 +220,10 @@ impl<'m> Vocab<'m> {
                     cap,
                     add_special,
                     parse_special,
+                    &mut n,
                 )
             };
+            barrier::check("llama_tokenize", status)?;
             if n == i32::MIN {
                 return Err(LlamaError::TooLong {
                     what: "the tokenized text",
@@ -246,16 +250,19 @@ impl<'m> Vocab<'m> {
         let mut buf = vec![0u8; 32];
         loop {
             // SAFETY: an id in range; a buffer of buf.len() bytes.
-            let n = unsafe {
-                sys::llama_token_to_piece(
+            let mut n = 0;
+            let status = unsafe {
+                sys::ggml_sys_try_llama_token_to_piece(
                     self.raw,
                     token,
                     buf.as_mut_ptr().cast(),
                     buf.len() as i32,
                     0,
                     special,
+                    &mut n,
                 )
             };
+            barrier::check("llama_token_to_piece", status)?;
             if n >= 0 {
                 buf.truncate(n as usize);
                 return Ok(buf);
@@ -283,12 +290,13 @@ impl<'m> Vocab<'m> {
             what: "the tokens to detokenize",
             len: tokens.len(),
         })?;
-        let mut buf = vec![0u8; tokens.len() * 4 + 16];
+        let mut buf = vec![0u8; tokens.len().saturating_mul(4).saturating_add(16)];
         loop {
             let cap = i32::try_from(buf.len()).unwrap_or(i32::MAX);
             // SAFETY: every id in range; `n` tokens; a buffer of `cap` bytes.
-            let got = unsafe {
-                sys::llama_detokenize(
+            let mut got = 0;
+            let status = unsafe {
+                sys::ggml_sys_try_llama_detokenize(
                     self.raw,
                     tokens.as_ptr(),
                     n,
@@ -296,8 +304,10 @@ impl<'m> Vocab<'m> {
                     cap,
                     remove_special,
                     unparse_special,
+                    &mut got,
                 )
             };
+            barrier::check("llama_detokenize", status)?;
             if got >= 0 {
                 buf.truncate(got as usize);
                 return Ok(String::from_utf8_lossy(&buf).into_owned());
