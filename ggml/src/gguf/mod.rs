@@ -207,7 +207,9 @@ impl Gguf {
     /// [`Error::Io`], [`Error::Gguf`].
     pub unsafe fn open(path: impl AsRef<Path>) -> Result<Gguf> {
         // SAFETY: the caller's contract.
-        Self::open_with(path.as_ref(), &|p| unsafe { map_file(p) })
+        Self::open_with(path.as_ref(), &|p| {
+            Shard::parse(unsafe { map_file(p)? }, Some(p.to_path_buf()))
+        })
     }
 
     /// Reads the file at `path` into memory and validates it; for the first
@@ -218,7 +220,7 @@ impl Gguf {
     pub fn read(path: impl AsRef<Path>) -> Result<Gguf> {
         Self::open_with(path.as_ref(), &|p| {
             let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
-            Ok(Source::aligned_copy(&bytes))
+            Shard::parse(Source::aligned_copy(&bytes), Some(p.to_path_buf()))
         })
     }
 
@@ -249,24 +251,7 @@ impl Gguf {
     /// # Errors
     /// [`Error::Io`], [`Error::Gguf`].
     pub fn check_file(path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let (index, bytes) = check_one(path)?;
-        let count = split_u16(&index, &bytes, Some(path), SPLIT_COUNT)?.unwrap_or(1);
-        if count > 1 {
-            let paths = split_paths(path, count).ok_or_else(|| {
-                gguf_error(
-                    Some(path),
-                    0,
-                    Problem::Split(format!(
-                    "{count} shards, but the file name does not end in -00001-of-{count:05}.gguf"
-                )),
-                )
-            })?;
-            for p in paths.iter().skip(1) {
-                check_one(p)?;
-            }
-        }
-        Ok(())
+        Self::read_index(path.as_ref()).map(drop)
     }
 
     fn single(shard: Shard) -> Result<Gguf> {
@@ -279,8 +264,24 @@ impl Gguf {
         })
     }
 
-    fn open_with(path: &Path, load: &dyn Fn(&Path) -> Result<Source>) -> Result<Gguf> {
-        let first = Shard::parse(load(path)?, Some(path.to_path_buf()))?;
+    /// The metadata and tensor index of the file at `path` (every shard of
+    /// a split model), validated as [`Gguf::check_file`] does: the bytes
+    /// read hold no tensor data, so this is for the crate's own checks of
+    /// a file's metadata, tensor names, types and shapes, never for tensor
+    /// bytes (`TensorInfo::bytes` and what uses it would be out of range).
+    pub(crate) fn read_index(path: &Path) -> Result<Gguf> {
+        Self::open_with(path, &|p| {
+            let (index, bytes) = check_one(p)?;
+            Ok(Shard {
+                source: Source::Vec(bytes),
+                index,
+                path: Some(p.to_path_buf()),
+            })
+        })
+    }
+
+    fn open_with(path: &Path, load: &dyn Fn(&Path) -> Result<Shard>) -> Result<Gguf> {
+        let first = load(path)?;
         let count = split_value(&first, SPLIT_COUNT)?.unwrap_or(1);
         if count <= 1 {
             return Self::single(first);
@@ -305,7 +306,7 @@ impl Gguf {
         })?;
         let mut shards = vec![first];
         for (i, p) in paths.iter().enumerate().skip(1) {
-            let shard = Shard::parse(load(p)?, Some(p.clone()))?;
+            let shard = load(p)?;
             let (no, n) = (
                 split_value(&shard, SPLIT_NO)?,
                 split_value(&shard, SPLIT_COUNT)?,
