@@ -200,6 +200,38 @@ pub(crate) fn fits(used: usize, object: usize, mem_size: usize) -> bool {
     used.checked_add(object).is_some_and(|end| end <= mem_size)
 }
 
+/// Bytes of memory of `buft` that placing `tensors` takes at most: each
+/// one's allocation size padded to the buffer type's alignment, times
+/// `copies`, summed; `None` when that exceeds [`MAX_BYTES`].
+///
+/// ggml adds these sizes in a `size_t` without checking (buffer plans, the
+/// graph allocator's offsets, the scheduler's copies of split inputs): a
+/// bound that fits keeps every partial sum it makes from wrapping.
+///
+/// # Safety
+/// `buft` is a live buffer type; `tensors` are live tensors.
+pub(crate) unsafe fn placement_bytes(
+    buft: ggml_sys::ggml_backend_buffer_type_t,
+    tensors: impl IntoIterator<Item = *mut ggml_sys::ggml_tensor>,
+    copies: usize,
+) -> Option<usize> {
+    // SAFETY: the caller's contract.
+    let align = unsafe { ggml_sys::ggml_backend_buft_get_alignment(buft) }.max(1);
+    let mut total = 0usize;
+    for t in tensors {
+        // SAFETY: the caller's contract; the size of a tensor whose own size
+        // was checked when it was made.
+        let size = unsafe { ggml_sys::ggml_backend_buft_get_alloc_size(buft, t) };
+        let padded = if align.is_power_of_two() {
+            pad(size, align)?
+        } else {
+            size.checked_next_multiple_of(align)?
+        };
+        total = total.checked_add(padded.checked_mul(copies)?)?;
+    }
+    (total <= MAX_BYTES).then_some(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,36 +304,4 @@ mod tests {
         assert!(graph_bytes(MAX_GRAPH_NODES + 1).is_none());
         assert!(graph_bytes(2048).unwrap() > 2048 * 8);
     }
-}
-
-/// Bytes of memory of `buft` that placing `tensors` takes at most: each
-/// one's allocation size padded to the buffer type's alignment, times
-/// `copies`, summed; `None` when that exceeds [`MAX_BYTES`].
-///
-/// ggml adds these sizes in a `size_t` without checking (buffer plans, the
-/// graph allocator's offsets, the scheduler's copies of split inputs): a
-/// bound that fits keeps every partial sum it makes from wrapping.
-///
-/// # Safety
-/// `buft` is a live buffer type; `tensors` are live tensors.
-pub(crate) unsafe fn placement_bytes(
-    buft: ggml_sys::ggml_backend_buffer_type_t,
-    tensors: impl IntoIterator<Item = *mut ggml_sys::ggml_tensor>,
-    copies: usize,
-) -> Option<usize> {
-    // SAFETY: the caller's contract.
-    let align = unsafe { ggml_sys::ggml_backend_buft_get_alignment(buft) }.max(1);
-    let mut total = 0usize;
-    for t in tensors {
-        // SAFETY: the caller's contract; the size of a tensor whose own size
-        // was checked when it was made.
-        let size = unsafe { ggml_sys::ggml_backend_buft_get_alloc_size(buft, t) };
-        let padded = if align.is_power_of_two() {
-            pad(size, align)?
-        } else {
-            size.checked_next_multiple_of(align)?
-        };
-        total = total.checked_add(padded.checked_mul(copies)?)?;
-    }
-    (total <= MAX_BYTES).then_some(total)
 }

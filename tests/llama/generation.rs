@@ -140,6 +140,13 @@ fn loading_refuses_what_is_not_a_model() -> Result<()> {
     w.write_to_file(&other)?;
     crate::assert_err!(
         Model::load(&other),
+        Error::Llama(LlamaError::InvalidModel { .. })
+    );
+    // Trusted, it reaches llama.cpp, which refuses it.
+    // SAFETY: a file llama.cpp refuses cleanly (an unknown architecture).
+    let trusted = unsafe { ModelParams::new().skip_model_checks(true) };
+    crate::assert_err!(
+        Model::load_with(&other, &trusted, |_| true),
         Error::Llama(LlamaError::ModelLoad { .. })
     );
     // The real model cut in the middle.

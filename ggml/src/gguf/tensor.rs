@@ -20,7 +20,10 @@ pub struct TensorInfo<'a> {
     ne: [i64; MAX_DIMS],
     n_dims: usize,
     offset: usize,
+    /// The data; empty in an index read without it (`Gguf::read_index`).
     data: &'a [u8],
+    /// `ggml_nbytes`.
+    len: usize,
     shard: usize,
 }
 
@@ -31,7 +34,7 @@ impl std::fmt::Debug for TensorInfo<'_> {
             .field("ty", &self.ty)
             .field("shape", &self.shape())
             .field("offset", &self.offset)
-            .field("bytes", &self.data.len())
+            .field("bytes", &self.len)
             .finish()
     }
 }
@@ -44,7 +47,8 @@ impl<'a> TensorInfo<'a> {
             ne: e.ne,
             n_dims: e.n_dims,
             offset: e.start,
-            data: &file[e.start..e.start + e.bytes],
+            data: file.get(e.start..e.start + e.bytes).unwrap_or(&[]),
+            len: e.bytes,
             shard,
         }
     }
@@ -97,7 +101,7 @@ impl<'a> TensorInfo<'a> {
 
     /// Bytes of data (`ggml_nbytes`).
     pub fn byte_len(&self) -> usize {
-        self.data.len()
+        self.len
     }
 
     /// The data, as stored (any type).
@@ -128,7 +132,7 @@ impl<'a> TensorInfo<'a> {
                 "GGUF views need a little-endian machine".into(),
             ));
         }
-        if self.data.is_empty() {
+        if self.len == 0 {
             return Ok(ArrayViewD::from_shape(IxDyn(&self.shape()), &[][..]).expect("empty"));
         }
         let ptr = self.data.as_ptr();

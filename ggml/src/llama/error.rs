@@ -113,6 +113,19 @@ pub enum LlamaError {
     /// A grammar llama.cpp could not parse.
     #[error("the grammar could not be parsed (llama.cpp's log has the details)")]
     GrammarParse,
+    /// A grammar beyond the bounds within which llama.cpp's grammar code
+    /// is known not to overflow the stack or exhaust memory (see
+    /// [`MAX_GRAMMAR_NESTING`](super::MAX_GRAMMAR_NESTING) and the
+    /// neighbouring limits).
+    #[error("the grammar has {value} {what} (at most {limit})")]
+    GrammarLimit {
+        /// What was counted.
+        what: &'static str,
+        /// The grammar's count.
+        value: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// A token the grammar does not allow here.
     #[error("the grammar does not allow token {token} here")]
     GrammarRejected {
@@ -150,6 +163,18 @@ pub enum LlamaError {
         call: &'static str,
         /// The exception's message.
         message: String,
+    },
+    /// A model file (or LoRA adapter) whose values break what llama.cpp
+    /// assumes of them (see the crate's model checks): loading it would
+    /// abort the process or crash later.
+    #[error("{path}: {item}: {reason}")]
+    InvalidModel {
+        /// The file.
+        path: PathBuf,
+        /// The metadata key or tensor at fault.
+        item: String,
+        /// What is wrong.
+        reason: String,
     },
     /// A call the model cannot serve (encoding with a decoder-only model,
     /// say), which llama.cpp would crash on.

@@ -56,6 +56,7 @@
 mod barrier;
 mod batch;
 mod chat;
+mod check;
 mod context;
 mod error;
 mod log;
@@ -65,11 +66,15 @@ mod vocab;
 
 pub use batch::Batch;
 pub use chat::{apply_chat_template, builtin_templates, ChatMessage};
+pub use check::{
+    ARCHITECTURES, MAX_GRAMMAR_ELEMENTS, MAX_GRAMMAR_NESTING, MAX_GRAMMAR_RULES, MAX_TOKEN_BYTES,
+    MAX_VOCAB,
+};
 pub use context::{Context, ContextParams, FlashAttention, Perf, Pooling};
 pub use error::LlamaError;
 pub use model::{Lora, Model, ModelParams};
 pub use sampler::{Sampler, SamplerBuilder, MAX_PENALTY_WINDOW};
-pub use vocab::{TextStream, Token, TokenAttrs, Vocab};
+pub use vocab::{TextStream, Token, TokenAttrs, Vocab, MAX_TOKENIZE_BYTES};
 
 use std::sync::OnceLock;
 

@@ -21,6 +21,7 @@ pub struct ModelParams {
     mlock: bool,
     vocab_only: bool,
     check_tensors: bool,
+    skip_checks: bool,
 }
 
 impl Default for ModelParams {
@@ -31,6 +32,7 @@ impl Default for ModelParams {
             mlock: false,
             vocab_only: false,
             check_tensors: false,
+            skip_checks: false,
         }
     }
 }
@@ -70,6 +72,23 @@ impl ModelParams {
     /// Loads the vocabulary only (tokenize and detokenize; no contexts).
     pub fn vocab_only(mut self, on: bool) -> Self {
         self.vocab_only = on;
+        self
+    }
+
+    /// Skips this crate's checks of the file's values (hyperparameters,
+    /// tensor types, vocabulary: see [`ARCHITECTURES`](super::ARCHITECTURES)
+    /// and the [checks](super#model-files)), for files it does not validate:
+    /// architectures and tokenizers outside the validated set. The GGUF
+    /// structure is still checked.
+    ///
+    /// # Safety
+    /// The file must be one llama.cpp loads and runs correctly: its
+    /// hyperparameters in range, its vocabulary consistent, every tensor of
+    /// a type the backends' kernels implement for its role. A file that is
+    /// not may abort the process or cause undefined behaviour (reads out of
+    /// bounds) in llama.cpp, at load or in any later call.
+    pub unsafe fn skip_model_checks(mut self, on: bool) -> Self {
+        self.skip_checks = on;
         self
     }
 
@@ -209,7 +228,11 @@ impl Model {
         super::init()?;
         let path = path.as_ref();
         let c_path = super::path_c_string(path)?;
-        Gguf::check_file(path)?;
+        let file = Gguf::read_index(path)?;
+        if !params.skip_checks {
+            super::check::model(path, &file, params.vocab_only)?;
+        }
+        drop(file);
         let mut state = Progress {
             f: &mut progress,
             cancelled: false,
@@ -420,7 +443,9 @@ impl Model {
     pub fn load_lora(&mut self, path: impl AsRef<Path>) -> Result<usize> {
         let path = path.as_ref();
         let c_path = super::path_c_string(path)?;
-        Gguf::check_file(path)?;
+        let file = Gguf::read_index(path)?;
+        super::check::lora(path, &file, self)?;
+        drop(file);
         let _ = super::log::take_last_error();
         // SAFETY: a live model not shared now (&mut self); a NUL-terminated path.
         let mut raw = std::ptr::null_mut();

@@ -332,10 +332,20 @@ impl<'m> SamplerBuilder<'m> {
 
     /// Constrains tokens to a GBNF grammar starting at rule `root`.
     ///
+    /// The grammar is first checked against bounds within which llama.cpp's
+    /// recursive grammar code cannot overflow the stack or exhaust memory
+    /// ([`MAX_GRAMMAR_NESTING`](super::MAX_GRAMMAR_NESTING),
+    /// [`MAX_GRAMMAR_RULES`](super::MAX_GRAMMAR_RULES),
+    /// [`MAX_GRAMMAR_ELEMENTS`](super::MAX_GRAMMAR_ELEMENTS)). Some small
+    /// grammars still take exponential time: run grammars from untrusted
+    /// sources in a process you can stop.
+    ///
     /// # Errors
     /// [`LlamaError::GrammarParse`] when llama.cpp cannot parse it;
+    /// [`LlamaError::GrammarLimit`] beyond the bounds;
     /// [`LlamaError::InteriorNul`].
     pub fn grammar(self, gbnf: &str, root: &str) -> Result<Self> {
+        super::check::check_grammar(gbnf)?;
         let g = CString::new(gbnf).map_err(|_| LlamaError::InteriorNul {
             what: "the grammar",
         })?;

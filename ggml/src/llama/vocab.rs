@@ -63,6 +63,26 @@ impl TokenAttrs {
     }
 }
 
+/// Longest text [`Vocab::tokenize`] takes (8 MiB: the helper thread's
+/// stack for it is 4 GiB of address space, most of it never touched).
+pub const MAX_TOKENIZE_BYTES: usize = 8 << 20;
+
+/// Texts up to this long are tokenized on the calling thread (at most
+/// about 0.6 MB of llama.cpp's regex recursion, within the 2 MiB a Rust
+/// thread has).
+const INLINE_TOKENIZE_BYTES: usize = 2048;
+
+/// Stack given to the helper thread per byte of text.
+const STACK_PER_BYTE: usize = 512;
+
+/// A vocabulary handle sent to the tokenizing helper thread.
+#[derive(Clone, Copy)]
+struct SendVocab<'m>(Vocab<'m>);
+
+// SAFETY: tokenizing only reads the vocabulary, which llama.cpp documents
+// as thread-safe; the model is `Sync` and outlives the scoped thread.
+unsafe impl Send for SendVocab<'_> {}
+
 fn special(t: Token) -> Option<Token> {
     (t >= 0).then_some(t)
 }
@@ -189,8 +209,16 @@ impl<'m> Vocab<'m> {
     /// `parse_special` turns special-token text (`<|im_start|>`) into those
     /// tokens instead of plain text.
     ///
+    /// Texts longer than 2 KiB are tokenized on a helper thread: several of
+    /// llama.cpp's pre-tokenizers match with `std::regex`, which recurses
+    /// once per character of a run (about 300 bytes of stack each), and the
+    /// helper's stack is sized for the text ([`MAX_TOKENIZE_BYTES`] at most).
+    ///
     /// # Errors
-    /// [`LlamaError::NoVocab`], [`LlamaError::TooLong`].
+    /// [`LlamaError::NoVocab`], [`LlamaError::TooLong`];
+    /// [`LlamaError::NotSupported`] for `add_special` when the model adds a
+    /// special token its vocabulary lacks (llama.cpp asserts), or when the
+    /// helper thread cannot be started.
     pub fn tokenize(
         &self,
         text: &str,
@@ -200,17 +228,104 @@ impl<'m> Vocab<'m> {
         if !self.has_tokenizer() {
             return Err(LlamaError::NoVocab.into());
         }
-        let len = i32::try_from(text.len()).map_err(|_| LlamaError::TooLong {
-            what: "the text to tokenize",
-            len: text.len(),
-        })?;
+        if add_special {
+            self.check_add_special()?;
+        }
+        let len = i32::try_from(text.len())
+            .ok()
+            .filter(|_| text.len() <= MAX_TOKENIZE_BYTES)
+            .ok_or(LlamaError::TooLong {
+                what: "the text to tokenize",
+                len: text.len(),
+            })?;
+        let tokens = if text.len() <= INLINE_TOKENIZE_BYTES {
+            self.tokenize_here(text, len, add_special, parse_special)?
+        } else {
+            let stack = (1 << 20) + STACK_PER_BYTE * text.len();
+            let vocab = SendVocab(*self);
+            std::thread::scope(|scope| {
+                let worker = std::thread::Builder::new()
+                    .name("ggml-tokenize".into())
+                    .stack_size(stack)
+                    .spawn_scoped(scope, move || {
+                        let vocab = vocab;
+                        vocab.0.tokenize_here(text, len, add_special, parse_special)
+                    })
+                    .map_err(|e| LlamaError::NotSupported {
+                        call: "tokenize",
+                        reason: format!(
+                            "no thread with {} MiB of stack for a text of {} bytes: {e}",
+                            stack >> 20,
+                            text.len()
+                        ),
+                    })?;
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })?
+        };
+        // Tokenizers without an unknown token emit -1 for what they cannot
+        // place; every other call refuses such an id.
+        let n_vocab = self.n_tokens();
+        if let Some(&bad) = tokens.iter().find(|&&t| !(0..n_vocab).contains(&t)) {
+            return Err(LlamaError::TokenOutOfRange {
+                token: bad,
+                n_vocab,
+            }
+            .into());
+        }
+        Ok(tokens)
+    }
+
+    /// Whether `add_special` is safe: llama.cpp asserts that the special
+    /// tokens it adds exist.
+    fn check_add_special(&self) -> Result<()> {
+        // SAFETY: see n_tokens; these getters read fields.
+        let (ty, add_bos, add_eos) = unsafe {
+            (
+                sys::llama_vocab_type(self.raw),
+                sys::llama_vocab_get_add_bos(self.raw),
+                sys::llama_vocab_get_add_eos(self.raw),
+            )
+        };
+        let missing = match ty {
+            sys::LLAMA_VOCAB_TYPE_WPM => {
+                // BERT's tokenizer adds both whatever its flags say.
+                [(self.bos().is_none(), "BOS"), (self.sep().is_none(), "SEP")]
+            }
+            sys::LLAMA_VOCAB_TYPE_RWKV | sys::LLAMA_VOCAB_TYPE_TEST => return Ok(()),
+            _ => [
+                (add_bos && self.bos().is_none(), "BOS"),
+                (add_eos && self.eos().is_none(), "EOS"),
+            ],
+        };
+        match missing.iter().find(|(m, _)| *m) {
+            None => Ok(()),
+            Some((_, what)) => Err(LlamaError::NotSupported {
+                call: "tokenize",
+                reason: format!(
+                    "add_special: the model adds a {what} token its vocabulary does not have"
+                ),
+            }
+            .into()),
+        }
+    }
+
+    /// Tokenizes on this thread (see [`Vocab::tokenize`] for the stack).
+    fn tokenize_here(
+        &self,
+        text: &str,
+        len: i32,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<Token>> {
         // A guess (retried with the exact count when short), bounded so that
         // a huge text does not reserve for it up front.
         let mut tokens = vec![0; (text.len() / 2 + 8).min(1 << 16)];
         loop {
             let cap = i32::try_from(tokens.len()).unwrap_or(i32::MAX);
-            // SAFETY: `text` for `len` bytes; `tokens` has room for `cap`.
             let mut n = 0;
+            // SAFETY: `text` for `len` bytes; `tokens` has room for `cap`.
             let status = unsafe {
                 sys::ggml_sys_try_llama_tokenize(
                     self.raw,
