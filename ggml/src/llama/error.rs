@@ -110,6 +110,19 @@ pub enum LlamaError {
     /// mirostat sampler at its end).
     #[error("the sampler chain selected no token (end it with greedy, dist or mirostat)")]
     NoTokenSelected,
+    /// A logit (or a candidate a sampler left) that is not a number or
+    /// infinite: llama.cpp's samplers sort by them, which is undefined
+    /// behaviour with NaN. A model file with NaN weights, or sampler
+    /// parameters at the edge of `f32` (a temperature near 0), make them.
+    #[error("{what} of token {token} is {value}")]
+    NonFinite {
+        /// What held the value.
+        what: &'static str,
+        /// The token.
+        token: i32,
+        /// The value.
+        value: f32,
+    },
     /// A grammar llama.cpp could not parse.
     #[error("the grammar could not be parsed (llama.cpp's log has the details)")]
     GrammarParse,

@@ -151,6 +151,8 @@ pub struct Model {
     vocab_only: bool,
     path: PathBuf,
     loras: Vec<NonNull<sys::llama_adapter_lora>>,
+    /// Weights no LoRA adapter may target (see `check`).
+    no_lora: Vec<String>,
 }
 
 // SAFETY: the model is only mutated through `&mut self` (LoRA adapters) and
@@ -229,9 +231,11 @@ impl Model {
         let path = path.as_ref();
         let c_path = super::path_c_string(path)?;
         let file = Gguf::read_index(path)?;
-        if !params.skip_checks {
-            super::check::model(path, &file, params.vocab_only)?;
-        }
+        let checked = if params.skip_checks {
+            super::check::Checked::default()
+        } else {
+            super::check::model(path, &file, params.vocab_only, params.mmap)?
+        };
         drop(file);
         let mut state = Progress {
             f: &mut progress,
@@ -265,6 +269,7 @@ impl Model {
                 vocab_only: params.vocab_only,
                 path: path.to_path_buf(),
                 loras: Vec::new(),
+                no_lora: checked.no_lora,
             }),
             Some(raw) => {
                 // SAFETY: as above.
@@ -281,6 +286,12 @@ impl Model {
             }
             .into()),
         }
+    }
+
+    /// Whether LoRA adapters must not target the weight `name` (without
+    /// `.weight`).
+    pub(crate) fn lora_refused(&self, name: &str) -> bool {
+        self.no_lora.iter().any(|n| n == name)
     }
 
     pub(crate) fn as_ptr(&self) -> *mut sys::llama_model {

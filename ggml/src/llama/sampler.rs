@@ -370,8 +370,12 @@ impl<'m> SamplerBuilder<'m> {
         let mut raw = Vec::with_capacity(biases.len());
         for &(token, bias) in biases {
             self.sampler.vocab.check(token)?;
-            if bias.is_nan() {
-                return Err(LlamaError::InvalidParams("logit_bias: NaN".into()).into());
+            if bias.is_nan() || bias == f32::INFINITY {
+                // -inf excludes a token; +inf would make NaN probabilities.
+                return Err(LlamaError::InvalidParams(format!(
+                    "logit_bias: {bias} for token {token} (finite, or -inf to exclude it)"
+                ))
+                .into());
             }
             raw.push(sys::llama_logit_bias { token, bias });
         }
@@ -425,13 +429,26 @@ impl<'m> Sampler<'m> {
     ///
     /// # Errors
     /// [`LlamaError::NoOutput`] (as [`Context::logits_ith`]),
-    /// [`LlamaError::NoTokenSelected`] when the chain selects nothing,
+    /// [`LlamaError::NoTokenSelected`] when the chain selects nothing (or
+    /// excludes every token), [`LlamaError::NonFinite`] for a logit that is
+    /// NaN or infinite (or a sampler that made one),
     /// [`LlamaError::InvalidParams`] for a context of another model.
     pub fn sample(&mut self, ctx: &Context<'m>, index: usize) -> Result<Token> {
         if ctx.model().vocab().raw() != self.vocab.raw() {
             return Err(LlamaError::InvalidParams("a context of another model".into()).into());
         }
         let logits = ctx.logits_ith(index)?;
+        // llama.cpp's samplers sort candidates by logit and probability:
+        // a NaN breaks the sort's ordering (undefined behaviour), an
+        // infinity makes NaN probabilities.
+        if let Some((id, &v)) = logits.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(LlamaError::NonFinite {
+                what: "logit",
+                token: id as Token,
+                value: v,
+            }
+            .into());
+        }
         self.candidates.clear();
         self.candidates
             .extend(
@@ -450,21 +467,55 @@ impl<'m> Sampler<'m> {
             selected: -1,
             sorted: false,
         };
-        // SAFETY: a live chain; an array of n_vocab candidates with ids in
-        // range, which the samplers filter, sort and select in place.
-        let status =
-            unsafe { sys::ggml_sys_try_llama_sampler_apply(self.chain.as_ptr(), &mut array) };
-        barrier::check("llama_sampler_apply", status)?;
-        let n = array.size.min(self.candidates.len());
-        if array.data != self.candidates.as_mut_ptr()
-            || array.selected < 0
-            || array.selected as usize >= n
-        {
+        // The chain's members one by one (as the chain applies them), each
+        // given candidates it can sort: extreme parameters (a temperature
+        // near 0, huge penalties) or every token excluded would otherwise
+        // hand the next one infinities or NaN probabilities.
+        // SAFETY: a live chain.
+        let members = unsafe { sys::llama_sampler_chain_n(self.chain.as_ptr()) };
+        for i in 0..members {
+            // SAFETY: a live chain; `i` is the index of a member.
+            let member = unsafe { sys::llama_sampler_chain_get(self.chain.as_ptr(), i) };
+            // SAFETY: a member of the chain (each has an `apply`); an array
+            // of candidates with ids in range, finite logits and
+            // probabilities, which it filters, sorts and selects in place.
+            let status = unsafe { sys::ggml_sys_try_llama_sampler_apply(member, &mut array) };
+            barrier::check("llama_sampler_apply", status)?;
+            self.check_candidates(&array)?;
+        }
+        let n = array.size;
+        if array.selected < 0 || array.selected as usize >= n {
             return Err(LlamaError::NoTokenSelected.into());
         }
         let token = self.candidates[array.selected as usize].id;
         self.accept(token)?;
         Ok(token)
+    }
+
+    /// Checks what a sampler left in `array`: the candidates still ours,
+    /// and sortable (no NaN, no +inf logit, some candidate left unless one
+    /// is selected).
+    fn check_candidates(&mut self, array: &sys::llama_token_data_array) -> Result<()> {
+        if array.data != self.candidates.as_mut_ptr() || array.size > self.candidates.len() {
+            return Err(LlamaError::NoTokenSelected.into());
+        }
+        let live = &self.candidates[..array.size];
+        if let Some(c) = live
+            .iter()
+            .find(|c| c.logit.is_nan() || c.logit == f32::INFINITY || c.p.is_nan())
+        {
+            return Err(LlamaError::NonFinite {
+                what: "candidate after a sampler",
+                token: c.id,
+                value: if c.p.is_nan() { c.p } else { c.logit },
+            }
+            .into());
+        }
+        if array.selected < 0 && live.iter().all(|c| c.logit == f32::NEG_INFINITY) {
+            // Every token excluded (a grammar's dead end, biases of -inf).
+            return Err(LlamaError::NoTokenSelected.into());
+        }
+        Ok(())
     }
 
     /// Records `token` as chosen (penalties, grammars and mirostat keep

@@ -96,20 +96,39 @@ fn architecture(file: &Gguf) -> Option<String> {
     }
 }
 
+/// What a model's check leaves for later calls to know.
+#[derive(Debug, Default)]
+pub(crate) struct Checked {
+    /// Weights (names without `.weight`) no LoRA adapter may target.
+    pub(crate) no_lora: Vec<String>,
+}
+
 /// Checks a model file (read with [`Gguf::read_index`]) before llama.cpp
-/// loads it; `vocab_only` loads read the vocabulary only.
-pub(crate) fn model(path: &Path, file: &Gguf, vocab_only: bool) -> Result<(), LlamaError> {
+/// loads it; `vocab_only` loads read the vocabulary only, `mmap` ones
+/// compute in the mapped file.
+pub(crate) fn model(
+    path: &Path,
+    file: &Gguf,
+    vocab_only: bool,
+    mmap: bool,
+) -> Result<Checked, LlamaError> {
     let arch = architecture(file);
-    let run = || -> Result<(), Finding> {
+    let run = || -> Result<Checked, Finding> {
+        let mut checked = Checked::default();
         if !vocab_only {
             let Some(arch) = arch.as_deref() else {
                 // llama.cpp refuses a file without one.
-                return Ok(());
+                return Ok(checked);
             };
             hparams::check(file, arch)?;
-            tensors::check(file, arch)?;
+            tensors::check(file, arch, mmap)?;
+            checked.no_lora = file
+                .tensors()
+                .filter_map(|t| tensors::nvfp4_ffn_with_scale(file, t.name()).map(str::to_owned))
+                .collect();
         }
-        vocab::check(file, arch.as_deref())
+        vocab::check(file, arch.as_deref())?;
+        Ok(checked)
     };
     run().map_err(|f| f.into_error(path))
 }

@@ -37,8 +37,30 @@ fn type_finding(t: &TensorInfo<'_>, role: &str, allowed: &str) -> Finding {
 
 /// Checks every tensor of a model of architecture `arch` (one of
 /// [`super::ARCHITECTURES`], whose tensors are all float or quantized).
-pub(crate) fn check(file: &Gguf, _arch: &str) -> Result<(), Finding> {
+///
+/// With `mmap`, llama.cpp hands the CPU backend pointers into the mapped
+/// file, which it asserts are 32-byte aligned: every tensor's data must be.
+pub(crate) fn check(file: &Gguf, _arch: &str, mmap: bool) -> Result<(), Finding> {
     for t in file.tensors() {
+        if t.ne().iter().any(|&n| n < 1) {
+            // A zero-width weight counts as transposed to ggml's matrix
+            // product, which asserts while llama.cpp picks its buffer.
+            return Err(Finding::new(
+                t.name(),
+                format!("an empty tensor (shape {:?})", t.shape()),
+            ));
+        }
+        if mmap && t.offset() % MMAP_ALIGNMENT != 0 {
+            return Err(Finding::new(
+                t.name(),
+                format!(
+                    "data at byte {} of the file, not {MMAP_ALIGNMENT}-byte aligned as a memory-mapped load needs \
+                     (general.alignment {}); load it without mmap",
+                    t.offset(),
+                    file.alignment()
+                ),
+            ));
+        }
         if is_vector(&t) {
             // Added or multiplied into f32 activations, or (RoPE
             // frequencies) read by the rope kernel as f32.
@@ -53,7 +75,55 @@ pub(crate) fn check(file: &Gguf, _arch: &str) -> Result<(), Finding> {
             ));
         }
     }
+    check_nvfp4(file)
+}
+
+/// The CPU backend's alignment of host memory it computes in.
+const MMAP_ALIGNMENT: usize = 32;
+
+fn is_type(file: &Gguf, name: &str, ty: Type) -> bool {
+    file.tensor(name).is_ok_and(|t| t.ty() == ty)
+}
+
+fn has(file: &Gguf, name: &str) -> bool {
+    file.tensor(name).is_ok()
+}
+
+/// NVFP4 weights carry extra scale tensors, which llama.cpp's loader and
+/// graph code assert against in two combinations.
+fn check_nvfp4(file: &Gguf) -> Result<(), Finding> {
+    if is_type(file, "token_embd.weight", Type::NVFP4)
+        && !has(file, "output.weight")
+        && (has(file, "output.scale") || has(file, "output.input_scale"))
+    {
+        return Err(Finding::new(
+            "output.scale",
+            "scales of an output tied to an NVFP4 token embedding (llama.cpp asserts)",
+        ));
+    }
+    for t in file.tensors() {
+        if let Some(base) = nvfp4_ffn_with_scale(file, t.name()) {
+            if has(file, &format!("{base}.bias")) {
+                return Err(Finding::new(
+                    t.name(),
+                    "an NVFP4 feed-forward weight with both a bias and a scale (llama.cpp asserts)",
+                ));
+            }
+        }
+    }
     Ok(())
+}
+
+/// For a dense feed-forward weight stored as NVFP4 with a `.scale`, the
+/// name without `.weight`: llama.cpp's graph asserts when such a weight
+/// also has a bias, or a LoRA adapter.
+pub(crate) fn nvfp4_ffn_with_scale<'a>(file: &Gguf, name: &'a str) -> Option<&'a str> {
+    let base = name.strip_suffix(".weight")?;
+    let is_ffn = ["ffn_up", "ffn_gate", "ffn_down"]
+        .iter()
+        .any(|f| base.ends_with(&format!(".{f}")));
+    (is_ffn && is_type(file, name, Type::NVFP4) && has(file, &format!("{base}.scale")))
+        .then_some(base)
 }
 
 /// The string value of `key`, if it has one of another type: llama.cpp's
@@ -72,7 +142,7 @@ fn check_type(file: &Gguf, key: &str, want: crate::gguf::ValueType) -> Result<()
 /// Checks a LoRA adapter for `model`: the keys llama.cpp reads without
 /// checking their type, and its tensors as the model's matrices (the
 /// adapter's low-rank factors are multiplied in).
-pub(crate) fn check_lora(file: &Gguf, _model: &super::super::Model) -> Result<(), Finding> {
+pub(crate) fn check_lora(file: &Gguf, model: &super::super::Model) -> Result<(), Finding> {
     use crate::gguf::ValueType;
     for key in ["general.type", "general.architecture", "adapter.type"] {
         check_type(file, key, ValueType::String)?;
@@ -84,6 +154,18 @@ pub(crate) fn check_lora(file: &Gguf, _model: &super::super::Model) -> Result<()
         }
     }
     for t in file.tensors() {
+        let target = t
+            .name()
+            .strip_suffix(".lora_a")
+            .or_else(|| t.name().strip_suffix(".lora_b"));
+        if let Some(target) = target.and_then(|n| n.strip_suffix(".weight")) {
+            if model.lora_refused(target) {
+                return Err(Finding::new(
+                    t.name(),
+                    "an adapter of an NVFP4 feed-forward weight with a scale (llama.cpp asserts)",
+                ));
+            }
+        }
         if !is_matrix_type(t.ty()) {
             return Err(type_finding(
                 &t,
