@@ -3,6 +3,7 @@
 //! - [`program`]: random sequences of safe calls, generated with `arbitrary`;
 //! - [`safe`]: runs them through the safe API, recording each outcome;
 //! - [`gguf`]: malformed GGUF files, checked against ggml's reader;
+//! - [`model`]: hostile llama model files, run through the llama layer;
 //! - [`raw`]: replays a refused call through raw ggml, to measure refusals
 //!   that raw ggml would have survived.
 //!
@@ -12,6 +13,7 @@
 //! is the input of the `cargo fuzz` target in `fuzz/libfuzzer`.
 
 pub mod gguf;
+pub mod model;
 pub mod program;
 pub mod raw;
 pub mod safe;

@@ -6,6 +6,7 @@
 //! ggml-fuzz exec --seeds S1,S2,.. [--keep I,J,..] [--raw-at K] [--no-slow-types]   (a child)
 //! ggml-fuzz show --seed S [--keep I,J,..]                                           (print a program)
 //! ggml-fuzz gguf [--seconds N] [--jobs J] ...      (the GGUF reader: see gguf_driver.rs)
+//! ggml-fuzz model [--seconds N] [--jobs J] ...     (model files through the llama layer: model_driver.rs)
 //! ```
 //!
 //! `run` generates programs from seeds (`--seed` is the first; later ones
@@ -32,6 +33,7 @@ use ggml_fuzz::safe::{self, Options, Outcome};
 use ggml_fuzz::{program_from_seed, raw};
 
 mod gguf_driver;
+mod model_driver;
 
 #[global_allocator]
 static ALLOCATOR: gguf_driver::counting::Counting = gguf_driver::counting::Counting;
@@ -66,6 +68,9 @@ fn main() {
         Some("run") => std::process::exit(run(&args, no_slow)),
         Some("gguf") => std::process::exit(gguf_driver::run(&args)),
         Some("gguf-exec") => std::process::exit(gguf_driver::exec(&args)),
+        Some("model") => std::process::exit(model_driver::run(&args)),
+        Some("model-exec") => std::process::exit(model_driver::exec(&args)),
+        Some("model-show") => std::process::exit(model_driver::show(&args)),
         _ => {
             eprintln!("usage: ggml-fuzz run|exec|show ... (see the source's docs)");
             std::process::exit(2);

@@ -250,6 +250,7 @@ pub struct Context<'m> {
     kv_unified: bool,
     embeddings: bool,
     pooling: Pooling,
+    type_k: Type,
     outputs: Option<Outputs>,
     encoded: bool,
     seq_ptrs: Vec<*mut i32>,
@@ -339,6 +340,17 @@ impl<'m> Context<'m> {
                 return Err(invalid(format!("{t} is not a KV cache type")));
             }
         }
+        // llama.cpp checks this only with flash attention, and asserts
+        // making the cache without it.
+        let (head_k, head_v) = model.head_dims();
+        for (what, t, dim) in [("K", p.type_k, head_k), ("V", p.type_v, head_v)] {
+            if dim % t.block_size() != 0 {
+                return Err(invalid(format!(
+                    "a {what} cache of {t} (blocks of {}) for heads of {dim}",
+                    t.block_size()
+                )));
+            }
+        }
         // SAFETY: returns a struct of defaults.
         let mut raw = unsafe { sys::llama_context_default_params() };
         raw.n_ctx = n_ctx;
@@ -392,6 +404,7 @@ impl<'m> Context<'m> {
             n_ubatch,
             n_seq_max,
             kv_unified: p.kv_unified,
+            type_k: p.type_k,
             embeddings: p.embeddings,
             pooling: Pooling::from_raw(pooling),
             outputs: None,
@@ -899,6 +912,22 @@ impl<'m> Context<'m> {
         let can = unsafe { sys::llama_memory_can_shift(self.memory()) };
         if rope == sys::LLAMA_ROPE_TYPE_MROPE || rope == sys::LLAMA_ROPE_TYPE_IMROPE || !can {
             return Err(invalid("this model's positions cannot be shifted"));
+        }
+        // The next decode rotates the cached keys: the CPU's RoPE has no
+        // BF16 kernel (it aborts), and a quantized cache is rotated through
+        // a Hadamard matrix llama.cpp only makes for head dimensions that
+        // are multiples of 64 (it dereferences NULL otherwise).
+        let (head_k, _) = self.model.head_dims();
+        if self.type_k == Type::BF16 || (self.type_k.is_quantized() && head_k % 64 != 0) {
+            return Err(LlamaError::NotSupported {
+                call: "shift_seq",
+                reason: format!(
+                    "shifting positions of a {} key cache with heads of {head_k} (f32, f16, \
+                     or a quantized cache with heads of a multiple of 64)",
+                    self.type_k
+                ),
+            }
+            .into());
         }
         Ok(())
     }

@@ -288,6 +288,19 @@ impl Model {
         }
     }
 
+    /// The key and value head dimensions (`{arch}.attention.key_length` and
+    /// `value_length`, by default `n_embd / n_head`).
+    pub(crate) fn head_dims(&self) -> (usize, usize) {
+        let default = self.n_embd() / self.n_head().max(1);
+        let arch = self.architecture().unwrap_or_default();
+        let key = |k: &str| {
+            self.meta(&format!("{arch}.attention.{k}"))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        (key("key_length"), key("value_length"))
+    }
+
     /// Whether LoRA adapters must not target the weight `name` (without
     /// `.weight`).
     pub(crate) fn lora_refused(&self, name: &str) -> bool {
