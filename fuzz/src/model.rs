@@ -491,7 +491,9 @@ fn raw_bytes(t: &TensorSpec) -> Vec<u8> {
         t.ty.row_size(t.shape.last().copied().unwrap_or(1))
             .unwrap_or(0);
     let mut rng = Rng::new(name_seed(&t.name));
-    (0..rows * row).map(|_| (rng.next_u64() % 3) as u8).collect()
+    (0..rows * row)
+        .map(|_| (rng.next_u64() % 3) as u8)
+        .collect()
 }
 
 /// One change to a valid [`Spec`].

@@ -10,6 +10,7 @@ mod common;
 mod adapters;
 mod context;
 mod generation;
+mod hostile;
 mod sampling;
 mod support;
 mod tokens;
