@@ -438,6 +438,18 @@ pub enum Call {
     DropScheduler,
     /// `TensorData::read_bytes` / `write_bytes` (any memory).
     ByteCopy(u8, bool),
+    /// `Backend::compute_async` of a graph of one to three outputs, and the
+    /// pending handle leaked (`mem::forget` is safe): the context must stay
+    /// busy until [`Call::Synchronize`], its memory pinned.
+    ForgetPending(u8, Vec<u8>),
+    /// `Backend::synchronize` of the CPU backend.
+    Synchronize,
+    /// `Backend::compute_with` a graph of one to three outputs and an abort
+    /// callback that drops graph allocator number `n` (moved into it) after
+    /// some nodes: the memory the graph computes in must outlive it.
+    ComputeDroppingAllocator(u8, Vec<u8>, u8, u8),
+    /// Leaks the data token of a context: later accesses are refused.
+    ForgetData(u8),
 }
 
 /// A program: calls run in order.

@@ -30,6 +30,10 @@ pub fn applicable(call: &Call) -> bool {
             | Call::Schedule(..)
             | Call::DropScheduler
             | Call::ByteCopy(..)
+            | Call::ForgetPending(..)
+            | Call::Synchronize
+            | Call::ComputeDroppingAllocator(..)
+            | Call::ForgetData(..)
     )
 }
 

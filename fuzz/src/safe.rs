@@ -37,6 +37,16 @@ pub struct State {
     scheduler: Option<Scheduler>,
 }
 
+impl State {
+    /// The CPU backend, made on first use.
+    fn cpu_backend(&mut self) -> Option<&mut Backend> {
+        if self.backend.is_none() {
+            self.backend = Backend::cpu().ok();
+        }
+        self.backend.as_mut()
+    }
+}
+
 impl Drop for State {
     fn drop(&mut self) {
         // The tensors borrowing the contexts go first.
@@ -523,6 +533,67 @@ pub fn call(state: &mut State, call: &Call, options: Options) -> Outcome {
                 let mut data = ctx.data()?;
                 sched.compute(&graph, &mut data)
             })())
+        }
+        Call::ForgetPending(first, more) => {
+            let Some(outputs) = outputs(state, *first, more) else {
+                return Outcome::Skip;
+            };
+            let Some(backend) = state.cpu_backend() else {
+                return Outcome::Skip;
+            };
+            let ctx = outputs[0].context();
+            outcome((|| {
+                let graph = ctx.build_graph(&outputs)?;
+                let mut data = ctx.data()?;
+                std::mem::forget(backend.compute_async(&graph, &mut data)?);
+                Ok(())
+            })())
+        }
+        Call::Synchronize => {
+            if let Some(b) = state.backend.as_mut() {
+                b.synchronize();
+            }
+            Outcome::Ok
+        }
+        Call::ComputeDroppingAllocator(first, more, n, after) => {
+            let Some(outputs) = outputs(state, *first, more) else {
+                return Outcome::Skip;
+            };
+            let mut allocator = state.allocators[usize::from(*n % 2)].take();
+            let Some(backend) = state.cpu_backend() else {
+                return Outcome::Skip;
+            };
+            let ctx = outputs[0].context();
+            let mut left = *after;
+            let mut drop_it = move || {
+                if left == 0 {
+                    drop(allocator.take());
+                } else {
+                    left -= 1;
+                }
+                false
+            };
+            outcome((|| {
+                let graph = ctx.build_graph(&outputs)?;
+                let mut data = ctx.data()?;
+                backend.compute_with(
+                    &graph,
+                    &mut data,
+                    Compute::new().abort_callback(&mut drop_it),
+                )
+            })())
+        }
+        Call::ForgetData(c) => {
+            let Some(ctx) = state.context(*c) else {
+                return Outcome::Skip;
+            };
+            match ctx.data() {
+                Ok(data) => {
+                    std::mem::forget(data);
+                    Outcome::Ok
+                }
+                Err(err) => Outcome::Err(variant(&err)),
+            }
         }
         Call::DropScheduler => {
             state.scheduler = None;
