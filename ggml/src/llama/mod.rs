@@ -36,9 +36,23 @@
 //! larger than the context takes, a sequence id out of range, logits asked
 //! of a token that did not request them, a sampler chain that selects
 //! nothing, a token a grammar forbids. Each is an
-//! [`Error::Llama`](crate::Error::Llama) here, checked before the call.
-//! Model files are validated by this crate's GGUF reader before llama.cpp
-//! reads them.
+//! [`Error::Llama`](crate::Error::Llama) here, checked before the call. A
+//! C++ exception thrown inside llama.cpp is caught at the boundary (a small
+//! C++ barrier compiled with it) and is [`LlamaError::Exception`].
+//!
+//! # Model files
+//!
+//! Model files come from the internet. Before llama.cpp reads one, this
+//! crate's GGUF reader validates its structure, and then its values are
+//! checked against what llama.cpp assumes of them without checking:
+//! hyperparameters it asserts on or indexes with, every tensor's type
+//! against the CPU kernels its role reaches (the CPU is every model's
+//! fallback), and the vocabulary's consistency. A file that breaks an
+//! assumption is [`LlamaError::InvalidModel`], naming the key or tensor.
+//! The architectures validated are [`ARCHITECTURES`]; others load only
+//! through the `unsafe` [`ModelParams::skip_model_checks`]. The full list
+//! of checks, with the llama.cpp asserts each one pre-empts, is in
+//! `docs/model-checks.md` of the repository.
 //!
 //! # Lifetimes and threads
 //!

@@ -77,7 +77,7 @@ impl ModelParams {
 
     /// Skips this crate's checks of the file's values (hyperparameters,
     /// tensor types, vocabulary: see [`ARCHITECTURES`](super::ARCHITECTURES)
-    /// and the [checks](super#model-files)), for files it does not validate:
+    /// and the [model checks](super#model-files)), for files it does not validate:
     /// architectures and tokenizers outside the validated set. The GGUF
     /// structure is still checked.
     ///
