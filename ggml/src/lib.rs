@@ -152,3 +152,10 @@ pub use ndarray;
 pub fn init() -> Result<()> {
     init::ensure()
 }
+
+/// The workspace README's examples, compiled and run as doctests (the
+/// llama one reads its model from `MODEL`, which the workspace's
+/// `.cargo/config.toml` points at the test model).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
