@@ -11,31 +11,41 @@
 
 use std::io::{BufRead, Write};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
+use clap::Parser;
 use ggml::llama::{Batch, ChatMessage, Context, ContextParams, Model, Sampler};
 
-fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(path) = args.first() else {
-        bail!("usage: chat MODEL [--system TEXT] [-n MAX_TOKENS]");
-    };
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let max_tokens: usize = flag("-n").map(|n| n.parse()).transpose()?.unwrap_or(256);
+/// An interactive chat with a llama.cpp model (greedy decoding; an empty
+/// line or end of input ends it).
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// The model (a GGUF file with a chat template).
+    model: String,
+    /// A system message to start the conversation with.
+    #[arg(long)]
+    system: Option<String>,
+    /// Most tokens per answer.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 256)]
+    max_tokens: usize,
+    /// Threads (all cores when absent).
+    #[arg(long)]
+    threads: Option<usize>,
+}
 
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let (path, max_tokens) = (&args.model, args.max_tokens);
     let model = Model::load(path).with_context(|| format!("loading {path}"))?;
     let vocab = model.vocab();
-    let mut ctx = Context::new(
-        &model,
-        &ContextParams::new().n_ctx(4096.min(model.n_ctx_train())),
-    )?;
+    let mut params = ContextParams::new().n_ctx(4096.min(model.n_ctx_train()));
+    if let Some(t) = args.threads {
+        params = params.threads(t).threads_batch(t);
+    }
+    let mut ctx = Context::new(&model, &params)?;
     let mut sampler = Sampler::greedy(&model);
     let mut messages = Vec::new();
-    if let Some(system) = flag("--system") {
+    if let Some(system) = args.system.clone() {
         messages.push(ChatMessage::new("system", system));
     }
     // The formatted conversation already in the KV cache.

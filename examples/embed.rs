@@ -9,18 +9,31 @@
 use std::io::BufRead;
 
 use anyhow::{bail, Context as _, Result};
+use clap::Parser;
 use ggml::llama::{Batch, Context, ContextParams, Model, Pooling};
 use ggml::ndarray::Array1;
 
+/// Embeds lines of text with a llama.cpp model (mean pooling) and prints
+/// the cosine similarity of every pair.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// The model (a GGUF file).
+    model: String,
+    /// The lines to embed (standard input's lines when none).
+    lines: Vec<String>,
+    /// Threads (all cores when absent).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(path) = args.first() else {
-        bail!("usage: embed MODEL [LINE ...]");
-    };
-    let lines: Vec<String> = if args.len() > 1 {
-        args[1..].to_vec()
-    } else {
+    let args = Args::parse();
+    let path = &args.model;
+    let lines: Vec<String> = if args.lines.is_empty() {
         std::io::stdin().lock().lines().collect::<Result<_, _>>()?
+    } else {
+        args.lines.clone()
     };
     let lines: Vec<String> = lines.into_iter().filter(|l| !l.trim().is_empty()).collect();
     if lines.is_empty() {

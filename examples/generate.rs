@@ -12,31 +12,44 @@
 
 use std::io::Write;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
+use clap::Parser;
 use ggml::llama::{Batch, Context, ContextParams, Model, Sampler};
 
-fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut positional = Vec::new();
-    let (mut n_predict, mut temp, mut seed, mut threads) = (64usize, 0.0f32, None, None);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || it.next().context(format!("{a} needs a value"));
-        match a.as_str() {
-            "-n" => n_predict = value()?.parse()?,
-            "--temp" => temp = value()?.parse()?,
-            "--seed" => seed = Some(value()?.parse()?),
-            "--threads" => threads = Some(value()?.parse()?),
-            _ => positional.push(a.clone()),
-        }
-    }
-    let [model_path, prompt] = positional.as_slice() else {
-        bail!("usage: generate MODEL \"prompt\" [-n 64] [--temp 0] [--seed S] [--threads T]");
-    };
+/// Generates text from a prompt with a llama.cpp model.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// The model (a GGUF file; for a split model, its first shard).
+    model: String,
+    /// The prompt.
+    prompt: String,
+    /// Tokens to generate.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 64)]
+    n_predict: usize,
+    /// Sampling temperature (0: greedy, deterministic).
+    #[arg(long, default_value_t = 0.0)]
+    temp: f32,
+    /// Seed of the sampler (random when absent).
+    #[arg(long)]
+    seed: Option<u32>,
+    /// Threads (all cores when absent).
+    #[arg(long)]
+    threads: Option<usize>,
+}
 
-    let model = Model::load(model_path).with_context(|| format!("loading {model_path}"))?;
+fn main() -> Result<()> {
+    let Args {
+        model: model_path,
+        prompt,
+        n_predict,
+        temp,
+        seed,
+        threads,
+    } = Args::parse();
+    let model = Model::load(&model_path).with_context(|| format!("loading {model_path}"))?;
     let vocab = model.vocab();
-    let prompt_tokens = vocab.tokenize(prompt, true, false)?;
+    let prompt_tokens = vocab.tokenize(&prompt, true, false)?;
     let mut params = ContextParams::new()
         .n_ctx((prompt_tokens.len() + n_predict + 16).next_multiple_of(256) as u32);
     if let Some(t) = threads {

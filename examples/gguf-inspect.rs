@@ -14,15 +14,25 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
+use clap::Parser;
 use ggml::gguf::{Gguf, TensorInfo, Value};
 use ggml::Type;
 
+/// Inspects a GGUF file: metadata, tensor table, totals per type, and one
+/// tensor's statistics and histogram.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// The file (for a split model, its first shard).
+    file: String,
+    /// A tensor to describe.
+    tensor: Option<String>,
+}
+
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(path) = args.first() else {
-        bail!("usage: gguf-inspect FILE [TENSOR]");
-    };
+    let args = Args::parse();
+    let path = &args.file;
     let start = Instant::now();
     // SAFETY: the file is not modified while this program runs (a user who
     // rewrites a file while inspecting it gets a SIGBUS, nothing worse).
@@ -91,7 +101,7 @@ fn main() -> Result<()> {
         8.0 * total as f64 / elements.max(1) as f64
     );
 
-    if let Some(name) = args.get(1) {
+    if let Some(name) = &args.tensor {
         let t = file.tensor(name)?;
         let start = Instant::now();
         let values = values(&t)?;

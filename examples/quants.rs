@@ -21,7 +21,7 @@
 use std::f32::consts::PI;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use font8x8::UnicodeFonts;
 use ggml::ndarray::{Array2, ArrayView2, Ix2};
 use ggml::{Context, Type};
@@ -30,31 +30,17 @@ use image::{GrayImage, ImageFormat, Luma};
 /// Side of the test image.
 const N: usize = 256;
 
+/// Every quantized type ggml can produce, on a smooth 256×256 image: its
+/// cost and its error, as a table and a PNG grid.
+#[derive(clap::Parser)]
+#[command(version)]
 struct Options {
+    /// Print the table as JSON instead of text.
+    #[arg(long)]
     json: bool,
+    /// Where to write the PNG grid.
+    #[arg(long, default_value = "quants.png")]
     out: PathBuf,
-}
-
-fn parse_args() -> Result<Options> {
-    let mut options = Options {
-        json: false,
-        out: PathBuf::from("quants.png"),
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--json" => options.json = true,
-            "--out" => {
-                options.out = args.next().context("--out needs a path")?.into();
-            }
-            "-h" | "--help" => {
-                println!("usage: quants [--json] [--out PATH]");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?} (usage: quants [--json] [--out PATH])"),
-        }
-    }
-    Ok(options)
 }
 
 /// One row of the table: a type and its error on the image.
@@ -204,7 +190,7 @@ fn render(panels: &[(String, ArrayView2<'_, f32>)]) -> GrayImage {
 }
 
 fn main() -> Result<()> {
-    let options = parse_args()?;
+    let options = <Options as clap::Parser>::parse();
     let n = N as f32;
     let img = Array2::from_shape_fn((N, N), |(i, j)| {
         (2.0 * PI * j as f32 / n).cos() * (2.0 * PI * i as f32 / n).sin()
