@@ -378,24 +378,71 @@ fn check_other_toolkits(config: &Config) {
         );
     }
     if f.vulkan {
-        let glslc = Command::new("glslc")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        let loader = pkg_config::Config::new()
-            .cargo_metadata(false)
-            .probe("vulkan")
-            .is_ok();
-        if !glslc || !loader {
-            let missing = match (glslc, loader) {
-                (false, false) => "the `glslc` shader compiler and the Vulkan loader (vulkan.pc)",
-                (false, true) => "the `glslc` shader compiler",
-                _ => "the Vulkan loader and headers (vulkan.pc)",
-            };
+        check_vulkan();
+    }
+}
+
+/// The oldest Vulkan headers the pinned ggml-vulkan compiles with: it uses
+/// `VK_EXT_layer_settings` (`vk::LayerSettingEXT`), in the public headers
+/// since 1.3.272. Debian 12 ships 1.3.239.
+const MIN_VULKAN_HEADER: u32 = 272;
+
+/// Every tool and header the `vulkan` feature needs, checked before CMake
+/// runs (which would stop at the first missing tool, or the compiler deep
+/// inside ggml-vulkan.cpp with headers that are too old).
+fn check_vulkan() {
+    let mut missing = Vec::new();
+    if !runs("glslc") {
+        missing.push(("the glslc shader compiler", "glslc"));
+    }
+    // CMake's FindVulkan (3.25, Debian 12's) looks for it too.
+    if !runs("glslangValidator") {
+        missing.push(("glslangValidator", "glslang-tools"));
+    }
+    let loader = pkg_config::Config::new()
+        .cargo_metadata(false)
+        .probe("vulkan")
+        .ok();
+    if loader.is_none() {
+        missing.push(("the Vulkan loader and headers (vulkan.pc)", "libvulkan-dev"));
+    }
+    if !missing.is_empty() {
+        let what: Vec<&str> = missing.iter().map(|m| m.0).collect();
+        let packages: Vec<&str> = missing.iter().map(|m| m.1).collect();
+        fail(
+            &format!("the `vulkan` feature needs {}, which were not found", what.join(", ")),
+            &format!(
+                "On Debian/Ubuntu:  sudo apt-get install {}\n\
+                 (and Vulkan headers 1.3.{MIN_VULKAN_HEADER} or later), or build without the `vulkan` feature.",
+                packages.join(" ")
+            ),
+        );
+    }
+    let mut dirs = loader.map(|l| l.include_paths).unwrap_or_default();
+    dirs.push(PathBuf::from("/usr/include"));
+    let header = dirs
+        .iter()
+        .map(|d| d.join("vulkan/vulkan_core.h"))
+        .find(|h| h.is_file());
+    let version = header.as_ref().and_then(|h| {
+        std::fs::read_to_string(h).ok()?.lines().find_map(|l| {
+            l.strip_prefix("#define VK_HEADER_VERSION ")?
+                .trim()
+                .parse::<u32>()
+                .ok()
+        })
+    });
+    if let (Some(h), Some(v)) = (&header, version) {
+        if v < MIN_VULKAN_HEADER {
             fail(
-                &format!("the `vulkan` feature needs {missing}, which were not found"),
-                "Install them with:  sudo apt-get install libvulkan-dev glslc\n\
-                 or build without the `vulkan` feature.",
+                &format!(
+                    "the Vulkan headers in {} are version 1.3.{v}; the pinned ggml-vulkan needs \
+                     1.3.{MIN_VULKAN_HEADER} or later (it uses VK_EXT_layer_settings)",
+                    h.display()
+                ),
+                "Install newer Vulkan headers (Debian 12 and Ubuntu 22.04 ship older ones: the\n\
+                 LunarG Vulkan SDK, or a newer distribution's libvulkan-dev), make their\n\
+                 vulkan.pc visible through PKG_CONFIG_PATH, or build without the `vulkan` feature.",
             );
         }
     }
