@@ -9,16 +9,25 @@
 //!   a crate depending on `ggml` alone would otherwise not see where shared
 //!   libraries live. `DEP_GGML_RPATH` is the directory to put on a binary's
 //!   rpath (set only for shared libraries), `DEP_GGML_LIB_DIR`,
-//!   `DEP_GGML_LINK_MODE`, `DEP_GGML_SHARED` and `DEP_GGML_INCLUDE` mirror
-//!   ggml-sys's values.
+//!   `DEP_GGML_LINK_MODE`, `DEP_GGML_SHARED`, `DEP_GGML_INCLUDE` and
+//!   `DEP_GGML_CPU_BACKEND` mirror ggml-sys's values.
 
 fn main() {
     println!("cargo:rustc-check-cfg=cfg(ggml_cpu_backend)");
     println!("cargo:rerun-if-env-changed=DEP_LLAMA_CPU_BACKEND");
-    if std::env::var("DEP_LLAMA_CPU_BACKEND").map_or(true, |v| v == "linked") {
+    // ggml-sys decides, and always says (`linked` or `dynamic`); every build
+    // script of the workspace reads it the same way.
+    if std::env::var("DEP_LLAMA_CPU_BACKEND").is_ok_and(|v| v == "linked") {
         println!("cargo:rustc-cfg=ggml_cpu_backend");
     }
-    for key in ["RPATH", "LIB_DIR", "LINK_MODE", "SHARED", "INCLUDE"] {
+    for key in [
+        "RPATH",
+        "LIB_DIR",
+        "LINK_MODE",
+        "SHARED",
+        "INCLUDE",
+        "CPU_BACKEND",
+    ] {
         println!("cargo:rerun-if-env-changed=DEP_LLAMA_{key}");
         if let Ok(value) = std::env::var(format!("DEP_LLAMA_{key}")) {
             println!("cargo:{}={value}", key.to_lowercase());

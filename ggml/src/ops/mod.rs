@@ -165,49 +165,51 @@ pub(crate) fn full_shape(ne: &Ne) -> Vec<usize> {
 
 /// Whether the CPU kernels can quantize rows to `ty` (its CPU traits have a
 /// `from_float`), as `cpy` to a quantized tensor and quantized `add` need.
+///
+/// The CPU traits of the pinned ggml, written down once: a `GGML_BACKEND_DL`
+/// install has no linkable CPU backend to ask. `cpu_traits_are_ggmls` (a unit
+/// test, where the CPU backend is linked) compares them with ggml's table.
 pub(crate) fn cpu_can_quantize_to(ty: Type) -> bool {
-    #[cfg(ggml_cpu_backend)]
-    {
-        // SAFETY: a valid type; the CPU traits table is static.
-        unsafe {
-            (*ggml_sys::ggml_get_type_traits_cpu(ty.as_raw()))
-                .from_float
-                .is_some()
-        }
-    }
-    #[cfg(not(ggml_cpu_backend))]
-    {
-        // The CPU traits of the pinned ggml (the i-quants but IQ4_* have none).
-        ty.is_quantized()
-            && !matches!(
-                ty,
-                Type::Q8_1
-                    | Type::Q8_K
-                    | Type::IQ2_XXS
-                    | Type::IQ2_XS
-                    | Type::IQ3_XXS
-                    | Type::IQ1_S
-                    | Type::IQ3_S
-                    | Type::IQ2_S
-                    | Type::IQ1_M
-            )
-    }
+    // The i-quants but IQ4_* have no CPU quantizer.
+    ty.is_quantized()
+        && !matches!(
+            ty,
+            Type::IQ2_XXS
+                | Type::IQ2_XS
+                | Type::IQ3_XXS
+                | Type::IQ1_S
+                | Type::IQ3_S
+                | Type::IQ2_S
+                | Type::IQ1_M
+        )
 }
 
-/// Whether the CPU kernels have a dot product for `ty` (as `mul_mat` needs).
+/// Whether the CPU kernels have a dot product for `ty` (as `mul_mat` needs):
+/// the float types and every quantized type but the intermediate ones. As
+/// [`cpu_can_quantize_to`], checked against ggml's table by a unit test.
 pub(crate) fn cpu_has_vec_dot(ty: Type) -> bool {
-    #[cfg(ggml_cpu_backend)]
-    {
-        // SAFETY: a valid type; the CPU traits table is static.
-        unsafe {
-            (*ggml_sys::ggml_get_type_traits_cpu(ty.as_raw()))
-                .vec_dot
-                .is_some()
+    ty.is_float() || (ty.is_quantized() && !matches!(ty, Type::Q8_1 | Type::Q8_K))
+}
+
+#[cfg(all(test, ggml_cpu_backend))]
+mod cpu_traits_tests {
+    use super::*;
+
+    #[test]
+    fn cpu_traits_are_ggmls() {
+        for &ty in Type::ALL {
+            // SAFETY: a valid type; the CPU traits table is static.
+            let traits = unsafe { &*ggml_sys::ggml_get_type_traits_cpu(ty.as_raw()) };
+            // F32's "quantizer" is a plain copy: the table above speaks of
+            // quantized destinations only.
+            let quantizes = traits.from_float.is_some() && ty.is_quantized();
+            assert_eq!(cpu_can_quantize_to(ty), quantizes, "from_float of {ty}");
+            assert_eq!(
+                cpu_has_vec_dot(ty),
+                traits.vec_dot.is_some(),
+                "vec_dot of {ty}"
+            );
         }
-    }
-    #[cfg(not(ggml_cpu_backend))]
-    {
-        ty.is_float() || (ty.is_quantized() && !matches!(ty, Type::Q8_1 | Type::Q8_K))
     }
 }
 
