@@ -44,7 +44,7 @@ fn main() -> Result<()> {
     let tokenized = lines
         .iter()
         .map(|l| vocab.tokenize(l, true, false))
-        .collect::<ggml::Result<Vec<_>>>()?;
+        .collect::<ggml::llama::Result<Vec<_>>>()?;
     let longest = tokenized.iter().map(Vec::len).max().unwrap_or(1).max(1) as u32;
     let params = ContextParams::new()
         .n_ctx(longest.next_multiple_of(256))

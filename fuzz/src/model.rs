@@ -901,9 +901,7 @@ pub fn exercise(path: &Path, spec: &Spec, how: &Use, dir: &Path) -> Reached {
     }
     let mut model = match Model::load_with(path, &params, |_| true) {
         Ok(m) => m,
-        Err(ggml::Error::Llama(ggml::llama::LlamaError::InvalidModel { .. })) => {
-            return Reached::RefusedByChecks
-        }
+        Err(ggml::llama::Error::InvalidModel { .. }) => return Reached::RefusedByChecks,
         Err(e) => {
             if std::env::var_os("GGML_FUZZ_VERBOSE").is_some() {
                 eprintln!("load: {e}");

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use ggml::gguf::Writer;
-use ggml::llama::{Batch, Context, ContextParams, LlamaError, Model};
+use ggml::llama::{Batch, Context, ContextParams, Error as LlamaError, Model};
 use ggml::ndarray::Array2;
 use ggml::Error;
 
@@ -41,10 +41,10 @@ fn lora_adapters_apply_with_a_scale() -> Result<()> {
     write_adapter(&good, 64)?;
     write_adapter(&bad, 32)?;
     let mut model = Model::load(tiny_path())?;
-    crate::assert_err!(model.load_lora(&bad), Error::Llama(LlamaError::Adapter(_)));
+    crate::assert_err!(model.load_lora(&bad), LlamaError::Adapter(_));
     crate::assert_err!(
         model.load_lora(dir.path().join("missing.gguf")),
-        Error::Io { .. }
+        LlamaError::Ggml(Error::Io { .. })
     );
     let i = model.load_lora(&good)?;
     let other = Model::load(tiny_path())?;
@@ -61,14 +61,11 @@ fn lora_adapters_apply_with_a_scale() -> Result<()> {
         assert_eq!(logits(&mut ctx)?, base);
         // An adapter of another model is refused.
         let mut other_ctx = Context::new(&other, &params())?;
-        crate::assert_err!(
-            other_ctx.set_loras(&[(lora, 1.0)]),
-            Error::Llama(LlamaError::Adapter(_))
-        );
+        crate::assert_err!(other_ctx.set_loras(&[(lora, 1.0)]), LlamaError::Adapter(_));
     }
     model.remove_lora(i)?;
     assert_eq!(model.lora_count(), 0);
-    crate::assert_err!(model.remove_lora(0), Error::Llama(LlamaError::Adapter(_)));
+    crate::assert_err!(model.remove_lora(0), LlamaError::Adapter(_));
     Ok(())
 }
 
@@ -86,15 +83,15 @@ fn control_vectors() -> Result<()> {
     assert_eq!(logits(&mut ctx)?, base);
     crate::assert_err!(
         ctx.set_control_vector(&vec![0.0; n - 1], 1, 2),
-        Error::Llama(LlamaError::Adapter(_))
+        LlamaError::Adapter(_)
     );
     crate::assert_err!(
         ctx.set_control_vector(&vec![0.0; n], 0, 2),
-        Error::Llama(LlamaError::Adapter(_))
+        LlamaError::Adapter(_)
     );
     crate::assert_err!(
         ctx.set_control_vector(&vec![0.0; n], 1, 3),
-        Error::Llama(LlamaError::Adapter(_))
+        LlamaError::Adapter(_)
     );
     Ok(())
 }

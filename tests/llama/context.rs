@@ -3,8 +3,8 @@
 //! several contexts on several threads.
 
 use anyhow::Result;
-use ggml::llama::{Batch, Context, ContextParams, LlamaError, Pooling};
-use ggml::{Error, Type};
+use ggml::llama::{Batch, Context, ContextParams, Error as LlamaError, Pooling};
+use ggml::Type;
 
 use crate::support::{model, tiny};
 
@@ -32,10 +32,7 @@ fn context_parameters_are_checked() -> Result<()> {
         small().type_k(Type::Q4_K),
     ];
     for p in bad {
-        crate::assert_err!(
-            Context::new(m, &p),
-            Error::Llama(LlamaError::InvalidParams(_))
-        );
+        crate::assert_err!(Context::new(m, &p), LlamaError::InvalidParams(_));
     }
     let ctx = Context::new(m, &small())?;
     assert_eq!(
@@ -52,51 +49,48 @@ fn context_parameters_are_checked() -> Result<()> {
 fn decode_preconditions_are_errors() -> Result<()> {
     let m = tiny();
     let mut ctx = Context::new(m, &small().n_seq_max(2))?;
-    crate::assert_err!(
-        ctx.decode(&Batch::new()),
-        Error::Llama(LlamaError::EmptyBatch)
-    );
+    crate::assert_err!(ctx.decode(&Batch::new()), LlamaError::EmptyBatch);
     let long: Vec<i32> = (0..65).collect();
     crate::assert_err!(
         ctx.decode(&Batch::from_prompt(&long)?),
-        Error::Llama(LlamaError::BatchTooLarge {
+        LlamaError::BatchTooLarge {
             n_tokens: 65,
             limit: 64,
             ..
-        })
+        }
     );
     crate::assert_err!(
         ctx.decode(&Batch::from_prompt(&[1, 49152])?),
-        Error::Llama(LlamaError::TokenOutOfRange { .. })
+        LlamaError::TokenOutOfRange { .. }
     );
     let mut b = Batch::new();
     b.add(5, 0, &[2], true)?;
     crate::assert_err!(
         ctx.decode(&b),
-        Error::Llama(LlamaError::SeqOutOfRange {
+        LlamaError::SeqOutOfRange {
             seq: 2,
             n_seq_max: 2
-        })
+        }
     );
     crate::assert_err!(
         Batch::new().add(5, -1, &[0], true),
-        Error::Llama(LlamaError::InvalidBatch(_))
+        LlamaError::InvalidBatch(_)
     );
     crate::assert_err!(
         Batch::new().add(5, 0, &[], true),
-        Error::Llama(LlamaError::InvalidBatch(_))
+        LlamaError::InvalidBatch(_)
     );
     crate::assert_err!(
         Batch::new().add(5, 0, &[1, 1], true),
-        Error::Llama(LlamaError::InvalidBatch(_))
+        LlamaError::InvalidBatch(_)
     );
     // Positions that do not continue the sequence: llama.cpp's -1.
     ctx.decode(&Batch::from_prompt(&[10, 11, 12])?)?;
     let mut gap = Batch::new();
     gap.add(13, 10, &[0], true)?;
-    crate::assert_err!(ctx.decode(&gap), Error::Llama(LlamaError::InvalidBatch(_)));
+    crate::assert_err!(ctx.decode(&gap), LlamaError::InvalidBatch(_));
     // No outputs after a failed decode; then a good one works.
-    crate::assert_err!(ctx.logits(), Error::Llama(LlamaError::NoOutput { .. }));
+    crate::assert_err!(ctx.logits(), LlamaError::NoOutput { .. });
     let mut next = Batch::new();
     next.add(13, 3, &[0], true)?;
     ctx.decode(&next)?;
@@ -107,7 +101,7 @@ fn decode_preconditions_are_errors() -> Result<()> {
 #[test]
 fn outputs_only_for_tokens_that_asked() -> Result<()> {
     let mut ctx = Context::new(tiny(), &small())?;
-    crate::assert_err!(ctx.logits_ith(0), Error::Llama(LlamaError::NoOutput { .. }));
+    crate::assert_err!(ctx.logits_ith(0), LlamaError::NoOutput { .. });
     let mut b = Batch::new();
     for (i, t) in [100, 200, 300, 400].into_iter().enumerate() {
         b.add(t, i as i32, &[0], i % 2 == 1)?;
@@ -116,18 +110,9 @@ fn outputs_only_for_tokens_that_asked() -> Result<()> {
     assert_eq!(ctx.logits()?.nrows(), 2);
     assert_eq!(ctx.logits_ith(1)?, ctx.logits()?.row(0));
     assert_eq!(ctx.logits_ith(3)?, ctx.logits()?.row(1));
-    crate::assert_err!(
-        ctx.logits_ith(0),
-        Error::Llama(LlamaError::NoOutput { index: 0, .. })
-    );
-    crate::assert_err!(
-        ctx.logits_ith(4),
-        Error::Llama(LlamaError::NoOutput { index: 4, .. })
-    );
-    crate::assert_err!(
-        ctx.embeddings_ith(1),
-        Error::Llama(LlamaError::Embeddings(_))
-    );
+    crate::assert_err!(ctx.logits_ith(0), LlamaError::NoOutput { index: 0, .. });
+    crate::assert_err!(ctx.logits_ith(4), LlamaError::NoOutput { index: 4, .. });
+    crate::assert_err!(ctx.embeddings_ith(1), LlamaError::Embeddings(_));
     Ok(())
 }
 
@@ -138,7 +123,7 @@ fn a_full_kv_cache_is_recoverable() -> Result<()> {
     ctx.decode(&Batch::from_prompt(&tokens)?)?;
     let mut more = Batch::new();
     more.add_sequence(&tokens[..100], 200, 0, false)?;
-    crate::assert_err!(ctx.decode(&more), Error::Llama(LlamaError::NoKvSlot));
+    crate::assert_err!(ctx.decode(&more), LlamaError::NoKvSlot);
     // Still usable: drop the first half and continue (positions shifted).
     assert!(ctx.remove_tokens(Some(0), 0..100)?);
     ctx.shift_seq(0, 100.., -100)?;
@@ -168,29 +153,17 @@ fn sequences_in_the_cache() -> Result<()> {
     assert_eq!(ctx.logits_ith(0)?, ctx.logits_ith(1)?);
     ctx.keep_seq(1)?;
     assert_eq!(ctx.seq_positions(0)?, None);
-    crate::assert_err!(
-        ctx.keep_seq(3),
-        Error::Llama(LlamaError::SeqOutOfRange { .. })
-    );
+    crate::assert_err!(ctx.keep_seq(3), LlamaError::SeqOutOfRange { .. });
     crate::assert_err!(
         ctx.remove_tokens(Some(-1), ..),
-        Error::Llama(LlamaError::SeqOutOfRange { .. })
+        LlamaError::SeqOutOfRange { .. }
     );
-    crate::assert_err!(
-        ctx.divide_seq(1, .., 0),
-        Error::Llama(LlamaError::InvalidParams(_))
-    );
-    crate::assert_err!(
-        ctx.shift_seq(1, .., i32::MAX),
-        Error::Llama(LlamaError::InvalidParams(_))
-    );
+    crate::assert_err!(ctx.divide_seq(1, .., 0), LlamaError::InvalidParams(_));
+    crate::assert_err!(ctx.shift_seq(1, .., i32::MAX), LlamaError::InvalidParams(_));
     // Separate KV buffers: partial copies between sequences are refused.
     let mut sep = Context::new(tiny(), &small().n_seq_max(2))?;
     sep.decode(&Batch::from_prompt(&prompt)?)?;
-    crate::assert_err!(
-        sep.copy_seq(0, 1, 1..3),
-        Error::Llama(LlamaError::InvalidParams(_))
-    );
+    crate::assert_err!(sep.copy_seq(0, 1, 1..3), LlamaError::InvalidParams(_));
     sep.copy_seq(0, 1, ..)?;
     ctx.clear_memory(true);
     assert_eq!(ctx.seq_positions(1)?, None);
@@ -212,7 +185,7 @@ fn state_round_trips_through_bytes_and_files() -> Result<()> {
     // A fresh context with the saved state computes the same.
     let mut other = Context::new(m, &small())?;
     other.set_state_bytes(&state)?;
-    crate::assert_err!(other.logits(), Error::Llama(LlamaError::NoOutput { .. }));
+    crate::assert_err!(other.logits(), LlamaError::NoOutput { .. });
     other.decode(&next)?;
     assert_eq!(other.logits()?, expected);
     // Through a file, with the session's tokens.
@@ -228,17 +201,11 @@ fn state_round_trips_through_bytes_and_files() -> Result<()> {
     // Garbage is refused, and the context stays usable.
     crate::assert_err!(
         fourth.set_state_bytes(&state[..state.len() / 2]),
-        Error::Llama(LlamaError::State(_))
+        LlamaError::State(_)
     );
-    crate::assert_err!(
-        fourth.set_state_bytes(b"garbage"),
-        Error::Llama(LlamaError::State(_))
-    );
+    crate::assert_err!(fourth.set_state_bytes(b"garbage"), LlamaError::State(_));
     std::fs::write(&path, b"garbage")?;
-    crate::assert_err!(
-        fourth.load_state_file(&path),
-        Error::Llama(LlamaError::State(_))
-    );
+    crate::assert_err!(fourth.load_state_file(&path), LlamaError::State(_));
     fourth.decode(&Batch::from_prompt(&prompt)?)?;
     Ok(())
 }
@@ -260,14 +227,8 @@ fn embeddings_per_token_and_pooled() -> Result<()> {
     per_token.decode(&b)?;
     let last = per_token.embeddings_ith(tokens.len() - 1)?;
     assert_eq!(last.len(), m.n_embd_out());
-    crate::assert_err!(
-        per_token.logits(),
-        Error::Llama(LlamaError::NoOutput { .. })
-    );
-    crate::assert_err!(
-        per_token.seq_embeddings(0),
-        Error::Llama(LlamaError::Embeddings(_))
-    );
+    crate::assert_err!(per_token.logits(), LlamaError::NoOutput { .. });
+    crate::assert_err!(per_token.seq_embeddings(0), LlamaError::Embeddings(_));
     // Mean pooling equals the mean of the per-token embeddings.
     let mut mean = Context::new(
         m,
@@ -289,14 +250,8 @@ fn embeddings_per_token_and_pooled() -> Result<()> {
     for (a, e) in pooled.iter().zip(&expected) {
         assert!((a - e).abs() <= 1e-3 * e.abs().max(1.0), "{a} vs {e}");
     }
-    crate::assert_err!(
-        mean.seq_embeddings(1),
-        Error::Llama(LlamaError::NoOutput { .. })
-    );
-    crate::assert_err!(
-        mean.embeddings_ith(0),
-        Error::Llama(LlamaError::Embeddings(_))
-    );
+    crate::assert_err!(mean.seq_embeddings(1), LlamaError::NoOutput { .. });
+    crate::assert_err!(mean.embeddings_ith(0), LlamaError::Embeddings(_));
     Ok(())
 }
 
@@ -312,7 +267,7 @@ fn contexts_of_one_model_on_several_threads() -> Result<()> {
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..3)
             .map(|_| {
-                s.spawn(|| -> ggml::Result<_> {
+                s.spawn(|| -> ggml::llama::Result<_> {
                     let mut c = Context::new(m, &small().threads(1).threads_batch(1))?;
                     for _ in 0..3 {
                         c.clear_memory(true);
@@ -344,7 +299,7 @@ fn encoding_with_a_decoder_only_model_is_an_error() -> Result<()> {
         let batch = Batch::from_prompt(&[1, 2, 3])?;
         crate::assert_err!(
             ctx.encode(&batch),
-            Error::Llama(LlamaError::NotSupported { call: "encode", .. })
+            LlamaError::NotSupported { call: "encode", .. }
         );
         // The context is still usable.
         ctx.decode(&batch)?;

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use ggml::llama::{
-    Batch, Context, ContextParams, FlashAttention, LlamaError, Model, ModelParams, Sampler,
+    Batch, Context, ContextParams, Error as LlamaError, FlashAttention, Model, ModelParams, Sampler,
 };
 use ggml::Error;
 
@@ -128,32 +128,29 @@ fn loading_refuses_what_is_not_a_model() -> Result<()> {
     let dir = tempfile::tempdir()?;
     crate::assert_err!(
         Model::load(dir.path().join("missing.gguf")),
-        Error::Io { .. }
+        LlamaError::Ggml(Error::Io { .. })
     );
     let text = dir.path().join("text.gguf");
     std::fs::write(&text, "not a model at all")?;
-    crate::assert_err!(Model::load(&text), Error::Gguf(_));
+    crate::assert_err!(Model::load(&text), LlamaError::Ggml(Error::Gguf(_)));
     // A valid GGUF file that is not a model llama.cpp knows.
     let mut w = ggml::gguf::Writer::new();
     w.set("general.architecture", "no-such-architecture")?;
     let other = dir.path().join("other.gguf");
     w.write_to_file(&other)?;
-    crate::assert_err!(
-        Model::load(&other),
-        Error::Llama(LlamaError::InvalidModel { .. })
-    );
+    crate::assert_err!(Model::load(&other), LlamaError::InvalidModel { .. });
     // Trusted, it reaches llama.cpp, which refuses it.
     // SAFETY: a file llama.cpp refuses cleanly (an unknown architecture).
     let trusted = unsafe { ModelParams::new().skip_model_checks(true) };
     crate::assert_err!(
         Model::load_with(&other, &trusted, |_| true),
-        Error::Llama(LlamaError::ModelLoad { .. })
+        LlamaError::ModelLoad { .. }
     );
     // The real model cut in the middle.
     let bytes = std::fs::read(model_path())?;
     let cut = dir.path().join("cut.gguf");
     std::fs::write(&cut, &bytes[..bytes.len() / 2])?;
-    crate::assert_err!(Model::load(&cut), Error::Gguf(_));
+    crate::assert_err!(Model::load(&cut), LlamaError::Ggml(Error::Gguf(_)));
     Ok(())
 }
 
@@ -168,7 +165,7 @@ fn progress_can_cancel_and_panics_come_back() -> Result<()> {
     drop(m);
     crate::assert_err!(
         Model::load_with(model_path(), &ModelParams::new(), |p| p < 0.5),
-        Error::Llama(LlamaError::Cancelled)
+        LlamaError::Cancelled
     );
     let r = std::panic::catch_unwind(|| {
         Model::load_with(model_path(), &ModelParams::new(), |_| panic!("boom"))

@@ -7,13 +7,14 @@
 use anyhow::Result;
 use ggml::gguf::Value;
 use ggml::llama::{
-    Batch, Context, ContextParams, FlashAttention, LlamaError, Model, ModelParams, Pooling, Sampler,
+    Batch, Context, ContextParams, Error as LlamaError, FlashAttention, Model, ModelParams,
+    Pooling, Sampler,
 };
-use ggml::{Error, Type};
+use ggml::Type;
 use ggml_fuzz::model::{Config, Mutation, Spec, Tokenizer};
 
 /// Writes `spec` into a fresh directory and loads it.
-fn load(spec: &Spec) -> Result<(tempfile::TempDir, ggml::Result<Model>)> {
+fn load(spec: &Spec) -> Result<(tempfile::TempDir, ggml::llama::Result<Model>)> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("model.gguf");
     spec.write(&path)?;
@@ -32,9 +33,9 @@ fn with(change: impl FnOnce(&mut Spec)) -> Spec {
 fn refused(spec: &Spec, item: &str) -> Result<()> {
     let (_dir, model) = load(spec)?;
     match model {
-        Err(Error::Llama(LlamaError::InvalidModel {
+        Err(LlamaError::InvalidModel {
             item: got, reason, ..
-        })) => {
+        }) => {
             assert!(
                 got.contains(item),
                 "refused for {got} ({reason}), expected {item}"
@@ -184,7 +185,7 @@ fn tensor_types_without_kernels_are_refused() -> Result<()> {
     let mapped = unsafe { ModelParams::new().mmap(true) };
     crate::assert_err!(
         Model::load_with(&path, &mapped, |_| true),
-        Error::Llama(LlamaError::InvalidModel { .. })
+        LlamaError::InvalidModel { .. }
     );
     Model::load(&path)?; // read into memory, it is fine
     Ok(())
@@ -245,10 +246,10 @@ fn exceptions_from_llama_cpp_are_errors() -> Result<()> {
     let model = Model::load_with(&path, &trusted, |_| true)?;
     crate::assert_err!(
         model.vocab().tokenize("Z\u{e9}", false, false),
-        Error::Llama(LlamaError::Exception {
+        LlamaError::Exception {
             call: "llama_tokenize",
             ..
-        })
+        }
     );
     model.vocab().tokenize("the", false, false)?;
     Ok(())
@@ -271,10 +272,10 @@ fn add_special_without_the_token_to_add_is_an_error() -> Result<()> {
     assert_eq!(model.vocab().bos(), None);
     crate::assert_err!(
         model.vocab().tokenize("", true, false),
-        Error::Llama(LlamaError::NotSupported {
+        LlamaError::NotSupported {
             call: "tokenize",
             ..
-        })
+        }
     );
     model.vocab().tokenize("hello", false, false)?;
     Ok(())
@@ -291,10 +292,7 @@ fn lora_adapters_of_types_without_kernels_are_refused() -> Result<()> {
     // decode.
     let bad = dir.path().join("bad.gguf");
     spec.lora(4, Type::I32).write(&bad)?;
-    crate::assert_err!(
-        model.load_lora(&bad),
-        Error::Llama(LlamaError::InvalidModel { .. })
-    );
+    crate::assert_err!(model.load_lora(&bad), LlamaError::InvalidModel { .. });
     // A key llama.cpp reads with ggml's type-asserting getter.
     let mut typed = spec.lora(4, Type::F32);
     typed.set("adapter.lora.alpha", 16u32);
@@ -302,7 +300,7 @@ fn lora_adapters_of_types_without_kernels_are_refused() -> Result<()> {
     typed.write(&typed_path)?;
     crate::assert_err!(
         model.load_lora(&typed_path),
-        Error::Llama(LlamaError::InvalidModel { .. })
+        LlamaError::InvalidModel { .. }
     );
     // The same adapter in f32 works.
     let good = dir.path().join("good.gguf");
@@ -324,15 +322,12 @@ fn kv_cache_layouts_llama_cpp_cannot_serve_are_errors() -> Result<()> {
     // size only with flash attention, and asserted without.
     crate::assert_err!(
         Context::new(&model, &small().type_k(Type::Q8_0)),
-        Error::Llama(LlamaError::InvalidParams(_))
+        LlamaError::InvalidParams(_)
     );
     // Shifting a BF16 key cache: the CPU's RoPE has no BF16 kernel.
     let mut ctx = Context::new(&model, &small().type_k(Type::BF16))?;
     ctx.decode(&Batch::from_prompt(&[1, 280, 281, 282])?)?;
-    crate::assert_err!(
-        ctx.shift_seq(0, 1.., -1),
-        Error::Llama(LlamaError::NotSupported { .. })
-    );
+    crate::assert_err!(ctx.shift_seq(0, 1.., -1), LlamaError::NotSupported { .. });
     // A quantized key cache whose heads are not multiples of 64: llama.cpp
     // has no rotation matrix for it and dereferenced NULL.
     let wide = Config {
@@ -350,14 +345,8 @@ fn kv_cache_layouts_llama_cpp_cannot_serve_are_errors() -> Result<()> {
             .flash_attn(FlashAttention::Enabled),
     )?;
     ctx.decode(&Batch::from_prompt(&[1, 280, 281, 282])?)?;
-    crate::assert_err!(
-        ctx.shift_seq(0, 1.., -1),
-        Error::Llama(LlamaError::NotSupported { .. })
-    );
-    crate::assert_err!(
-        ctx.divide_seq(0, .., 2),
-        Error::Llama(LlamaError::NotSupported { .. })
-    );
+    crate::assert_err!(ctx.shift_seq(0, 1.., -1), LlamaError::NotSupported { .. });
+    crate::assert_err!(ctx.divide_seq(0, .., 2), LlamaError::NotSupported { .. });
     // An f16 cache shifts.
     let mut ctx = Context::new(&model, &small())?;
     ctx.decode(&Batch::from_prompt(&[1, 280, 281, 282])?)?;
@@ -386,7 +375,7 @@ fn grammars_deeper_than_the_stack_are_refused() -> Result<()> {
     for g in [deep.as_str(), chain.as_str()] {
         crate::assert_err!(
             Sampler::builder(&model).grammar(g, "root"),
-            Error::Llama(LlamaError::GrammarLimit { .. })
+            LlamaError::GrammarLimit { .. }
         );
     }
     // A real grammar passes.
@@ -404,7 +393,7 @@ fn nan_weights_are_an_error_when_sampling() -> Result<()> {
     ctx.decode(&Batch::from_prompt(&[1, 280, 281])?)?;
     crate::assert_err!(
         Sampler::greedy(&model).sample(&ctx, 2),
-        Error::Llama(LlamaError::NonFinite { .. })
+        LlamaError::NonFinite { .. }
     );
     Ok(())
 }

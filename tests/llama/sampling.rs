@@ -2,10 +2,9 @@
 
 use anyhow::Result;
 use ggml::llama::{
-    apply_chat_template, builtin_templates, Batch, ChatMessage, Context, ContextParams, LlamaError,
-    Sampler,
+    apply_chat_template, builtin_templates, Batch, ChatMessage, Context, ContextParams,
+    Error as LlamaError, Sampler,
 };
-use ggml::Error;
 
 use crate::support::model;
 
@@ -24,14 +23,8 @@ fn context_after(prompt: &str) -> Result<(Context<'static>, usize)> {
 fn a_chain_that_selects_nothing_is_an_error() -> Result<()> {
     let (ctx, last) = context_after("Once upon a time")?;
     let mut s = Sampler::builder(model()).top_k(10).temp(0.8)?.build();
-    crate::assert_err!(
-        s.sample(&ctx, last),
-        Error::Llama(LlamaError::NoTokenSelected)
-    );
-    crate::assert_err!(
-        s.sample(&ctx, last + 1),
-        Error::Llama(LlamaError::NoOutput { .. })
-    );
+    crate::assert_err!(s.sample(&ctx, last), LlamaError::NoTokenSelected);
+    crate::assert_err!(s.sample(&ctx, last + 1), LlamaError::NoOutput { .. });
     Ok(())
 }
 
@@ -68,19 +61,19 @@ fn every_sampler_builds_and_samples() -> Result<()> {
     }
     crate::assert_err!(
         Sampler::builder(m).top_p(2.0, 1),
-        Error::Llama(LlamaError::InvalidParams(_))
+        LlamaError::InvalidParams(_)
     );
     crate::assert_err!(
         Sampler::builder(m).temp(f32::NAN),
-        Error::Llama(LlamaError::InvalidParams(_))
+        LlamaError::InvalidParams(_)
     );
     crate::assert_err!(
         Sampler::builder(m).mirostat(None, 5.0, 0.1, 0),
-        Error::Llama(LlamaError::InvalidParams(_))
+        LlamaError::InvalidParams(_)
     );
     crate::assert_err!(
         Sampler::builder(m).logit_bias(&[(49152, 1.0)]),
-        Error::Llama(LlamaError::TokenOutOfRange { .. })
+        LlamaError::TokenOutOfRange { .. }
     );
     Ok(())
 }
@@ -134,25 +127,22 @@ fn grammars_constrain_and_refuse_tokens_they_forbid() -> Result<()> {
         .greedy()
         .build();
     let hello = vocab.tokenize(" hello", false, false)?[0];
-    crate::assert_err!(
-        g.accept(hello),
-        Error::Llama(LlamaError::GrammarRejected { .. })
-    );
+    crate::assert_err!(g.accept(hello), LlamaError::GrammarRejected { .. });
     // End of generation before the grammar is done: refused too.
     crate::assert_err!(
         g.accept(vocab.eos().unwrap()),
-        Error::Llama(LlamaError::GrammarRejected { .. })
+        LlamaError::GrammarRejected { .. }
     );
     for t in vocab.tokenize(" yes", false, false)? {
         g.accept(t)?;
     }
     crate::assert_err!(
         Sampler::builder(m).grammar("root ::= undefined_rule", "root"),
-        Error::Llama(LlamaError::GrammarParse)
+        LlamaError::GrammarParse
     );
     crate::assert_err!(
         Sampler::builder(m).grammar("root ::= \"x\"", "nope"),
-        Error::Llama(LlamaError::GrammarParse)
+        LlamaError::GrammarParse
     );
     Ok(())
 }
@@ -177,11 +167,11 @@ fn chat_templates() -> Result<()> {
     );
     crate::assert_err!(
         apply_chat_template("not a template", &messages, true),
-        Error::Llama(LlamaError::UnknownTemplate)
+        LlamaError::UnknownTemplate
     );
     crate::assert_err!(
         apply_chat_template("chatml", &[ChatMessage::new("user", "a\0b")], true),
-        Error::Llama(LlamaError::InteriorNul { .. })
+        LlamaError::InteriorNul { .. }
     );
     Ok(())
 }
@@ -226,7 +216,7 @@ fn a_penalty_window_of_minus_one_is_the_whole_context() -> Result<()> {
     }
     crate::assert_err!(
         Sampler::builder(m).penalties(-2, 1.0, 0.0, 0.0),
-        Error::Llama(LlamaError::InvalidParams(_))
+        LlamaError::InvalidParams(_)
     );
     Ok(())
 }

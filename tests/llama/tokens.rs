@@ -2,8 +2,7 @@
 //! on token ids.
 
 use anyhow::Result;
-use ggml::llama::{LlamaError, Model, ModelParams};
-use ggml::Error;
+use ggml::llama::{Error as LlamaError, Model, ModelParams};
 
 use crate::support::{ids, model, model_path, run_c};
 
@@ -91,22 +90,13 @@ fn special_tokens_and_attributes() -> Result<()> {
 fn token_ids_outside_the_vocabulary_are_errors() -> Result<()> {
     let vocab = model().vocab();
     for bad in [-1, 49152, i32::MAX, i32::MIN] {
-        crate::assert_err!(vocab.piece(bad, true), Error::Llama(LlamaError::TokenOutOfRange { token, n_vocab: 49152 }) if *token == bad);
-        crate::assert_err!(
-            vocab.text(bad),
-            Error::Llama(LlamaError::TokenOutOfRange { .. })
-        );
-        crate::assert_err!(
-            vocab.attrs(bad),
-            Error::Llama(LlamaError::TokenOutOfRange { .. })
-        );
-        crate::assert_err!(
-            vocab.score(bad),
-            Error::Llama(LlamaError::TokenOutOfRange { .. })
-        );
+        crate::assert_err!(vocab.piece(bad, true), LlamaError::TokenOutOfRange { token, n_vocab: 49152 } if *token == bad);
+        crate::assert_err!(vocab.text(bad), LlamaError::TokenOutOfRange { .. });
+        crate::assert_err!(vocab.attrs(bad), LlamaError::TokenOutOfRange { .. });
+        crate::assert_err!(vocab.score(bad), LlamaError::TokenOutOfRange { .. });
         crate::assert_err!(
             vocab.detokenize(&[5, bad], false, false),
-            Error::Llama(LlamaError::TokenOutOfRange { .. })
+            LlamaError::TokenOutOfRange { .. }
         );
     }
     Ok(())
@@ -121,7 +111,7 @@ fn a_vocabulary_only_model_tokenizes_but_makes_no_context() -> Result<()> {
     );
     crate::assert_err!(
         ggml::llama::Context::new(&m, &ggml::llama::ContextParams::new()),
-        Error::Llama(LlamaError::InvalidParams(_))
+        LlamaError::InvalidParams(_)
     );
     Ok(())
 }

@@ -57,7 +57,6 @@
 //! present one model: the first shard's metadata, every shard's tensors.
 
 mod load;
-mod problem;
 mod read;
 mod tensor;
 mod value;
@@ -67,7 +66,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-pub use problem::{GgufError, Problem};
+pub use crate::error::gguf::{GgufError, Problem};
 pub use tensor::TensorInfo;
 pub use value::{ArrayElement, ArrayValue, FromValue, Value, ValueType};
 pub use write::Writer;

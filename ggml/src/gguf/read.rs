@@ -11,9 +11,9 @@ use crate::shape::MAX_DIMS;
 use crate::size::{self, Ne};
 use crate::types::Type;
 
-use super::problem::Problem;
 use super::value::ValueType;
 use super::{DEFAULT_ALIGNMENT, MAX_ARRAY_LEN, MAX_NESTING, MAX_STRING_LEN};
+use crate::error::gguf::Problem;
 
 /// ggml's `GGML_MAX_NAME`: tensor names are shorter.
 pub(crate) const MAX_NAME: usize = ggml_sys::GGML_MAX_NAME as usize;

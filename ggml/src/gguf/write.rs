@@ -17,13 +17,13 @@ use crate::size::{self, Ne};
 use crate::tensor::Tensor;
 use crate::types::{Element, Type};
 
-use super::problem::{GgufError, Problem};
 use super::read::MAX_NAME;
 use super::value::{Value, ValueType};
 use super::{
     split_file_name, Gguf, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, MAX_ARRAY_LEN, MAX_NESTING,
     MAX_STRING_LEN, VERSION,
 };
+use crate::error::gguf::{GgufError, Problem};
 
 /// Bytes of f32 values converted per chunk when quantizing (4 MiB).
 const CHUNK_VALUES: usize = 1 << 20;

@@ -4,9 +4,9 @@
 
 use ggml_sys as sys;
 
-use super::error::LlamaError;
+use super::error::Error;
+use super::error::Result;
 use super::vocab::Token;
-use crate::error::Result;
 
 /// Tokens for [`Context::decode`](super::Context::decode): several
 /// sequences at once, explicit positions, per-token "want logits" flags.
@@ -46,20 +46,20 @@ impl Batch {
     /// logits (or embeddings) wanted when `logits`.
     ///
     /// # Errors
-    /// [`LlamaError::InvalidBatch`] for a negative position, no sequence, a
+    /// [`Error::InvalidBatch`] for a negative position, no sequence, a
     /// sequence twice, or more than `i32::MAX` tokens.
     pub fn add(&mut self, token: Token, pos: i32, seqs: &[i32], logits: bool) -> Result<()> {
         if pos < 0 {
-            return Err(LlamaError::InvalidBatch(format!("negative position {pos}")).into());
+            return Err(Error::InvalidBatch(format!("negative position {pos}")));
         }
         if seqs.is_empty() {
-            return Err(LlamaError::InvalidBatch("a token without a sequence".into()).into());
+            return Err(Error::InvalidBatch("a token without a sequence".into()));
         }
         if seqs.iter().enumerate().any(|(i, s)| seqs[..i].contains(s)) {
-            return Err(LlamaError::InvalidBatch(format!("sequence ids {seqs:?} repeat")).into());
+            return Err(Error::InvalidBatch(format!("sequence ids {seqs:?} repeat")));
         }
         if self.tokens.len() >= i32::MAX as usize || seqs.len() > i32::MAX as usize {
-            return Err(LlamaError::InvalidBatch("too many tokens".into()).into());
+            return Err(Error::InvalidBatch("too many tokens".into()));
         }
         self.tokens.push(token);
         self.pos.push(pos);
@@ -86,7 +86,7 @@ impl Batch {
             let pos = i32::try_from(i)
                 .ok()
                 .and_then(|i| first_pos.checked_add(i))
-                .ok_or_else(|| LlamaError::InvalidBatch("positions beyond i32::MAX".into()))?;
+                .ok_or_else(|| Error::InvalidBatch("positions beyond i32::MAX".into()))?;
             self.add(t, pos, &[seq], all_logits || i + 1 == tokens.len())?;
         }
         Ok(())

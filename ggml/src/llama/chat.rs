@@ -7,8 +7,8 @@ use std::ffi::{c_char, CString};
 
 use ggml_sys as sys;
 
-use super::error::LlamaError;
-use crate::error::Result;
+use super::error::Error;
+use super::error::Result;
 
 /// One message of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,14 +34,14 @@ impl ChatMessage {
 /// `add_assistant`, ends with the start of the assistant's reply.
 ///
 /// # Errors
-/// [`LlamaError::UnknownTemplate`] for a template llama.cpp does not know;
-/// [`LlamaError::InteriorNul`].
+/// [`Error::UnknownTemplate`] for a template llama.cpp does not know;
+/// [`Error::InteriorNul`].
 pub fn apply_chat_template(
     template: &str,
     messages: &[ChatMessage],
     add_assistant: bool,
 ) -> Result<String> {
-    let nul = |what| move |_| LlamaError::InteriorNul { what };
+    let nul = |what| move |_| Error::InteriorNul { what };
     let tmpl = CString::new(template).map_err(nul("the chat template"))?;
     let owned: Vec<(CString, CString)> = messages
         .iter()
@@ -66,7 +66,7 @@ pub fn apply_chat_template(
         .sum();
     let mut buf = vec![0u8; total.saturating_mul(2).saturating_add(256)];
     loop {
-        let len = i32::try_from(buf.len()).map_err(|_| LlamaError::TooLong {
+        let len = i32::try_from(buf.len()).map_err(|_| Error::TooLong {
             what: "the formatted chat",
             len: buf.len(),
         })?;
@@ -86,7 +86,7 @@ pub fn apply_chat_template(
         };
         super::barrier::check("llama_chat_apply_template", status)?;
         if n < 0 {
-            return Err(LlamaError::UnknownTemplate.into());
+            return Err(Error::UnknownTemplate);
         }
         if (n as usize) <= buf.len() {
             buf.truncate(n as usize);

@@ -17,10 +17,10 @@ use ggml_sys as sys;
 
 use super::barrier;
 use super::batch::Batch;
-use super::error::LlamaError;
+use super::error::Error;
+use super::error::Result;
 use super::model::{Lora, Model};
 use super::vocab::Token;
-use crate::error::Result;
 use crate::threads::MAX_THREADS;
 use crate::types::Type;
 
@@ -282,19 +282,19 @@ impl std::fmt::Debug for Context<'_> {
     }
 }
 
-fn invalid(msg: impl Into<String>) -> crate::Error {
-    LlamaError::InvalidParams(msg.into()).into()
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::InvalidParams(msg.into())
 }
 
 impl<'m> Context<'m> {
     /// Creates a context of `model`.
     ///
     /// # Errors
-    /// [`LlamaError::InvalidParams`] for a vocabulary-only model, batch
+    /// [`Error::InvalidParams`] for a vocabulary-only model, batch
     /// sizes of 0, more than 256 sequences or more sequences than the batch
     /// size, a context longer than the model's training length, thread
     /// counts of 0 or above [`MAX_THREADS`], a KV cache type llama.cpp does
-    /// not offer; [`LlamaError::ContextInit`] when llama.cpp fails (out of
+    /// not offer; [`Error::ContextInit`] when llama.cpp fails (out of
     /// memory, a quantized V cache without flash attention).
     pub fn new(model: &'m Model, params: &ContextParams) -> Result<Context<'m>> {
         if model.is_vocab_only() {
@@ -380,7 +380,7 @@ impl<'m> Context<'m> {
             unsafe { sys::ggml_sys_try_llama_init_from_model(model.as_ptr(), raw, &mut ctx) };
         barrier::check("llama_init_from_model", status)?;
         let raw_ctx = NonNull::new(ctx).ok_or_else(|| {
-            LlamaError::ContextInit(match super::log::take_last_error() {
+            Error::ContextInit(match super::log::take_last_error() {
                 e if e.is_empty() => "see llama.cpp's log (target \"llama\")".into(),
                 e => e,
             })
@@ -443,7 +443,7 @@ impl<'m> Context<'m> {
     /// Sets the threads for generation and for batches.
     ///
     /// # Errors
-    /// [`LlamaError::InvalidParams`] for 0 or more than [`MAX_THREADS`].
+    /// [`Error::InvalidParams`] for 0 or more than [`MAX_THREADS`].
     pub fn set_threads(&mut self, threads: usize, threads_batch: usize) -> Result<()> {
         for t in [threads, threads_batch] {
             if !(1..=MAX_THREADS).contains(&t) {
@@ -461,11 +461,10 @@ impl<'m> Context<'m> {
         if (0..self.n_seq_max as i32).contains(&seq) {
             Ok(())
         } else {
-            Err(LlamaError::SeqOutOfRange {
+            Err(Error::SeqOutOfRange {
                 seq,
                 n_seq_max: self.n_seq_max,
-            }
-            .into())
+            })
         }
     }
 
@@ -474,11 +473,10 @@ impl<'m> Context<'m> {
     fn usable(&self) -> Result<()> {
         match &self.broken {
             None => Ok(()),
-            Some((call, message)) => Err(LlamaError::Broken {
+            Some((call, message)) => Err(Error::Broken {
                 call,
                 message: message.clone(),
-            }
-            .into()),
+            }),
         }
     }
 
@@ -486,7 +484,7 @@ impl<'m> Context<'m> {
     /// exception leaves it broken (see [`Context::usable`]).
     fn caught(&mut self, call: &'static str, status: std::ffi::c_int) -> Result<()> {
         let result = barrier::check(call, status);
-        if let Err(crate::Error::Llama(LlamaError::Exception { message, .. })) = &result {
+        if let Err(Error::Exception { message, .. }) = &result {
             self.broken = Some((call, message.clone()));
             self.outputs = None;
         }
@@ -497,25 +495,23 @@ impl<'m> Context<'m> {
         self.usable()?;
         let n = batch.len();
         if n == 0 {
-            return Err(LlamaError::EmptyBatch.into());
+            return Err(Error::EmptyBatch);
         }
         if n > self.n_batch as usize {
-            return Err(LlamaError::BatchTooLarge {
+            return Err(Error::BatchTooLarge {
                 n_tokens: n,
                 limit: self.n_batch,
                 what: "n_batch",
-            }
-            .into());
+            });
         }
         // SAFETY: a live context; reads a flag.
         let causal = unsafe { sys::llama_get_causal_attn(self.raw.as_ptr()) };
         if (encode || !causal) && n > self.n_ubatch as usize {
-            return Err(LlamaError::BatchTooLarge {
+            return Err(Error::BatchTooLarge {
                 n_tokens: n,
                 limit: self.n_ubatch,
                 what: "n_ubatch (non-causal attention and encoders take one micro-batch)",
-            }
-            .into());
+            });
         }
         let vocab = self.model.vocab();
         for (i, &t) in batch.tokens().iter().enumerate() {
@@ -532,18 +528,18 @@ impl<'m> Context<'m> {
     /// replace the previous ones.
     ///
     /// # Errors
-    /// [`LlamaError::EmptyBatch`], [`LlamaError::BatchTooLarge`],
-    /// [`LlamaError::TokenOutOfRange`], [`LlamaError::SeqOutOfRange`]
-    /// (checked first); from llama.cpp: [`LlamaError::NoKvSlot`]
-    /// (recoverable), [`LlamaError::InvalidBatch`] (positions that do not
-    /// continue a sequence), [`LlamaError::Aborted`], [`LlamaError::Failed`].
+    /// [`Error::EmptyBatch`], [`Error::BatchTooLarge`],
+    /// [`Error::TokenOutOfRange`], [`Error::SeqOutOfRange`]
+    /// (checked first); from llama.cpp: [`Error::NoKvSlot`]
+    /// (recoverable), [`Error::InvalidBatch`] (positions that do not
+    /// continue a sequence), [`Error::Aborted`], [`Error::Failed`].
     /// After an error there are no outputs.
     pub fn decode(&mut self, batch: &Batch) -> Result<()> {
         self.check_batch(batch, false)?;
         if self.model.has_encoder() && !self.encoded {
-            return Err(
-                LlamaError::InvalidBatch("encoder-decoder model: encode first".into()).into(),
-            );
+            return Err(Error::InvalidBatch(
+                "encoder-decoder model: encode first".into(),
+            ));
         }
         self.outputs = None;
         let raw = batch.raw(&mut self.seq_ptrs);
@@ -561,7 +557,7 @@ impl<'m> Context<'m> {
     ///
     /// # Errors
     /// As [`Context::decode`], and batches over `n_ubatch`;
-    /// [`LlamaError::NotSupported`] for a model without an encoder (a
+    /// [`Error::NotSupported`] for a model without an encoder (a
     /// decoder-only model: use [`Context::decode`]).
     pub fn encode(&mut self, batch: &Batch) -> Result<()> {
         // SAFETY: a live model and context; both calls read fields.
@@ -574,11 +570,10 @@ impl<'m> Context<'m> {
         // A context without memory (embedding models) encodes on decode
         // too; one with memory and no encoder graph would crash.
         if !has_encoder && !memory.is_null() {
-            return Err(LlamaError::NotSupported {
+            return Err(Error::NotSupported {
                 call: "encode",
                 reason: "the model has no encoder (decode its tokens instead)".into(),
-            }
-            .into());
+            });
         }
         self.check_batch(batch, true)?;
         self.outputs = None;
@@ -626,25 +621,21 @@ impl<'m> Context<'m> {
                 }
                 Ok(())
             }
-            1 => Err(LlamaError::NoKvSlot.into()),
-            2 => Err(LlamaError::Aborted.into()),
-            -1 => Err(LlamaError::InvalidBatch(
+            1 => Err(Error::NoKvSlot),
+            2 => Err(Error::Aborted),
+            -1 => Err(Error::InvalidBatch(
                 "llama.cpp refused it: each sequence's positions must continue where it ends"
                     .into(),
-            )
-            .into()),
-            status => Err(LlamaError::Failed { call, status }.into()),
+            )),
+            status => Err(Error::Failed { call, status }),
         }
     }
 
     fn outputs(&self, what: &'static str, index: i64) -> Result<&Outputs> {
-        self.outputs.as_ref().ok_or_else(|| {
-            LlamaError::NoOutput {
-                what,
-                index,
-                reason: "no successful decode since the context was created or changed".into(),
-            }
-            .into()
+        self.outputs.as_ref().ok_or_else(|| Error::NoOutput {
+            what,
+            index,
+            reason: "no successful decode since the context was created or changed".into(),
         })
     }
 
@@ -652,18 +643,16 @@ impl<'m> Context<'m> {
         let out = self.outputs(what, index as i64)?;
         match out.row_of.get(index) {
             Some(&r) if r >= 0 => Ok(r as usize),
-            Some(_) => Err(LlamaError::NoOutput {
+            Some(_) => Err(Error::NoOutput {
                 what,
                 index: index as i64,
                 reason: "that token did not ask for its logits".into(),
-            }
-            .into()),
-            None => Err(LlamaError::NoOutput {
+            }),
+            None => Err(Error::NoOutput {
                 what,
                 index: index as i64,
                 reason: format!("the last batch had {} tokens", out.row_of.len()),
-            }
-            .into()),
+            }),
         }
     }
 
@@ -672,12 +661,11 @@ impl<'m> Context<'m> {
         // synchronizes and puts the rows in batch order, once.
         let p = unsafe { sys::llama_get_logits(self.raw.as_ptr()) };
         if p.is_null() {
-            return Err(LlamaError::NoOutput {
+            return Err(Error::NoOutput {
                 what: "logits",
                 index: -1,
                 reason: "this context computes no logits (embeddings mode)".into(),
-            }
-            .into());
+            });
         }
         Ok(p)
     }
@@ -687,17 +675,16 @@ impl<'m> Context<'m> {
     /// into the context: the next decode (`&mut self`) ends it.
     ///
     /// # Errors
-    /// [`LlamaError::NoOutput`] before a successful decode or in embeddings
+    /// [`Error::NoOutput`] before a successful decode or in embeddings
     /// mode.
     pub fn logits(&self) -> Result<ArrayView2<'_, f32>> {
         let rows = self.outputs("logits", -1)?.n_rows;
         if self.embeddings {
-            return Err(LlamaError::NoOutput {
+            return Err(Error::NoOutput {
                 what: "logits",
                 index: -1,
                 reason: "the context outputs embeddings".into(),
-            }
-            .into());
+            });
         }
         let n_vocab = self.model.vocab().n_tokens() as usize;
         let p = self.logits_ptr()?;
@@ -710,7 +697,7 @@ impl<'m> Context<'m> {
     /// The logits of token `index` of the last batch.
     ///
     /// # Errors
-    /// [`LlamaError::NoOutput`] when that token did not ask for them, for an
+    /// [`Error::NoOutput`] when that token did not ask for them, for an
     /// index beyond the batch, before a successful decode.
     pub fn logits_ith(&self, index: usize) -> Result<ArrayView1<'_, f32>> {
         let row = self.row("logits", index)?;
@@ -726,14 +713,13 @@ impl<'m> Context<'m> {
     /// embeddings and no pooling).
     ///
     /// # Errors
-    /// [`LlamaError::Embeddings`] for a context without embeddings or with
-    /// pooling; [`LlamaError::NoOutput`] as for logits.
+    /// [`Error::Embeddings`] for a context without embeddings or with
+    /// pooling; [`Error::NoOutput`] as for logits.
     pub fn embeddings_ith(&self, index: usize) -> Result<ArrayView1<'_, f32>> {
         if !self.embeddings || self.pooling != Pooling::None {
-            return Err(LlamaError::Embeddings(
+            return Err(Error::Embeddings(
                 "per-token embeddings need embeddings(true) and Pooling::None".into(),
-            )
-            .into());
+            ));
         }
         let row = self.row("embeddings", index)?;
         let rows = self.outputs("embeddings", index as i64)?.n_rows;
@@ -742,7 +728,7 @@ impl<'m> Context<'m> {
         // mode; the buffer holds one row per output.
         let p = unsafe { sys::llama_get_embeddings(self.raw.as_ptr()) };
         if p.is_null() {
-            return Err(LlamaError::Embeddings("llama.cpp returned none".into()).into());
+            return Err(Error::Embeddings("llama.cpp returned none".into()));
         }
         // SAFETY: `rows` rows of `n` floats, not written until the next
         // `&mut self` call.
@@ -754,23 +740,21 @@ impl<'m> Context<'m> {
     /// with embeddings and pooling); for rank pooling, one score per class.
     ///
     /// # Errors
-    /// [`LlamaError::Embeddings`] for a context without pooled embeddings;
-    /// [`LlamaError::NoOutput`] when `seq` was not in the last batch.
+    /// [`Error::Embeddings`] for a context without pooled embeddings;
+    /// [`Error::NoOutput`] when `seq` was not in the last batch.
     pub fn seq_embeddings(&self, seq: i32) -> Result<ArrayView1<'_, f32>> {
         if !self.embeddings || self.pooling == Pooling::None {
-            return Err(LlamaError::Embeddings(
+            return Err(Error::Embeddings(
                 "sequence embeddings need embeddings(true) and pooling".into(),
-            )
-            .into());
+            ));
         }
         let out = self.outputs("embeddings", seq as i64)?;
         if !out.seqs.contains(&seq) {
-            return Err(LlamaError::NoOutput {
+            return Err(Error::NoOutput {
                 what: "embeddings",
                 index: seq as i64,
                 reason: "that sequence was not in the last batch".into(),
-            }
-            .into());
+            });
         }
         let n = if self.pooling == Pooling::Rank {
             // SAFETY: a live model; a field read.
@@ -781,7 +765,7 @@ impl<'m> Context<'m> {
         // SAFETY: a live context; a sequence of the last batch.
         let p = unsafe { sys::llama_get_embeddings_seq(self.raw.as_ptr(), seq) };
         if p.is_null() {
-            return Err(LlamaError::Embeddings("llama.cpp returned none".into()).into());
+            return Err(Error::Embeddings("llama.cpp returned none".into()));
         }
         // SAFETY: `n` floats, not written until the next `&mut self` call.
         Ok(unsafe { ArrayView1::from_shape_ptr(n, p.cast_const()) })
@@ -806,7 +790,7 @@ impl<'m> Context<'m> {
     /// recurrent model's sequence cannot be removed).
     ///
     /// # Errors
-    /// [`LlamaError::SeqOutOfRange`].
+    /// [`Error::SeqOutOfRange`].
     pub fn remove_tokens(
         &mut self,
         seq: Option<i32>,
@@ -836,7 +820,7 @@ impl<'m> Context<'m> {
     /// cells, no copy of data).
     ///
     /// # Errors
-    /// [`LlamaError::SeqOutOfRange`]; [`LlamaError::InvalidParams`] for a
+    /// [`Error::SeqOutOfRange`]; [`Error::InvalidParams`] for a
     /// partial range between sequences of separate KV buffers (contexts of
     /// several sequences without `kv_unified`).
     pub fn copy_seq(&mut self, src: i32, dst: i32, range: impl RangeBounds<i32>) -> Result<()> {
@@ -858,7 +842,7 @@ impl<'m> Context<'m> {
     /// Removes every sequence but `seq`.
     ///
     /// # Errors
-    /// [`LlamaError::SeqOutOfRange`].
+    /// [`Error::SeqOutOfRange`].
     pub fn keep_seq(&mut self, seq: i32) -> Result<()> {
         self.check_seq(seq)?;
         self.usable()?;
@@ -871,7 +855,7 @@ impl<'m> Context<'m> {
     /// shift).
     ///
     /// # Errors
-    /// [`LlamaError::SeqOutOfRange`]; [`LlamaError::InvalidParams`] when
+    /// [`Error::SeqOutOfRange`]; [`Error::InvalidParams`] when
     /// the model's positions cannot be shifted (multi-dimensional RoPE, a
     /// cache that cannot shift) or a position would overflow.
     pub fn shift_seq(&mut self, seq: i32, range: impl RangeBounds<i32>, delta: i32) -> Result<()> {
@@ -919,15 +903,14 @@ impl<'m> Context<'m> {
         // are multiples of 64 (it dereferences NULL otherwise).
         let (head_k, _) = self.model.head_dims();
         if self.type_k == Type::BF16 || (self.type_k.is_quantized() && head_k % 64 != 0) {
-            return Err(LlamaError::NotSupported {
+            return Err(Error::NotSupported {
                 call: "shift_seq",
                 reason: format!(
                     "shifting positions of a {} key cache with heads of {head_k} (f32, f16, \
                      or a quantized cache with heads of a multiple of 64)",
                     self.type_k
                 ),
-            }
-            .into());
+            });
         }
         Ok(())
     }
@@ -936,7 +919,7 @@ impl<'m> Context<'m> {
     /// (`None` when it is empty).
     ///
     /// # Errors
-    /// [`LlamaError::SeqOutOfRange`].
+    /// [`Error::SeqOutOfRange`].
     pub fn seq_positions(&self, seq: i32) -> Result<Option<(i32, i32)>> {
         self.check_seq(seq)?;
         let m = self.memory();
@@ -955,7 +938,7 @@ impl<'m> Context<'m> {
     /// The whole state (KV cache, outputs, RNG) as bytes.
     ///
     /// # Errors
-    /// [`LlamaError::State`] when llama.cpp fails to write it.
+    /// [`Error::State`] when llama.cpp fails to write it.
     pub fn state_bytes(&mut self) -> Result<Vec<u8>> {
         self.usable()?;
         let mut size = 0;
@@ -976,7 +959,7 @@ impl<'m> Context<'m> {
         };
         barrier::check("llama_state_get_data", caught)?;
         if n == 0 || n > size {
-            return Err(LlamaError::State(format!("llama.cpp wrote {n} of {size} bytes")).into());
+            return Err(Error::State(format!("llama.cpp wrote {n} of {size} bytes")));
         }
         buf.truncate(n);
         Ok(buf)
@@ -986,7 +969,7 @@ impl<'m> Context<'m> {
     /// last decode are gone; decode again to have logits.
     ///
     /// # Errors
-    /// [`LlamaError::State`] for bytes llama.cpp refuses (another model,
+    /// [`Error::State`] for bytes llama.cpp refuses (another model,
     /// truncated): the cache is then empty.
     pub fn set_state_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         self.outputs = None;
@@ -1006,7 +989,7 @@ impl<'m> Context<'m> {
         if n == 0 {
             // SAFETY: a live context.
             unsafe { sys::llama_memory_clear(self.memory(), true) };
-            return Err(LlamaError::State("llama.cpp refused the state".into()).into());
+            return Err(Error::State("llama.cpp refused the state".into()));
         }
         Ok(())
     }
@@ -1014,7 +997,7 @@ impl<'m> Context<'m> {
     /// Saves the state and `tokens` (the session's tokens) to a file.
     ///
     /// # Errors
-    /// [`LlamaError::InteriorNul`] in the path, [`LlamaError::State`].
+    /// [`Error::InteriorNul`] in the path, [`Error::State`].
     pub fn save_state_file(&mut self, path: impl AsRef<Path>, tokens: &[Token]) -> Result<()> {
         let p = super::path_c_string(path.as_ref())?;
         self.usable()?;
@@ -1033,7 +1016,10 @@ impl<'m> Context<'m> {
         if ok {
             Ok(())
         } else {
-            Err(LlamaError::State(format!("could not save {}", path.as_ref().display())).into())
+            Err(Error::State(format!(
+                "could not save {}",
+                path.as_ref().display()
+            )))
         }
     }
 
@@ -1041,7 +1027,7 @@ impl<'m> Context<'m> {
     /// tokens. The outputs of the last decode are gone.
     ///
     /// # Errors
-    /// [`LlamaError::State`] for a file llama.cpp refuses: the cache is
+    /// [`Error::State`] for a file llama.cpp refuses: the cache is
     /// then empty.
     pub fn load_state_file(&mut self, path: impl AsRef<Path>) -> Result<Vec<Token>> {
         self.outputs = None;
@@ -1066,9 +1052,10 @@ impl<'m> Context<'m> {
         if !ok || n > tokens.len() {
             // SAFETY: a live context.
             unsafe { sys::llama_memory_clear(self.memory(), true) };
-            return Err(
-                LlamaError::State(format!("could not load {}", path.as_ref().display())).into(),
-            );
+            return Err(Error::State(format!(
+                "could not load {}",
+                path.as_ref().display()
+            )));
         }
         tokens.truncate(n);
         Ok(tokens)
@@ -1081,14 +1068,14 @@ impl<'m> Context<'m> {
     /// them).
     ///
     /// # Errors
-    /// [`LlamaError::Adapter`] for an adapter of another model, or when
+    /// [`Error::Adapter`] for an adapter of another model, or when
     /// llama.cpp refuses.
     pub fn set_loras(&mut self, loras: &[(Lora<'m>, f32)]) -> Result<()> {
         if loras
             .iter()
             .any(|(l, _)| l.model.as_ptr() != self.model.as_ptr())
         {
-            return Err(LlamaError::Adapter("an adapter of another model".into()).into());
+            return Err(Error::Adapter("an adapter of another model".into()));
         }
         let mut ptrs: Vec<*mut sys::llama_adapter_lora> =
             loras.iter().map(|(l, _)| l.raw.as_ptr()).collect();
@@ -1108,9 +1095,9 @@ impl<'m> Context<'m> {
         };
         self.caught("llama_set_adapters_lora", caught)?;
         if r != 0 {
-            return Err(
-                LlamaError::Adapter(format!("llama.cpp refused the adapters ({r})")).into(),
-            );
+            return Err(Error::Adapter(format!(
+                "llama.cpp refused the adapters ({r})"
+            )));
         }
         Ok(())
     }
@@ -1120,23 +1107,21 @@ impl<'m> Context<'m> {
     /// `first..=last`.
     ///
     /// # Errors
-    /// [`LlamaError::Adapter`] when `data` is not `n_embd × n_layer`
+    /// [`Error::Adapter`] when `data` is not `n_embd × n_layer`
     /// values, or the layers are outside `1..=n_layer`.
     pub fn set_control_vector(&mut self, data: &[f32], first: usize, last: usize) -> Result<()> {
         let (n_embd, n_layer) = (self.model.n_embd(), self.model.n_layer());
         let want = n_embd.saturating_mul(n_layer);
         if data.len() != want {
-            return Err(LlamaError::Adapter(format!(
+            return Err(Error::Adapter(format!(
                 "a control vector has n_embd × n_layer = {want} values, not {}",
                 data.len()
-            ))
-            .into());
+            )));
         }
         if first < 1 || first > last || last > n_layer {
-            return Err(LlamaError::Adapter(format!(
+            return Err(Error::Adapter(format!(
                 "layers {first}..={last} outside 1..={n_layer}"
-            ))
-            .into());
+            )));
         }
         self.usable()?;
         let mut r = 0;
@@ -1154,9 +1139,9 @@ impl<'m> Context<'m> {
         };
         self.caught("llama_set_adapter_cvec", caught)?;
         if r != 0 {
-            return Err(
-                LlamaError::Adapter(format!("llama.cpp refused the control vector ({r})")).into(),
-            );
+            return Err(Error::Adapter(format!(
+                "llama.cpp refused the control vector ({r})"
+            )));
         }
         Ok(())
     }

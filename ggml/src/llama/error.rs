@@ -1,13 +1,19 @@
-//! [`LlamaError`]: what can go wrong in the llama layer, inside
-//! [`Error::Llama`](crate::Error::Llama). Every precondition llama.cpp would
-//! abort on (or terminate the process over) is one of these instead.
+//! [`Error`]: what can go wrong in the llama layer. Every precondition
+//! llama.cpp would abort on (or terminate the process over) is one of these
+//! instead. The layer sits above the core crate and has its own error type,
+//! which holds the core's ([`Error::Ggml`]: files, GGUF, the ABI guard) and
+//! converts from it; the core's [`crate::Error`] knows nothing of llama.
 
 use std::path::PathBuf;
 
 /// What went wrong in a llama call.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
-pub enum LlamaError {
+pub enum Error {
+    /// An error of the core crate: files, GGUF, the ABI guard, sizes.
+    #[error(transparent)]
+    Ggml(#[from] crate::Error),
+
     /// llama.cpp could not load the model (not a model, unknown
     /// architecture, missing tensors, out of memory, ...).
     #[error("llama.cpp could not load the model {path}: {reason}")]
@@ -200,8 +206,9 @@ pub enum LlamaError {
     },
 }
 
-impl From<LlamaError> for crate::Error {
-    fn from(e: LlamaError) -> Self {
-        crate::Error::Llama(e)
-    }
-}
+/// Result type of the llama layer.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The llama layer's error type under its former name.
+#[deprecated(since = "0.2.0", note = "renamed `ggml::llama::Error`")]
+pub type LlamaError = Error;

@@ -6,7 +6,7 @@
 //! ```no_run
 //! use ggml::llama::{Batch, Context, ContextParams, Model, Sampler};
 //!
-//! # fn main() -> ggml::Result<()> {
+//! # fn main() -> ggml::llama::Result<()> {
 //! let model = Model::load("SmolLM2-135M-Instruct.Q4_1.gguf")?;
 //! let mut ctx = Context::new(&model, &ContextParams::new().n_ctx(2048))?;
 //! let vocab = model.vocab();
@@ -35,10 +35,11 @@
 //! llama.cpp ends the process on a token id outside the vocabulary, a batch
 //! larger than the context takes, a sequence id out of range, logits asked
 //! of a token that did not request them, a sampler chain that selects
-//! nothing, a token a grammar forbids. Each is an
-//! [`Error::Llama`](crate::Error::Llama) here, checked before the call. A
+//! nothing, a token a grammar forbids. Each is an [`Error`] of this layer
+//! here, checked before the call (its own type, holding the core crate's
+//! [`crate::Error`] as [`Error::Ggml`]). A
 //! C++ exception thrown inside llama.cpp is caught at the boundary (a small
-//! C++ barrier compiled with it) and is [`LlamaError::Exception`].
+//! C++ barrier compiled with it) and is [`Error::Exception`].
 //!
 //! # Model files
 //!
@@ -48,7 +49,7 @@
 //! hyperparameters it asserts on or indexes with, every tensor's type
 //! against the CPU kernels its role reaches (the CPU is every model's
 //! fallback), and the vocabulary's consistency. A file that breaks an
-//! assumption is [`LlamaError::InvalidModel`], naming the key or tensor.
+//! assumption is [`Error::InvalidModel`], naming the key or tensor.
 //! The architectures validated are [`ARCHITECTURES`]; others load only
 //! through the `unsafe` [`ModelParams::skip_model_checks`]. The full list
 //! of checks, with the llama.cpp asserts each one pre-empts, is in
@@ -85,7 +86,9 @@ pub use check::{
     MAX_VOCAB,
 };
 pub use context::{Context, ContextParams, FlashAttention, Perf, Pooling};
+#[allow(deprecated)]
 pub use error::LlamaError;
+pub use error::{Error, Result};
 pub use model::{Lora, Model, ModelParams};
 pub use sampler::{Sampler, SamplerBuilder, MAX_PENALTY_WINDOW};
 pub use vocab::{TextStream, Token, TokenAttrs, Vocab, MAX_TOKENIZE_BYTES};
@@ -94,7 +97,7 @@ use std::sync::OnceLock;
 
 /// Initialises llama.cpp once: the ggml checks, the log callback, then
 /// `llama_backend_init`.
-pub(crate) fn init() -> crate::Result<()> {
+pub(crate) fn init() -> Result<()> {
     crate::init::ensure()?;
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
@@ -107,16 +110,16 @@ pub(crate) fn init() -> crate::Result<()> {
 }
 
 /// A path as llama.cpp takes it (a C string).
-fn path_c_string(path: &std::path::Path) -> crate::Result<std::ffi::CString> {
-    let nul = |_| LlamaError::InteriorNul { what: "a path" };
+fn path_c_string(path: &std::path::Path) -> Result<std::ffi::CString> {
+    let nul = |_| Error::InteriorNul { what: "a path" };
     #[cfg(unix)]
     {
         use std::os::unix::ffi::OsStrExt;
-        std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| nul(e).into())
+        std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(nul)
     }
     #[cfg(not(unix))]
     {
-        let s = path.to_str().ok_or(LlamaError::InvalidParams(format!(
+        let s = path.to_str().ok_or(Error::InvalidParams(format!(
             "the path {} is not UTF-8",
             path.display()
         )))?;

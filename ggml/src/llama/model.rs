@@ -8,9 +8,9 @@ use std::ptr::NonNull;
 
 use ggml_sys as sys;
 
-use super::error::LlamaError;
+use super::error::Error;
+use super::error::Result;
 use super::vocab::Vocab;
-use crate::error::Result;
 use crate::gguf::Gguf;
 
 /// How a model is loaded ([`Model::load_with`]).
@@ -219,8 +219,8 @@ impl Model {
     ///
     /// # Errors
     /// [`Error::Io`](crate::Error::Io), [`Error::Gguf`](crate::Error::Gguf)
-    /// for a file that is not valid GGUF; [`LlamaError::Cancelled`];
-    /// [`LlamaError::ModelLoad`] when llama.cpp refuses it (not a model it
+    /// for a file that is not valid GGUF; [`Error::Cancelled`];
+    /// [`Error::ModelLoad`] when llama.cpp refuses it (not a model it
     /// knows, missing tensors, out of memory).
     pub fn load_with(
         path: impl AsRef<Path>,
@@ -274,17 +274,16 @@ impl Model {
             Some(raw) => {
                 // SAFETY: as above.
                 unsafe { sys::llama_model_free(raw.as_ptr()) };
-                Err(LlamaError::Cancelled.into())
+                Err(Error::Cancelled)
             }
-            None if state.cancelled => Err(LlamaError::Cancelled.into()),
-            None => Err(LlamaError::ModelLoad {
+            None if state.cancelled => Err(Error::Cancelled),
+            None => Err(Error::ModelLoad {
                 path: path.to_path_buf(),
                 reason: match super::log::take_last_error() {
                     e if e.is_empty() => "see llama.cpp's log (target \"llama\")".into(),
                     e => e,
                 },
-            }
-            .into()),
+            }),
         }
     }
 
@@ -462,7 +461,7 @@ impl Model {
     ///
     /// # Errors
     /// [`Error::Io`](crate::Error::Io), [`Error::Gguf`](crate::Error::Gguf)
-    /// for a malformed file, [`LlamaError::Adapter`] when llama.cpp refuses
+    /// for a malformed file, [`Error::Adapter`] when llama.cpp refuses
     /// it (another architecture, shapes that do not match).
     pub fn load_lora(&mut self, path: impl AsRef<Path>) -> Result<usize> {
         let path = path.as_ref();
@@ -478,7 +477,7 @@ impl Model {
         };
         super::barrier::check("llama_adapter_lora_init", status)?;
         let raw = NonNull::new(raw).ok_or_else(|| {
-            LlamaError::Adapter(format!(
+            Error::Adapter(format!(
                 "llama.cpp refused {}: {}",
                 path.display(),
                 super::log::take_last_error()
@@ -505,14 +504,13 @@ impl Model {
     /// Frees the LoRA adapter at `index` (later ones move down by one).
     ///
     /// # Errors
-    /// [`LlamaError::Adapter`] for an index out of range.
+    /// [`Error::Adapter`] for an index out of range.
     pub fn remove_lora(&mut self, index: usize) -> Result<()> {
         if index >= self.loras.len() {
-            return Err(LlamaError::Adapter(format!(
+            return Err(Error::Adapter(format!(
                 "no adapter {index} ({} loaded)",
                 self.loras.len()
-            ))
-            .into());
+            )));
         }
         let raw = self.loras.remove(index);
         // SAFETY: an adapter of this model, not used by any context (no
@@ -525,13 +523,13 @@ impl Model {
     /// ([`apply_chat_template`](super::apply_chat_template)).
     ///
     /// # Errors
-    /// [`LlamaError::NoTemplate`], and as `apply_chat_template`.
+    /// [`Error::NoTemplate`], and as `apply_chat_template`.
     pub fn apply_chat_template(
         &self,
         messages: &[super::ChatMessage],
         add_assistant: bool,
     ) -> Result<String> {
-        let template = self.chat_template(None).ok_or(LlamaError::NoTemplate)?;
+        let template = self.chat_template(None).ok_or(Error::NoTemplate)?;
         super::apply_chat_template(&template, messages, add_assistant)
     }
 }

@@ -15,10 +15,10 @@ use ggml_sys as sys;
 
 use super::barrier;
 use super::context::Context;
-use super::error::LlamaError;
+use super::error::Error;
+use super::error::Result;
 use super::model::Model;
 use super::vocab::{Token, Vocab};
-use crate::error::Result;
 
 /// A sampler chain, built with [`Sampler::builder`]. Owns llama.cpp's
 /// chain; borrows the model (grammar and DRY samplers read its
@@ -79,10 +79,9 @@ fn check_finite(name: &str, values: &[f32]) -> Result<()> {
     if values.iter().all(|v| v.is_finite()) {
         Ok(())
     } else {
-        Err(
-            LlamaError::InvalidParams(format!("{name}: parameters must be finite, got {values:?}"))
-                .into(),
-        )
+        Err(Error::InvalidParams(format!(
+            "{name}: parameters must be finite, got {values:?}"
+        )))
     }
 }
 
@@ -90,7 +89,7 @@ fn check_unit(name: &str, p: f32) -> Result<()> {
     if (0.0..=1.0).contains(&p) {
         Ok(())
     } else {
-        Err(LlamaError::InvalidParams(format!("{name}: {p} is not in 0..=1")).into())
+        Err(Error::InvalidParams(format!("{name}: {p} is not in 0..=1")))
     }
 }
 
@@ -109,9 +108,9 @@ impl<'m> SamplerBuilder<'m> {
     fn push(mut self, raw: Result<*mut sys::llama_sampler>, grammar: bool) -> Result<Self> {
         let raw = raw?;
         let raw = NonNull::new(raw).ok_or(if grammar {
-            LlamaError::GrammarParse
+            Error::GrammarParse
         } else {
-            LlamaError::InvalidParams("llama.cpp refused the sampler".into())
+            Error::InvalidParams("llama.cpp refused the sampler".into())
         })?;
         if grammar {
             // SAFETY: a live chain.
@@ -155,7 +154,7 @@ impl<'m> SamplerBuilder<'m> {
     /// Divides logits by `t` (≤ 0: keeps only the most likely).
     ///
     /// # Errors
-    /// [`LlamaError::InvalidParams`] for a value that is not finite.
+    /// [`Error::InvalidParams`] for a value that is not finite.
     pub fn temp(self, t: f32) -> Result<Self> {
         check_finite("temp", &[t])?;
         // SAFETY: a finite value.
@@ -179,7 +178,7 @@ impl<'m> SamplerBuilder<'m> {
     /// least `min_keep`.
     ///
     /// # Errors
-    /// [`LlamaError::InvalidParams`] for `p` outside 0..=1.
+    /// [`Error::InvalidParams`] for `p` outside 0..=1.
     pub fn top_p(self, p: f32, min_keep: usize) -> Result<Self> {
         check_unit("top_p", p)?;
         // SAFETY: checked values.
@@ -192,7 +191,7 @@ impl<'m> SamplerBuilder<'m> {
     /// Keeps the tokens at least `p` times as likely as the most likely.
     ///
     /// # Errors
-    /// [`LlamaError::InvalidParams`] for `p` outside 0..=1.
+    /// [`Error::InvalidParams`] for `p` outside 0..=1.
     pub fn min_p(self, p: f32, min_keep: usize) -> Result<Self> {
         check_unit("min_p", p)?;
         // SAFETY: checked values.
@@ -205,7 +204,7 @@ impl<'m> SamplerBuilder<'m> {
     /// Locally typical sampling with mass `p`.
     ///
     /// # Errors
-    /// [`LlamaError::InvalidParams`] for `p` outside 0..=1.
+    /// [`Error::InvalidParams`] for `p` outside 0..=1.
     pub fn typical(self, p: f32, min_keep: usize) -> Result<Self> {
         check_unit("typical", p)?;
         // SAFETY: checked values.
@@ -221,9 +220,7 @@ impl<'m> SamplerBuilder<'m> {
     fn window(&self, what: &str, last_n: i32) -> Result<i32> {
         match last_n {
             -1 => Ok(self.window),
-            n if n < -1 => {
-                Err(LlamaError::InvalidParams(format!("{what}: last_n {last_n}")).into())
-            }
+            n if n < -1 => Err(Error::InvalidParams(format!("{what}: last_n {last_n}"))),
             n => Ok(n.min(self.window)),
         }
     }
@@ -237,7 +234,7 @@ impl<'m> SamplerBuilder<'m> {
     /// longer windows are that.
     ///
     /// # Errors
-    /// [`LlamaError::InvalidParams`] for values that are not finite, or
+    /// [`Error::InvalidParams`] for values that are not finite, or
     /// `last_n` below -1.
     pub fn penalties(self, last_n: i32, repeat: f32, freq: f32, present: f32) -> Result<Self> {
         check_finite("penalties", &[repeat, freq, present])?;
@@ -258,7 +255,7 @@ impl<'m> SamplerBuilder<'m> {
     /// (`["\n", ":", "\"", "*"]` is llama.cpp's default).
     ///
     /// # Errors
-    /// [`LlamaError::InvalidParams`] for values that are not finite, a
+    /// [`Error::InvalidParams`] for values that are not finite, a
     /// breaker with a NUL byte.
     pub fn dry(
         self,
@@ -274,7 +271,7 @@ impl<'m> SamplerBuilder<'m> {
             .iter()
             .map(|b| CString::new(*b))
             .collect::<Result<_, _>>()
-            .map_err(|_| LlamaError::InteriorNul {
+            .map_err(|_| Error::InteriorNul {
                 what: "a DRY breaker",
             })?;
         let mut ptrs: Vec<*const std::ffi::c_char> = owned.iter().map(|c| c.as_ptr()).collect();
@@ -300,7 +297,7 @@ impl<'m> SamplerBuilder<'m> {
     /// `eta`.
     ///
     /// # Errors
-    /// [`LlamaError::InvalidParams`] for values that are not finite.
+    /// [`Error::InvalidParams`] for values that are not finite.
     pub fn mirostat_v2(self, seed: Option<u32>, tau: f32, eta: f32) -> Result<Self> {
         check_finite("mirostat_v2", &[tau, eta])?;
         let seed = seed.unwrap_or(sys::LLAMA_DEFAULT_SEED);
@@ -314,12 +311,12 @@ impl<'m> SamplerBuilder<'m> {
     /// Mirostat 1.0 (selects a token).
     ///
     /// # Errors
-    /// [`LlamaError::InvalidParams`] for values that are not finite or `m`
+    /// [`Error::InvalidParams`] for values that are not finite or `m`
     /// below 1.
     pub fn mirostat(self, seed: Option<u32>, tau: f32, eta: f32, m: i32) -> Result<Self> {
         check_finite("mirostat", &[tau, eta])?;
         if m < 1 {
-            return Err(LlamaError::InvalidParams(format!("mirostat: m {m}")).into());
+            return Err(Error::InvalidParams(format!("mirostat: m {m}")));
         }
         let n_vocab = self.sampler.vocab.n_tokens();
         let seed = seed.unwrap_or(sys::LLAMA_DEFAULT_SEED);
@@ -341,15 +338,15 @@ impl<'m> SamplerBuilder<'m> {
     /// sources in a process you can stop.
     ///
     /// # Errors
-    /// [`LlamaError::GrammarParse`] when llama.cpp cannot parse it;
-    /// [`LlamaError::GrammarLimit`] beyond the bounds;
-    /// [`LlamaError::InteriorNul`].
+    /// [`Error::GrammarParse`] when llama.cpp cannot parse it;
+    /// [`Error::GrammarLimit`] beyond the bounds;
+    /// [`Error::InteriorNul`].
     pub fn grammar(self, gbnf: &str, root: &str) -> Result<Self> {
         super::check::check_grammar(gbnf)?;
-        let g = CString::new(gbnf).map_err(|_| LlamaError::InteriorNul {
+        let g = CString::new(gbnf).map_err(|_| Error::InteriorNul {
             what: "the grammar",
         })?;
-        let r = CString::new(root).map_err(|_| LlamaError::InteriorNul {
+        let r = CString::new(root).map_err(|_| Error::InteriorNul {
             what: "the grammar root",
         })?;
         let vocab = self.sampler.vocab.raw();
@@ -364,7 +361,7 @@ impl<'m> SamplerBuilder<'m> {
     /// Adds `bias` to the logits of these tokens.
     ///
     /// # Errors
-    /// [`LlamaError::TokenOutOfRange`], [`LlamaError::InvalidParams`] for a
+    /// [`Error::TokenOutOfRange`], [`Error::InvalidParams`] for a
     /// bias that is NaN.
     pub fn logit_bias(self, biases: &[(Token, f32)]) -> Result<Self> {
         let mut raw = Vec::with_capacity(biases.len());
@@ -372,15 +369,14 @@ impl<'m> SamplerBuilder<'m> {
             self.sampler.vocab.check(token)?;
             if bias.is_nan() || bias == f32::INFINITY {
                 // -inf excludes a token; +inf would make NaN probabilities.
-                return Err(LlamaError::InvalidParams(format!(
+                return Err(Error::InvalidParams(format!(
                     "logit_bias: {bias} for token {token} (finite, or -inf to exclude it)"
-                ))
-                .into());
+                )));
             }
             raw.push(sys::llama_logit_bias { token, bias });
         }
-        let n = i32::try_from(raw.len())
-            .map_err(|_| LlamaError::InvalidParams("too many biases".into()))?;
+        let n =
+            i32::try_from(raw.len()).map_err(|_| Error::InvalidParams("too many biases".into()))?;
         let n_vocab = self.sampler.vocab.n_tokens();
         // SAFETY: `n` entries with ids in range (copied by llama.cpp).
         let sampler = made("llama_sampler_init_logit_bias", |r| unsafe {
@@ -428,26 +424,25 @@ impl<'m> Sampler<'m> {
     /// batch, and accepts it (samplers with state record it).
     ///
     /// # Errors
-    /// [`LlamaError::NoOutput`] (as [`Context::logits_ith`]),
-    /// [`LlamaError::NoTokenSelected`] when the chain selects nothing (or
-    /// excludes every token), [`LlamaError::NonFinite`] for a logit that is
+    /// [`Error::NoOutput`] (as [`Context::logits_ith`]),
+    /// [`Error::NoTokenSelected`] when the chain selects nothing (or
+    /// excludes every token), [`Error::NonFinite`] for a logit that is
     /// NaN or infinite (or a sampler that made one),
-    /// [`LlamaError::InvalidParams`] for a context of another model.
+    /// [`Error::InvalidParams`] for a context of another model.
     pub fn sample(&mut self, ctx: &Context<'m>, index: usize) -> Result<Token> {
         if ctx.model().vocab().raw() != self.vocab.raw() {
-            return Err(LlamaError::InvalidParams("a context of another model".into()).into());
+            return Err(Error::InvalidParams("a context of another model".into()));
         }
         let logits = ctx.logits_ith(index)?;
         // llama.cpp's samplers sort candidates by logit and probability:
         // a NaN breaks the sort's ordering (undefined behaviour), an
         // infinity makes NaN probabilities.
         if let Some((id, &v)) = logits.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(LlamaError::NonFinite {
+            return Err(Error::NonFinite {
                 what: "logit",
                 token: id as Token,
                 value: v,
-            }
-            .into());
+            });
         }
         self.candidates.clear();
         self.candidates
@@ -485,7 +480,7 @@ impl<'m> Sampler<'m> {
         }
         let n = array.size;
         if array.selected < 0 || array.selected as usize >= n {
-            return Err(LlamaError::NoTokenSelected.into());
+            return Err(Error::NoTokenSelected);
         }
         let token = self.candidates[array.selected as usize].id;
         self.accept(token)?;
@@ -497,23 +492,22 @@ impl<'m> Sampler<'m> {
     /// is selected).
     fn check_candidates(&mut self, array: &sys::llama_token_data_array) -> Result<()> {
         if array.data != self.candidates.as_mut_ptr() || array.size > self.candidates.len() {
-            return Err(LlamaError::NoTokenSelected.into());
+            return Err(Error::NoTokenSelected);
         }
         let live = &self.candidates[..array.size];
         if let Some(c) = live
             .iter()
             .find(|c| c.logit.is_nan() || c.logit == f32::INFINITY || c.p.is_nan())
         {
-            return Err(LlamaError::NonFinite {
+            return Err(Error::NonFinite {
                 what: "candidate after a sampler",
                 token: c.id,
                 value: if c.p.is_nan() { c.p } else { c.logit },
-            }
-            .into());
+            });
         }
         if array.selected < 0 && live.iter().all(|c| c.logit == f32::NEG_INFINITY) {
             // Every token excluded (a grammar's dead end, biases of -inf).
-            return Err(LlamaError::NoTokenSelected.into());
+            return Err(Error::NoTokenSelected);
         }
         Ok(())
     }
@@ -522,7 +516,7 @@ impl<'m> Sampler<'m> {
     /// state), as when a prompt's tokens are fed.
     ///
     /// # Errors
-    /// [`LlamaError::TokenOutOfRange`]; [`LlamaError::GrammarRejected`]
+    /// [`Error::TokenOutOfRange`]; [`Error::GrammarRejected`]
     /// when a grammar of the chain does not allow it here (nothing is
     /// recorded then).
     pub fn accept(&mut self, token: Token) -> Result<()> {
@@ -547,7 +541,7 @@ impl<'m> Sampler<'m> {
             let status = unsafe { sys::ggml_sys_try_llama_sampler_apply(g, &mut array) };
             barrier::check("llama_sampler_apply", status)?;
             if one[0].logit == f32::NEG_INFINITY {
-                return Err(LlamaError::GrammarRejected { token }.into());
+                return Err(Error::GrammarRejected { token });
             }
         }
         // SAFETY: a live chain; a token in range the grammars allow.

@@ -8,9 +8,9 @@ use std::marker::PhantomData;
 use ggml_sys as sys;
 
 use super::barrier;
-use super::error::LlamaError;
+use super::error::Error;
+use super::error::Result;
 use super::model::Model;
-use crate::error::Result;
 
 /// A token id. Ids given to this crate are checked against the vocabulary.
 pub type Token = i32;
@@ -114,16 +114,16 @@ impl<'m> Vocab<'m> {
     /// Checks that `token` is in the vocabulary (and that there is one).
     ///
     /// # Errors
-    /// [`LlamaError::TokenOutOfRange`], [`LlamaError::NoVocab`].
+    /// [`Error::TokenOutOfRange`], [`Error::NoVocab`].
     pub fn check(&self, token: Token) -> Result<Token> {
         if !self.has_tokenizer() {
-            return Err(LlamaError::NoVocab.into());
+            return Err(Error::NoVocab);
         }
         let n_vocab = self.n_tokens();
         if (0..n_vocab).contains(&token) {
             Ok(token)
         } else {
-            Err(LlamaError::TokenOutOfRange { token, n_vocab }.into())
+            Err(Error::TokenOutOfRange { token, n_vocab })
         }
     }
 
@@ -215,8 +215,8 @@ impl<'m> Vocab<'m> {
     /// helper's stack is sized for the text ([`MAX_TOKENIZE_BYTES`] at most).
     ///
     /// # Errors
-    /// [`LlamaError::NoVocab`], [`LlamaError::TooLong`];
-    /// [`LlamaError::NotSupported`] for `add_special` when the model adds a
+    /// [`Error::NoVocab`], [`Error::TooLong`];
+    /// [`Error::NotSupported`] for `add_special` when the model adds a
     /// special token its vocabulary lacks (llama.cpp asserts), or when the
     /// helper thread cannot be started.
     pub fn tokenize(
@@ -226,7 +226,7 @@ impl<'m> Vocab<'m> {
         parse_special: bool,
     ) -> Result<Vec<Token>> {
         if !self.has_tokenizer() {
-            return Err(LlamaError::NoVocab.into());
+            return Err(Error::NoVocab);
         }
         if add_special {
             self.check_add_special()?;
@@ -234,7 +234,7 @@ impl<'m> Vocab<'m> {
         let len = i32::try_from(text.len())
             .ok()
             .filter(|_| text.len() <= MAX_TOKENIZE_BYTES)
-            .ok_or(LlamaError::TooLong {
+            .ok_or(Error::TooLong {
                 what: "the text to tokenize",
                 len: text.len(),
             })?;
@@ -251,7 +251,7 @@ impl<'m> Vocab<'m> {
                         let vocab = vocab;
                         vocab.0.tokenize_here(text, len, add_special, parse_special)
                     })
-                    .map_err(|e| LlamaError::NotSupported {
+                    .map_err(|e| Error::NotSupported {
                         call: "tokenize",
                         reason: format!(
                             "no thread with {} MiB of stack for a text of {} bytes: {e}",
@@ -268,11 +268,10 @@ impl<'m> Vocab<'m> {
         // place; every other call refuses such an id.
         let n_vocab = self.n_tokens();
         if let Some(&bad) = tokens.iter().find(|&&t| !(0..n_vocab).contains(&t)) {
-            return Err(LlamaError::TokenOutOfRange {
+            return Err(Error::TokenOutOfRange {
                 token: bad,
                 n_vocab,
-            }
-            .into());
+            });
         }
         Ok(tokens)
     }
@@ -301,13 +300,12 @@ impl<'m> Vocab<'m> {
         };
         match missing.iter().find(|(m, _)| *m) {
             None => Ok(()),
-            Some((_, what)) => Err(LlamaError::NotSupported {
+            Some((_, what)) => Err(Error::NotSupported {
                 call: "tokenize",
                 reason: format!(
                     "add_special: the model adds a {what} token its vocabulary does not have"
                 ),
-            }
-            .into()),
+            }),
         }
     }
 
@@ -340,11 +338,10 @@ impl<'m> Vocab<'m> {
             };
             barrier::check("llama_tokenize", status)?;
             if n == i32::MIN {
-                return Err(LlamaError::TooLong {
+                return Err(Error::TooLong {
                     what: "the tokenized text",
                     len: text.len(),
-                }
-                .into());
+                });
             }
             if n >= 0 {
                 tokens.truncate(n as usize);
@@ -391,7 +388,7 @@ impl<'m> Vocab<'m> {
     /// tokens as their text.
     ///
     /// # Errors
-    /// As [`Vocab::check`] for any token; [`LlamaError::TooLong`].
+    /// As [`Vocab::check`] for any token; [`Error::TooLong`].
     pub fn detokenize(
         &self,
         tokens: &[Token],
@@ -401,7 +398,7 @@ impl<'m> Vocab<'m> {
         for &t in tokens {
             self.check(t)?;
         }
-        let n = i32::try_from(tokens.len()).map_err(|_| LlamaError::TooLong {
+        let n = i32::try_from(tokens.len()).map_err(|_| Error::TooLong {
             what: "the tokens to detokenize",
             len: tokens.len(),
         })?;
@@ -428,11 +425,10 @@ impl<'m> Vocab<'m> {
                 return Ok(String::from_utf8_lossy(&buf).into_owned());
             }
             if got == i32::MIN {
-                return Err(LlamaError::TooLong {
+                return Err(Error::TooLong {
                     what: "the detokenized text",
                     len: buf.len(),
-                }
-                .into());
+                });
             }
             buf.resize((-got) as usize, 0);
         }

@@ -15,7 +15,7 @@
 //! time to check or to advance (ambiguous alternatives of nested optional
 //! rules). Run grammars from untrusted sources in a process you can stop.
 
-use super::super::error::LlamaError;
+use super::super::error::Error;
 
 /// Deepest parenthesis nesting accepted (about 115 KB of parser stack).
 pub const MAX_GRAMMAR_NESTING: usize = 256;
@@ -31,8 +31,8 @@ pub const MAX_GRAMMAR_ELEMENTS: usize = 1 << 22;
 /// maximum means "unbounded" and a minimum is an error.
 const REPETITION_THRESHOLD: u64 = 2000;
 
-fn too_complex(what: &'static str, value: usize, limit: usize) -> LlamaError {
-    LlamaError::GrammarLimit { what, value, limit }
+fn too_complex(what: &'static str, value: usize, limit: usize) -> Error {
+    Error::GrammarLimit { what, value, limit }
 }
 
 fn is_word(c: u8) -> bool {
@@ -74,7 +74,7 @@ fn skip_space(g: &[u8], mut i: usize) -> usize {
 }
 
 /// Checks `grammar` against the limits above.
-pub(crate) fn check(grammar: &str) -> Result<(), LlamaError> {
+pub(crate) fn check(grammar: &str) -> Result<(), Error> {
     let g = grammar.as_bytes();
     let (mut depth, mut rules, mut elements) = (0usize, 0usize, 0usize);
     // Elements of the last item (what a repetition copies), and the
@@ -136,7 +136,7 @@ pub(crate) fn check(grammar: &str) -> Result<(), LlamaError> {
                 let min = min.unwrap_or(0);
                 if max < min {
                     // llama.cpp's count of optional copies wraps around.
-                    return Err(LlamaError::InvalidParams(format!(
+                    return Err(Error::InvalidParams(format!(
                         "grammar repetition {{{min},{max}}}: the maximum is below the minimum"
                     )));
                 }
@@ -212,22 +212,16 @@ ws ::= | " " | "\n" [ \t]{0,20} # comment ( with a paren
     #[test]
     fn deep_and_long_grammars_are_refused() {
         let deep = format!("root ::= {}\"a\"{}", "(".repeat(300), ")".repeat(300));
-        assert!(matches!(check(&deep), Err(LlamaError::GrammarLimit { .. })));
+        assert!(matches!(check(&deep), Err(Error::GrammarLimit { .. })));
         let chain: String = (0..5000)
             .map(|i| format!("r{i} ::= r{}\n", i + 1))
             .collect();
-        assert!(matches!(
-            check(&chain),
-            Err(LlamaError::GrammarLimit { .. })
-        ));
+        assert!(matches!(check(&chain), Err(Error::GrammarLimit { .. })));
         let copies = format!("root ::= \"{}\"{{0,2000}}", "x".repeat(10_000));
-        assert!(matches!(
-            check(&copies),
-            Err(LlamaError::GrammarLimit { .. })
-        ));
+        assert!(matches!(check(&copies), Err(Error::GrammarLimit { .. })));
         assert!(matches!(
             check(r#"root ::= "a"{5,2}"#),
-            Err(LlamaError::InvalidParams(_))
+            Err(Error::InvalidParams(_))
         ));
         // Parentheses inside literals, classes and comments do not count.
         let quoted = format!("root ::= \"{0}\" [{0}] # {0}\n", "(".repeat(1000));

@@ -8,7 +8,7 @@
 //! the first decode. Models come from the internet, so [`Model::load`]
 //! checks what llama.cpp assumes first, on the file's metadata and tensor
 //! index (no tensor data is read), and refuses a file that breaks an
-//! assumption with [`LlamaError::InvalidModel`] naming the key or tensor.
+//! assumption with [`Error::InvalidModel`] naming the key or tensor.
 //!
 //! What is checked:
 //!
@@ -37,7 +37,7 @@
 //! [`Gguf`]: crate::gguf::Gguf
 //! [`Model::load`]: super::Model::load
 //! [`ModelParams::skip_model_checks`]: super::ModelParams::skip_model_checks
-//! [`LlamaError::InvalidModel`]: super::LlamaError::InvalidModel
+//! [`Error::InvalidModel`]: super::Error::InvalidModel
 
 mod grammar;
 mod hparams;
@@ -46,7 +46,7 @@ pub(crate) mod vocab;
 
 use std::path::Path;
 
-use super::error::LlamaError;
+use super::error::Error;
 use crate::gguf::{Gguf, Value};
 
 /// Architectures (`general.architecture`) whose files this crate validates.
@@ -79,8 +79,8 @@ impl Finding {
         }
     }
 
-    fn into_error(self, path: &Path) -> LlamaError {
-        LlamaError::InvalidModel {
+    fn into_error(self, path: &Path) -> Error {
+        Error::InvalidModel {
             path: path.to_path_buf(),
             item: self.item,
             reason: self.reason,
@@ -111,7 +111,7 @@ pub(crate) fn model(
     file: &Gguf,
     vocab_only: bool,
     mmap: bool,
-) -> Result<Checked, LlamaError> {
+) -> Result<Checked, Error> {
     let arch = architecture(file);
     let run = || -> Result<Checked, Finding> {
         let mut checked = Checked::default();
@@ -134,6 +134,6 @@ pub(crate) fn model(
 }
 
 /// Checks a LoRA adapter file for `model` before llama.cpp loads it.
-pub(crate) fn lora(path: &Path, file: &Gguf, model: &super::Model) -> Result<(), LlamaError> {
+pub(crate) fn lora(path: &Path, file: &Gguf, model: &super::Model) -> Result<(), Error> {
     tensors::check_lora(file, model).map_err(|f| f.into_error(path))
 }

@@ -91,7 +91,7 @@ pub enum Problem {
         /// The raw type.
         raw: i32,
     },
-    /// Arrays nested deeper than [`MAX_NESTING`](super::MAX_NESTING).
+    /// Arrays nested deeper than [`MAX_NESTING`](crate::gguf::MAX_NESTING).
     #[error("key '{key}': arrays nested more than {limit} deep")]
     Nesting {
         /// The key.

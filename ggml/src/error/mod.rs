@@ -3,6 +3,13 @@
 //!
 //! ggml stops the process with `GGML_ASSERT` when a precondition fails; this
 //! crate checks those preconditions first and returns one of these instead.
+//!
+//! The module sits at the bottom of the crate and depends on nothing above
+//! it: the data of GGUF errors lives here too ([`gguf`], re-exported as
+//! `ggml::gguf::{GgufError, Problem}`), and the llama layer, above, has an
+//! error type of its own ([`crate::llama::Error`]) that holds this one.
+
+pub mod gguf;
 
 use crate::types::Type;
 
@@ -465,7 +472,7 @@ pub enum Error {
     /// A malformed GGUF file (which file, the byte offset, what is wrong),
     /// or one that cannot be written as asked.
     #[error(transparent)]
-    Gguf(Box<crate::gguf::GgufError>),
+    Gguf(Box<gguf::GgufError>),
 
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
@@ -476,10 +483,6 @@ pub enum Error {
         #[source]
         source: IoError,
     },
-
-    /// A llama.cpp call that cannot be made as asked (see the variant).
-    #[error(transparent)]
-    Llama(crate::llama::LlamaError),
 
     /// A metadata key that is not there.
     #[error("no metadata key '{key}'")]
