@@ -1,10 +1,9 @@
 //! Computation graphs: built from output tensors, sized exactly from the
-//! tensors they reach, computed on the CPU with a thread count and an optional
-//! abort callback.
+//! tensors they reach. Computing them is the backends' job
+//! ([`crate::backend`]; [`Graph::compute`] is the CPU convenience there).
 
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
 use crate::context::Context;
@@ -206,114 +205,6 @@ impl Context {
     }
 }
 
-/// Options of one computation: thread count and abort callback.
-#[derive(Default)]
-pub struct Compute<'f> {
-    threads: Option<usize>,
-    abort: Option<&'f mut (dyn FnMut() -> bool + Send)>,
-}
-
-impl<'f> Compute<'f> {
-    /// Default threads ([`crate::max_threads`]), no abort callback.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Number of threads (default: [`crate::max_threads`], all cores unless
-    /// capped); at most [`crate::MAX_THREADS`] run, larger counts are clamped.
-    pub fn threads(mut self, n: usize) -> Self {
-        self.threads = Some(n);
-        self
-    }
-
-    /// A callback ggml calls between nodes; returning `true` stops the
-    /// computation, which then returns [`Error::Aborted`]. A panic in the
-    /// callback stops the computation and is resumed once ggml has returned.
-    pub fn abort_callback(mut self, f: &'f mut (dyn FnMut() -> bool + Send)) -> Self {
-        self.abort = Some(f);
-        self
-    }
-
-    fn thread_count(&self) -> Result<usize> {
-        Ok(self.requested_threads()?.unwrap_or_else(crate::max_threads))
-    }
-
-    /// The thread count asked for, if any.
-    pub(crate) fn requested_threads(&self) -> Result<Option<usize>> {
-        match self.threads {
-            Some(0) => Err(Error::ZeroThreads),
-            n => Ok(n),
-        }
-    }
-
-    /// The abort callback, if any.
-    pub(crate) fn into_abort(self) -> Option<&'f mut (dyn FnMut() -> bool + Send)> {
-        self.abort
-    }
-}
-
-/// State the abort trampoline reaches through ggml's `void *`.
-pub(crate) struct AbortState<'f> {
-    callback: &'f mut (dyn FnMut() -> bool + Send),
-    panic: Option<Box<dyn std::any::Any + Send>>,
-}
-
-impl<'f> AbortState<'f> {
-    pub(crate) fn new(callback: &'f mut (dyn FnMut() -> bool + Send)) -> Self {
-        AbortState {
-            callback,
-            panic: None,
-        }
-    }
-
-    /// The callback and data to hand ggml; valid while `self` is not moved.
-    pub(crate) fn hook(&mut self) -> crate::cpu::AbortHook {
-        (
-            abort_trampoline as unsafe extern "C" fn(*mut std::ffi::c_void) -> bool,
-            (self as *mut AbortState<'_>).cast(),
-        )
-    }
-
-    /// Resumes a panic the callback raised.
-    pub(crate) fn resume_panic(self) {
-        if let Some(payload) = self.panic {
-            resume_unwind(payload);
-        }
-    }
-}
-
-unsafe extern "C" fn abort_trampoline(data: *mut std::ffi::c_void) -> bool {
-    // SAFETY: `data` is the `AbortState` that `compute_with` keeps alive and
-    // does not touch while ggml runs; ggml calls this from one thread at a time.
-    let state = unsafe { &mut *data.cast::<AbortState<'_>>() };
-    if state.panic.is_some() {
-        return true;
-    }
-    match catch_unwind(AssertUnwindSafe(|| (state.callback)())) {
-        Ok(stop) => stop,
-        Err(payload) => {
-            state.panic = Some(payload);
-            true
-        }
-    }
-}
-
-pub(crate) fn status_result(status: ggml_sys::ggml_status) -> Result<()> {
-    match status {
-        ggml_sys::GGML_STATUS_SUCCESS => Ok(()),
-        ggml_sys::GGML_STATUS_ABORTED => Err(Error::Aborted),
-        other => {
-            // SAFETY: returns a static string for any value.
-            let message =
-                unsafe { std::ffi::CStr::from_ptr(ggml_sys::ggml_status_to_string(other)) };
-            Err(Error::Compute {
-                status: other,
-                message: message.to_string_lossy().into_owned(),
-            })
-        }
-    }
-}
-
 impl<'ctx> Graph<'ctx> {
     /// The raw graph, for calls into `ggml-sys`.
     pub fn as_ptr(&self) -> *mut ggml_sys::ggml_cgraph {
@@ -329,47 +220,6 @@ impl<'ctx> Graph<'ctx> {
     /// Nodes and leaves the graph was sized for.
     pub fn capacity(&self) -> usize {
         self.capacity
-    }
-
-    /// Computes the graph on all cores. Taking the context's [`TensorData`]
-    /// mutably guarantees no view of any tensor is alive meanwhile.
-    ///
-    /// Before the first computation, every tensor of the graph is checked to
-    /// have memory, and every node to have a CPU kernel for its types and
-    /// layouts.
-    ///
-    /// # Errors
-    /// [`Error::NoData`] for a tensor without memory (a `no_alloc` context),
-    /// [`Error::UnsupportedNode`] for a node the CPU kernels lack,
-    /// [`Error::WrongContext`], [`Error::Compute`], [`Error::Backend`] (no CPU
-    /// backend could be loaded, for run-time-loaded backends).
-    pub fn compute(&self, data: &mut TensorData<'ctx>) -> Result<()> {
-        self.compute_with(data, Compute::new())
-    }
-
-    /// Computes the graph with `options` (threads, abort callback).
-    ///
-    /// # Errors
-    /// As [`Graph::compute`], plus [`Error::Aborted`] and [`Error::ZeroThreads`].
-    ///
-    /// # Panics
-    /// Resumes a panic of the abort callback after ggml has stopped.
-    pub fn compute_with(&self, data: &mut TensorData<'ctx>, options: Compute<'_>) -> Result<()> {
-        self.check_token(data)?;
-        let threads = options.thread_count()?;
-        let mut state = options.abort.map(AbortState::new);
-        let result = self.ctx.pinned(|| {
-            crate::backend::check_graph(self, &crate::backend::Target::DirectCpu)?;
-            crate::cpu::compute(
-                self.raw.as_ptr(),
-                threads,
-                state.as_mut().map(AbortState::hook),
-            )
-        });
-        if let Some(state) = state {
-            state.resume_panic();
-        }
-        status_result(result?)
     }
 
     /// The context the graph is in.

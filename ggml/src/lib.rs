@@ -116,7 +116,6 @@
 pub mod backend;
 mod context;
 pub mod convert;
-mod cpu;
 mod data;
 mod error;
 pub mod gguf;
@@ -132,10 +131,11 @@ mod tensor;
 mod threads;
 mod types;
 
+pub use backend::Compute;
 pub use context::Context;
 pub use data::TensorData;
 pub use error::{Error, IoError, LayoutError, Result};
-pub use graph::{Compute, Graph};
+pub use graph::Graph;
 pub use tensor::Tensor;
 pub use threads::{available_cores, max_threads, set_max_threads, MAX_THREADS};
 pub use types::{Element, Type};

@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use super::{BufferType, Device};
 use crate::error::{Error, Result};
-use crate::graph::{AbortState, Compute, Graph};
+use std::cell::RefCell;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+
+use crate::graph::Graph;
 use crate::memory::{Pins, Place, Queue};
 use crate::tensor::Tensor;
 use crate::TensorData;
@@ -116,6 +119,15 @@ impl Backend {
             .into_owned()
     }
 
+    /// How errors name it: "the CPU backend", "the CUDA0 backend".
+    fn description(&self) -> String {
+        if self.is_cpu() {
+            "the CPU backend".into()
+        } else {
+            format!("the {} backend", self.name())
+        }
+    }
+
     /// Whether its device is the CPU (which also computes tensors of
     /// allocating contexts, in host memory).
     pub fn is_cpu(&self) -> bool {
@@ -218,7 +230,7 @@ impl Backend {
         }
         let ctx = graph.context();
         let status = ctx.pinned(|| -> Result<ggml_sys::ggml_status> {
-            check_graph(graph, &Target::Backend(self))?;
+            check_graph(graph, self)?;
             if let (Some(state), Some(set)) = (abort.as_mut(), self.set_abort) {
                 let (f, data) = state.hook();
                 // SAFETY: this registry's setter; the state outlives the
@@ -242,7 +254,7 @@ impl Backend {
         if let Some(state) = abort {
             state.resume_panic();
         }
-        crate::graph::status_result(status?)
+        status_result(status?)
     }
 
     /// Starts computing `graph` and returns at once (on backends that compute
@@ -260,7 +272,7 @@ impl Backend {
         graph.check_token(data)?;
         let ctx = graph.context();
         let pins = ctx.pin()?;
-        check_graph(graph, &Target::Backend(self))?;
+        check_graph(graph, self)?;
         let (backend, cgraph) = (self.as_ptr(), graph.as_ptr());
         // Before starting: should the handle be leaked, the context stays
         // busy (and is leaked rather than freed) until the backend syncs.
@@ -291,9 +303,7 @@ impl Backend {
     /// # Errors
     /// As [`Backend::compute`]'s checks.
     pub fn check(&self, graph: &Graph<'_>) -> Result<()> {
-        graph
-            .context()
-            .pinned(|| check_graph(graph, &Target::Backend(self)))
+        graph.context().pinned(|| check_graph(graph, self))
     }
 }
 
@@ -337,7 +347,7 @@ impl Pending<'_> {
     pub fn wait(self) -> Result<()> {
         let status = self.status;
         drop(self);
-        crate::graph::status_result(status)
+        status_result(status)
     }
 }
 
@@ -347,36 +357,171 @@ impl Drop for Pending<'_> {
     }
 }
 
-/// Who computes a graph.
-pub(crate) enum Target<'b> {
-    /// ggml's CPU code called directly (the context arena path).
-    DirectCpu,
-    /// A backend.
-    Backend(&'b Backend),
+/// An abort callback as ggml takes it: function and opaque data.
+pub(crate) type AbortHook = (
+    unsafe extern "C" fn(*mut std::ffi::c_void) -> bool,
+    *mut std::ffi::c_void,
+);
+
+/// Options of one computation: thread count and abort callback.
+#[derive(Default)]
+pub struct Compute<'f> {
+    threads: Option<usize>,
+    abort: Option<&'f mut (dyn FnMut() -> bool + Send)>,
 }
 
-impl Target<'_> {
-    fn name(&self) -> String {
-        match self {
-            Target::DirectCpu => "the CPU backend".into(),
-            Target::Backend(b) if b.is_cpu() => "the CPU backend".into(),
-            Target::Backend(b) => format!("the {} backend", b.name()),
+impl<'f> Compute<'f> {
+    /// Default threads ([`crate::max_threads`]), no abort callback.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of threads (default: [`crate::max_threads`], all cores unless
+    /// capped); at most [`crate::MAX_THREADS`] run, larger counts are clamped.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = Some(n);
+        self
+    }
+
+    /// A callback ggml calls between nodes; returning `true` stops the
+    /// computation, which then returns [`Error::Aborted`]. A panic in the
+    /// callback stops the computation and is resumed once ggml has returned.
+    pub fn abort_callback(mut self, f: &'f mut (dyn FnMut() -> bool + Send)) -> Self {
+        self.abort = Some(f);
+        self
+    }
+
+    /// The thread count asked for, if any.
+    pub(crate) fn requested_threads(&self) -> Result<Option<usize>> {
+        match self.threads {
+            Some(0) => Err(Error::ZeroThreads),
+            n => Ok(n),
         }
     }
 
-    fn is_cpu(&self) -> bool {
-        match self {
-            Target::DirectCpu => true,
-            Target::Backend(b) => b.is_cpu(),
+    /// The abort callback, if any.
+    pub(crate) fn into_abort(self) -> Option<&'f mut (dyn FnMut() -> bool + Send)> {
+        self.abort
+    }
+}
+
+/// State the abort trampoline reaches through ggml's `void *`.
+pub(crate) struct AbortState<'f> {
+    callback: &'f mut (dyn FnMut() -> bool + Send),
+    panic: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl<'f> AbortState<'f> {
+    pub(crate) fn new(callback: &'f mut (dyn FnMut() -> bool + Send)) -> Self {
+        AbortState {
+            callback,
+            panic: None,
         }
     }
 
-    /// An identity for caching checks: 0 for the direct path, else the device.
-    fn key(&self) -> usize {
-        match self {
-            Target::DirectCpu => 0,
-            Target::Backend(b) => b.device.as_ptr() as usize,
+    /// The callback and data to hand ggml; valid while `self` is not moved.
+    pub(crate) fn hook(&mut self) -> AbortHook {
+        (
+            abort_trampoline as unsafe extern "C" fn(*mut std::ffi::c_void) -> bool,
+            (self as *mut AbortState<'_>).cast(),
+        )
+    }
+
+    /// Resumes a panic the callback raised.
+    pub(crate) fn resume_panic(self) {
+        if let Some(payload) = self.panic {
+            resume_unwind(payload);
         }
+    }
+}
+
+unsafe extern "C" fn abort_trampoline(data: *mut std::ffi::c_void) -> bool {
+    // SAFETY: `data` is the `AbortState` that `compute_with` keeps alive and
+    // does not touch while ggml runs; ggml calls this from one thread at a time.
+    let state = unsafe { &mut *data.cast::<AbortState<'_>>() };
+    if state.panic.is_some() {
+        return true;
+    }
+    match catch_unwind(AssertUnwindSafe(|| (state.callback)())) {
+        Ok(stop) => stop,
+        Err(payload) => {
+            state.panic = Some(payload);
+            true
+        }
+    }
+}
+
+pub(crate) fn status_result(status: ggml_sys::ggml_status) -> Result<()> {
+    match status {
+        ggml_sys::GGML_STATUS_SUCCESS => Ok(()),
+        ggml_sys::GGML_STATUS_ABORTED => Err(Error::Aborted),
+        other => {
+            // SAFETY: returns a static string for any value.
+            let message =
+                unsafe { std::ffi::CStr::from_ptr(ggml_sys::ggml_status_to_string(other)) };
+            Err(Error::Compute {
+                status: other,
+                message: message.to_string_lossy().into_owned(),
+            })
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's CPU backend for [`Graph::compute`], made on first use
+    /// (it keeps its work buffer between computations).
+    static CPU: RefCell<Option<Backend>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's CPU backend (a fresh one when the thread's
+/// is in use: a graph computed from another computation's callback).
+fn with_cpu_backend<R>(f: impl FnOnce(&mut Backend) -> Result<R>) -> Result<R> {
+    CPU.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut slot) => {
+            if slot.is_none() {
+                *slot = Some(Backend::cpu()?);
+            }
+            f(slot.as_mut().expect("made above"))
+        }
+        Err(_) => f(&mut Backend::cpu()?),
+    })
+}
+
+impl<'ctx> Graph<'ctx> {
+    /// Computes the graph on the CPU, on all cores ([`crate::max_threads`]).
+    /// Taking the context's [`TensorData`] mutably guarantees no view of any
+    /// tensor is alive meanwhile.
+    ///
+    /// This is [`Backend::compute`] on a CPU backend of this thread's, made
+    /// once: the one compute path of the crate. Before the first
+    /// computation, every tensor of the graph is checked to have memory the
+    /// CPU can use, and every node to have a CPU kernel for its types and
+    /// layouts.
+    ///
+    /// # Errors
+    /// [`Error::NoData`] for a tensor without memory (a `no_alloc` context),
+    /// [`Error::UnsupportedNode`] for a node the CPU kernels lack,
+    /// [`Error::UnsupportedBuffer`] for a tensor in device memory,
+    /// [`Error::WrongContext`], [`Error::Compute`]; [`Error::NoDevice`] when
+    /// no CPU backend can be loaded (a `GGML_BACKEND_DL` install without its
+    /// modules).
+    pub fn compute(&self, data: &mut TensorData<'ctx>) -> Result<()> {
+        self.compute_with(data, Compute::new())
+    }
+
+    /// Computes the graph on the CPU with `options` (threads, default
+    /// [`crate::max_threads`]; abort callback).
+    ///
+    /// # Errors
+    /// As [`Graph::compute`], plus [`Error::Aborted`] and [`Error::ZeroThreads`].
+    ///
+    /// # Panics
+    /// Resumes a panic of the abort callback after ggml has stopped.
+    pub fn compute_with(&self, data: &mut TensorData<'ctx>, options: Compute<'_>) -> Result<()> {
+        let threads = options
+            .requested_threads()?
+            .unwrap_or_else(crate::max_threads);
+        with_cpu_backend(|backend| backend.compute_with(self, data, options.threads(threads)))
     }
 }
 
@@ -397,16 +542,16 @@ fn place_name(t: &Tensor<'_>, place: Place) -> String {
     }
 }
 
-/// Checks that `target` can compute every node of `graph` and use the
+/// Checks that `backend` can compute every node of `graph` and use the
 /// memory of every tensor. The context must be pinned. Passing checks are
 /// remembered until the context's memory changes or another device computes.
-pub(crate) fn check_graph(graph: &Graph<'_>, target: &Target<'_>) -> Result<()> {
+pub(crate) fn check_graph(graph: &Graph<'_>, backend: &Backend) -> Result<()> {
     let ctx = graph.context();
-    let key = (target.key(), ctx.memory_generation());
+    let key = (backend.device.as_ptr() as usize, ctx.memory_generation());
     if graph.checked_for() == Some(key) {
         return Ok(());
     }
-    let cpu = target.is_cpu();
+    let cpu = backend.is_cpu();
     for t in graph.tensors() {
         // SAFETY: a live tensor of the graph; fields copied out.
         let (view_src, data, buffer) = unsafe {
@@ -421,24 +566,23 @@ pub(crate) fn check_graph(graph: &Graph<'_>, target: &Target<'_>) -> Result<()> 
         if place == Place::Nowhere && !t.is_empty() {
             return Err(Error::NoData { name: t.name() });
         }
-        let usable = match (target, place) {
-            (_, Place::Nowhere) => true, // empty: nothing to reach
-            (_, Place::Arena) => cpu,
-            (Target::DirectCpu, p) => p.is_host(),
-            (Target::Backend(b), _) => {
+        let usable = match place {
+            Place::Nowhere => true, // empty: nothing to reach
+            Place::Arena => cpu,
+            Place::Owned { .. } | Place::Leased { .. } => {
                 let (root, _) = t.memory_root();
                 let root = root.as_ptr();
                 // SAFETY: a live buffer (pinned) of a live tensor.
                 let buft = unsafe { ggml_sys::ggml_backend_buffer_get_type((*root).buffer) };
                 // SAFETY: a live backend and buffer type.
-                unsafe { ggml_sys::ggml_backend_supports_buft(b.as_ptr(), buft) }
+                unsafe { ggml_sys::ggml_backend_supports_buft(backend.as_ptr(), buft) }
             }
         };
         if !usable {
             return Err(Error::UnsupportedBuffer {
                 name: t.name(),
                 place: place_name(&t, place),
-                backend: target.name(),
+                backend: backend.description(),
             });
         }
         // Kernels, in the same pass (a second walk over a large graph's
@@ -447,24 +591,22 @@ pub(crate) fn check_graph(graph: &Graph<'_>, target: &Target<'_>) -> Result<()> 
             continue;
         }
         if cpu {
-            crate::ops::check_node(&t, crate::ops::Backend::Cpu)?;
+            crate::ops::check_node(&t, crate::ops::Kernels::Cpu)?;
         }
-        if let Target::Backend(b) = target {
-            check_supported(&t, b, target)?;
-        }
+        check_supported(&t, backend)?;
     }
     graph.set_checked_for(key);
     Ok(())
 }
 
 /// `supports_op` of `backend` for node `t`, as an error naming them.
-fn check_supported(t: &Tensor<'_>, backend: &Backend, target: &Target<'_>) -> Result<()> {
+fn check_supported(t: &Tensor<'_>, backend: &Backend) -> Result<()> {
     // SAFETY: a live backend; a node whose sources and buffers are live
     // (pinned); it passes the kernel contract where one applies.
     if unsafe { ggml_sys::ggml_backend_supports_op(backend.as_ptr(), t.as_ptr()) } {
         return Ok(());
     }
-    Err(no_kernel(t, target.name()))
+    Err(no_kernel(t, backend.description()))
 }
 
 /// The error for node `t` that no backend named by `backend` has a kernel
@@ -484,8 +626,8 @@ pub(crate) fn no_kernel(t: &Tensor<'_>, backend: String) -> Error {
 pub(crate) fn check_graph_node(node: &Tensor<'_>, backend: &Backend) -> Result<()> {
     node.context().pinned(|| {
         if backend.is_cpu() {
-            crate::ops::check_node(node, crate::ops::Backend::Cpu)?;
+            crate::ops::check_node(node, crate::ops::Kernels::Cpu)?;
         }
-        check_supported(node, backend, &Target::Backend(backend))
+        check_supported(node, backend)
     })
 }

@@ -72,8 +72,8 @@ mod sched;
 
 pub use alloc::GraphAllocator;
 pub use buffer::BufferType;
-pub(crate) use compute::{check_graph, check_graph_node, Target};
-pub use compute::{Backend, Pending};
+pub(crate) use compute::check_graph_node;
+pub use compute::{Backend, Compute, Pending};
 pub use device::{devices, Device, DeviceCaps, DeviceMemory, DeviceType};
 pub use event::Event;
 pub use sched::{Scheduler, MAX_BACKENDS, MAX_GRAPH_SIZE};

@@ -440,7 +440,7 @@ impl Scheduler {
             // SAFETY: a live backend; a node with live sources (pinned).
             if unsafe { ggml_sys::ggml_backend_supports_op(b.as_ptr(), t.as_ptr()) } {
                 if b.is_cpu() {
-                    crate::ops::check_node(t, crate::ops::Backend::Cpu)?;
+                    crate::ops::check_node(t, crate::ops::Kernels::Cpu)?;
                 }
                 supported = true;
             }
@@ -503,7 +503,7 @@ impl Scheduler {
             }
             Ok(status)
         });
-        crate::graph::status_result(status?)
+        super::compute::status_result(status?)
     }
 }
 

@@ -86,17 +86,18 @@ fn contract(op: ggml_sys::ggml_op) -> Option<&'static Contract> {
     table.get(op as usize).copied().flatten()
 }
 
-/// A backend whose kernels a graph is computed with.
+/// Whose kernel contracts a node is checked against (the backend that
+/// computes it picks them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Backend {
-    /// ggml's CPU backend (linked, or loaded at run time).
+pub(crate) enum Kernels {
+    /// ggml's CPU kernels (the CPU backend, linked or loaded at run time).
     Cpu,
 }
 
-impl Backend {
+impl Kernels {
     fn name(self) -> &'static str {
         match self {
-            Backend::Cpu => "the CPU backend",
+            Kernels::Cpu => "the CPU backend",
         }
     }
 }
@@ -106,7 +107,7 @@ impl Backend {
 /// # Errors
 /// [`Error::UnsupportedNode`] naming the node, its op and types, the backend
 /// and what its kernels lack.
-pub(crate) fn check_node(node: &Tensor<'_>, backend: Backend) -> Result<()> {
+pub(crate) fn check_node(node: &Tensor<'_>, backend: Kernels) -> Result<()> {
     let op = node.op();
     if op == ggml_sys::GGML_OP_NONE {
         return Ok(());
@@ -122,7 +123,7 @@ pub(crate) fn check_node(node: &Tensor<'_>, backend: Backend) -> Result<()> {
         return Err(unsupported("?", "this crate has no contract for the op"));
     };
     let check = match backend {
-        Backend::Cpu => contract.cpu,
+        Kernels::Cpu => contract.cpu,
     };
     check(node).map_err(|reason| unsupported(contract.name, reason))
 }
