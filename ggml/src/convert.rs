@@ -227,8 +227,8 @@ fn first_out_of_range(values: &[f32], limit: f32) -> Option<usize> {
     let avx2 = std::arch::is_x86_feature_detected!("avx2");
     values.chunks(LANES).enumerate().find_map(|(c, chunk)| {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX2 was detected.
         let hit = if avx2 {
+            // SAFETY: AVX2 was detected.
             unsafe { any_beyond_avx2(chunk, limit) }
         } else {
             any_beyond(chunk, limit)

@@ -420,11 +420,10 @@ impl Scheduler {
             for b in &self.backends {
                 check_placement(
                     b.buffer_type(),
-                    // SAFETY: live tensors; a field copied out.
-                    tensors
-                        .iter()
-                        .copied()
-                        .filter(|t| unsafe { (*t.as_ptr()).view_src.is_null() }),
+                    tensors.iter().copied().filter(|t| {
+                        // SAFETY: live tensors; a field copied out.
+                        unsafe { (*t.as_ptr()).view_src.is_null() }
+                    }),
                     2,
                 )?;
             }

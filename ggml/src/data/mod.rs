@@ -213,9 +213,9 @@ unsafe fn read_f32(t: &Tensor<'_>, base: *mut u8) -> Result<Vec<f32>> {
         }
     } else {
         // A transposed float tensor: gather through a strided view.
-        // SAFETY: not written meanwhile (caller).
         match ty {
             Type::F32 => {
+                // SAFETY: not written meanwhile (caller).
                 out.copy_from_slice(&standard(unsafe { raw_view::<f32>(t, base, MAX_DIMS)? }))
             }
             Type::F16 => convert::f16_to_f32(
@@ -275,8 +275,8 @@ unsafe fn write_f32(
     fn as_array<T>(shape: &[usize], v: Vec<T>) -> ndarray::ArrayD<T> {
         ndarray::Array::from_shape_vec(IxDyn(shape), v).expect("length matches")
     }
-    // SAFETY: exclusive (caller).
     match ty {
+        // SAFETY: exclusive (caller).
         Type::F32 => unsafe { raw_view_mut::<f32>(t, base, MAX_DIMS)? }
             .assign(&as_array(&shape, src.to_vec())),
         Type::F16 => {
@@ -318,8 +318,8 @@ fn array_to_f32<E: Element, S: Data<Elem = E>, D: Dimension>(
                 std::slice::from_raw_parts(slice.as_ptr().cast(), slice.len())
             })
         }
-        // SAFETY (both): E is f16 / bf16 per its sealed TYPE.
         Type::F16 => convert::f16_to_f32(
+            // SAFETY: E is f16 per its sealed TYPE.
             unsafe { std::slice::from_raw_parts(slice.as_ptr().cast(), slice.len()) },
             &mut out,
         ),
@@ -347,10 +347,11 @@ pub(crate) fn f32_to_elements<E: Element>(mut src: Vec<f32>) -> Vec<E> {
     }
     let mut out = vec![E::default(); src.len()];
     match E::TYPE {
-        // SAFETY (all arms): E's sealed TYPE says which Rust type it is.
-        Type::F16 => convert::f32_to_f16(&src, unsafe {
-            std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len())
-        }),
+        Type::F16 => convert::f32_to_f16(
+            &src,
+            // SAFETY: E is f16 per its sealed TYPE.
+            unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len()) },
+        ),
         // SAFETY: E is bf16 per its sealed TYPE.
         Type::BF16 => convert::f32_to_bf16(&src, unsafe {
             std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len())
@@ -828,6 +829,7 @@ unsafe fn gather(t: &Tensor<'_>, base: *mut u8, unit: usize) -> Vec<u8> {
         for i0 in 0..per_row {
             // SAFETY: in-bounds unit of the tensor's data.
             let p = unsafe { base.add(offset + i0 * nb[0]) };
+            // SAFETY: `unit` bytes from `p` are inside the tensor's data.
             out.extend_from_slice(unsafe { std::slice::from_raw_parts(p, unit) });
         }
     }

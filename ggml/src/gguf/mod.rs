@@ -205,8 +205,8 @@ impl Gguf {
     /// # Errors
     /// [`Error::Io`], [`Error::Gguf`].
     pub unsafe fn open(path: impl AsRef<Path>) -> Result<Gguf> {
-        // SAFETY: the caller's contract.
         Self::open_with(path.as_ref(), &|p| {
+            // SAFETY: the caller's contract.
             Shard::parse(unsafe { map_file(p)? }, Some(p.to_path_buf()))
         })
     }

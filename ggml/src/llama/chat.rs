@@ -70,9 +70,9 @@ pub fn apply_chat_template(
             what: "the formatted chat",
             len: buf.len(),
         })?;
+        let mut n = 0;
         // SAFETY: NUL-terminated template and messages alive through the
         // call; a buffer of `len` bytes.
-        let mut n = 0;
         let status = unsafe {
             sys::ggml_sys_try_llama_chat_apply_template(
                 tmpl.as_ptr(),
@@ -105,8 +105,8 @@ pub fn builtin_templates() -> Vec<String> {
     unsafe { sys::llama_chat_builtin_templates(ptrs.as_mut_ptr(), n) };
     ptrs.iter()
         .filter(|p| !p.is_null())
-        // SAFETY: static NUL-terminated strings.
         .map(|&p| {
+            // SAFETY: static NUL-terminated strings.
             unsafe { std::ffi::CStr::from_ptr(p) }
                 .to_string_lossy()
                 .into_owned()

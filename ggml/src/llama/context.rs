@@ -372,10 +372,10 @@ impl<'m> Context<'m> {
         raw.kv_unified = p.kv_unified;
         raw.no_perf = false;
         let _ = super::log::take_last_error();
+        let mut ctx = std::ptr::null_mut();
         // SAFETY: a live model, shared: llama.cpp keeps a const reference
         // and writes the model only for YaRN overrides, which are left at
         // their defaults; parameters checked above.
-        let mut ctx = std::ptr::null_mut();
         let status =
             unsafe { sys::ggml_sys_try_llama_init_from_model(model.as_ptr(), raw, &mut ctx) };
         barrier::check("llama_init_from_model", status)?;
@@ -543,10 +543,10 @@ impl<'m> Context<'m> {
         }
         self.outputs = None;
         let raw = batch.raw(&mut self.seq_ptrs);
+        let mut status = 0;
         // SAFETY: a live context; the batch's arrays (and seq_ptrs) live
         // through the call and are only read; every precondition llama.cpp
         // asserts on was checked above.
-        let mut status = 0;
         let caught = unsafe { sys::ggml_sys_try_llama_decode(self.raw.as_ptr(), raw, &mut status) };
         self.caught("llama_decode", caught)?;
         self.finish(batch, status, "llama_decode")
@@ -578,8 +578,8 @@ impl<'m> Context<'m> {
         self.check_batch(batch, true)?;
         self.outputs = None;
         let raw = batch.raw(&mut self.seq_ptrs);
-        // SAFETY: as in decode; the batch fits one micro-batch (checked).
         let mut status = 0;
+        // SAFETY: as in decode; the batch fits one micro-batch (checked).
         let caught = unsafe { sys::ggml_sys_try_llama_encode(self.raw.as_ptr(), raw, &mut status) };
         self.caught("llama_encode", caught)?;
         let r = self.finish(batch, status, "llama_encode");

@@ -246,10 +246,10 @@ impl Model {
         raw.progress_callback = Some(progress_trampoline);
         raw.progress_callback_user_data = (&mut state as *mut Progress<'_>).cast();
         let _ = super::log::take_last_error();
+        let mut model = std::ptr::null_mut();
         // SAFETY: a NUL-terminated path; parameters from llama's defaults
         // with plain values set; the callback's state outlives the call and
         // is used only on this thread during it.
-        let mut model = std::ptr::null_mut();
         let status = unsafe {
             sys::ggml_sys_try_llama_model_load_from_file(c_path.as_ptr(), raw, &mut model)
         };
@@ -470,8 +470,8 @@ impl Model {
         super::check::lora(path, &file, self)?;
         drop(file);
         let _ = super::log::take_last_error();
-        // SAFETY: a live model not shared now (&mut self); a NUL-terminated path.
         let mut raw = std::ptr::null_mut();
+        // SAFETY: a live model not shared now (&mut self); a NUL-terminated path.
         let status = unsafe {
             sys::ggml_sys_try_llama_adapter_lora_init(self.raw.as_ptr(), c_path.as_ptr(), &mut raw)
         };

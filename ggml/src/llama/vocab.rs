@@ -361,8 +361,8 @@ impl<'m> Vocab<'m> {
         self.check(token)?;
         let mut buf = vec![0u8; 32];
         loop {
-            // SAFETY: an id in range; a buffer of buf.len() bytes.
             let mut n = 0;
+            // SAFETY: an id in range; a buffer of buf.len() bytes.
             let status = unsafe {
                 sys::ggml_sys_try_llama_token_to_piece(
                     self.raw,
@@ -405,8 +405,8 @@ impl<'m> Vocab<'m> {
         let mut buf = vec![0u8; tokens.len().saturating_mul(4).saturating_add(16)];
         loop {
             let cap = i32::try_from(buf.len()).unwrap_or(i32::MAX);
-            // SAFETY: every id in range; `n` tokens; a buffer of `cap` bytes.
             let mut got = 0;
+            // SAFETY: every id in range; `n` tokens; a buffer of `cap` bytes.
             let status = unsafe {
                 sys::ggml_sys_try_llama_detokenize(
                     self.raw,
