@@ -185,10 +185,10 @@ impl GraphAllocator {
             self.buffer_type,
             // Every tensor that owns memory: the ones placed by this
             // allocator before are placed again.
-            // SAFETY: live tensors of the graph; a field copied out.
-            graph
-                .tensors()
-                .filter(|t| unsafe { (*t.as_ptr()).view_src.is_null() }),
+            graph.tensors().filter(|t| {
+                // SAFETY: live tensors of the graph; a field copied out.
+                unsafe { (*t.as_ptr()).view_src.is_null() }
+            }),
             1,
         )
     }
