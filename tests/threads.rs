@@ -1,7 +1,8 @@
 //! The thread cap (`ggml::set_max_threads`): conversions split across threads
 //! by default, stay on the calling thread when capped at 1, and produce the
 //! same bytes either way. Thread counts are read from /proc/self/status while
-//! the conversions run. One test function: the cap is process-wide.
+//! the conversions run. One test function, in a binary of its own: the cap
+//! is process-wide, and other tests' threads would blur the counts.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -18,7 +18,7 @@ use ggml::{Compute, Context, Element, Tensor, Type};
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 
-mod common;
+use crate::common;
 
 fn config(default_cases: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")

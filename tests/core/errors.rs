@@ -5,7 +5,7 @@ use anyhow::Result;
 use ggml::ndarray::{Array, Ix1};
 use ggml::{Context, Error, Type};
 
-mod common;
+use crate::common;
 
 /// After each failure, prove the process (and ggml) still work.
 fn still_alive() {

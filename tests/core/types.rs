@@ -31,15 +31,40 @@ fn block_layouts_match_the_formats() {
     ];
     for (ty, block, bytes) in known {
         assert_eq!((ty.block_size(), ty.type_size()), (block, bytes), "{ty}");
-        assert_eq!(
-            ty.bits_per_weight(),
-            8.0 * bytes as f64 / block as f64,
-            "{ty}"
-        );
         assert_eq!(ty.is_quantized(), block > 1, "{ty}");
     }
-    assert_eq!(Type::Q4_0.bits_per_weight(), 4.5);
-    assert_eq!(Type::Q6_K.bits_per_weight(), 6.5625);
+    // Bits per weight as llama.cpp's quantize tool and gguf-py's
+    // GGML_QUANT_SIZES give them.
+    let published = [
+        (Type::F32, 32.0),
+        (Type::F16, 16.0),
+        (Type::BF16, 16.0),
+        (Type::Q4_0, 4.5),
+        (Type::Q4_1, 5.0),
+        (Type::Q5_0, 5.5),
+        (Type::Q5_1, 6.0),
+        (Type::Q8_0, 8.5),
+        (Type::Q2_K, 2.625),
+        (Type::Q3_K, 3.4375),
+        (Type::Q4_K, 4.5),
+        (Type::Q5_K, 5.5),
+        (Type::Q6_K, 6.5625),
+        (Type::IQ2_XXS, 2.0625),
+        (Type::IQ2_XS, 2.3125),
+        (Type::IQ3_XXS, 3.0625),
+        (Type::IQ1_S, 1.5625),
+        (Type::IQ4_NL, 4.5),
+        (Type::IQ3_S, 3.4375),
+        (Type::IQ2_S, 2.5625),
+        (Type::IQ4_XS, 4.25),
+        (Type::IQ1_M, 1.75),
+        (Type::TQ1_0, 1.6875),
+        (Type::TQ2_0, 2.0625),
+        (Type::MXFP4, 4.25),
+    ];
+    for (ty, bpw) in published {
+        assert_eq!(ty.bits_per_weight(), bpw, "{ty}");
+    }
     assert_eq!(Type::Q4_0.row_size(64), Some(36));
     assert_eq!(Type::F32.row_size(usize::MAX / 2), None);
 }

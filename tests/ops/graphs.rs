@@ -7,7 +7,7 @@ use anyhow::Result;
 use ggml::ndarray::{Array, Array2, Ix1, Ix2};
 use ggml::{Compute, Context, Error, Type};
 
-mod common;
+use crate::common;
 
 fn matrix(rows: usize, cols: usize, seed: f32) -> Array2<f32> {
     Array::from_shape_fn((rows, cols), |(i, j)| {

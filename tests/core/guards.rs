@@ -8,7 +8,8 @@ use anyhow::Result;
 use ggml::ndarray::{Array, Array1, Array2, ArrayD, IxDyn};
 use ggml::{convert, Compute, Context, Error, Type};
 
-mod common;
+use crate::assert_err;
+use crate::common;
 
 /// Computes `outputs` and returns the result (`Err` from the guard, not an abort).
 fn compute<'a>(ctx: &'a Context, outputs: &[ggml::Tensor<'a>]) -> ggml::Result<()> {

@@ -9,7 +9,7 @@ use ggml::backend::{
 use ggml::ndarray::{Array, Array2, Ix2};
 use ggml::{Compute, Context, Error, Tensor, Type};
 
-mod common;
+use crate::assert_err;
 
 /// Deterministic values in [-1, 1).
 fn values(shape: (usize, usize), seed: u32) -> Array2<f32> {

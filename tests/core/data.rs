@@ -5,7 +5,7 @@ use ggml::half::f16;
 use ggml::ndarray::{array, Array, ArrayD, Ix1, IxDyn};
 use ggml::{Context, Error, Type};
 
-mod common;
+use crate::common;
 
 fn ctx() -> Context {
     Context::new(10 * 1024 * 1024).expect("context")
