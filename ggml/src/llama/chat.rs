@@ -3,7 +3,7 @@
 //! recognises a model's Jinja template by name or by its markers; it is not
 //! a Jinja engine).
 
-use std::ffi::{c_char, CString};
+use std::ffi::CString;
 
 use ggml_sys as sys;
 
@@ -66,25 +66,8 @@ pub fn apply_chat_template(
         .sum();
     let mut buf = vec![0u8; total.saturating_mul(2).saturating_add(256)];
     loop {
-        let len = i32::try_from(buf.len()).map_err(|_| Error::TooLong {
-            what: "the formatted chat",
-            len: buf.len(),
-        })?;
-        let mut n = 0;
-        // SAFETY: NUL-terminated template and messages alive through the
-        // call; a buffer of `len` bytes.
-        let status = unsafe {
-            sys::ggml_sys_try_llama_chat_apply_template(
-                tmpl.as_ptr(),
-                raw.as_ptr(),
-                raw.len(),
-                add_assistant,
-                buf.as_mut_ptr().cast(),
-                len,
-                &mut n,
-            )
-        };
-        super::barrier::check("llama_chat_apply_template", status)?;
+        // SAFETY: the messages' strings (`owned`) live through the call.
+        let n = unsafe { super::raw::apply_chat_template(&tmpl, &raw, add_assistant, &mut buf) }?;
         if n < 0 {
             return Err(Error::UnknownTemplate);
         }
@@ -98,18 +81,5 @@ pub fn apply_chat_template(
 
 /// The names of llama.cpp's built-in chat templates.
 pub fn builtin_templates() -> Vec<String> {
-    // SAFETY: a size query.
-    let n = unsafe { sys::llama_chat_builtin_templates(std::ptr::null_mut(), 0) }.max(0) as usize;
-    let mut ptrs: Vec<*const c_char> = vec![std::ptr::null(); n];
-    // SAFETY: room for `n` pointers to static strings.
-    unsafe { sys::llama_chat_builtin_templates(ptrs.as_mut_ptr(), n) };
-    ptrs.iter()
-        .filter(|p| !p.is_null())
-        .map(|&p| {
-            // SAFETY: static NUL-terminated strings.
-            unsafe { std::ffi::CStr::from_ptr(p) }
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect()
+    super::raw::builtin_templates()
 }

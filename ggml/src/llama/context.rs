@@ -15,11 +15,11 @@ use ndarray::{ArrayView1, ArrayView2};
 
 use ggml_sys as sys;
 
-use super::barrier;
 use super::batch::Batch;
 use super::error::Error;
 use super::error::Result;
 use super::model::{Lora, Model};
+use super::raw::{self, RawContext, RawMemory};
 use super::vocab::Token;
 use crate::threads::MAX_THREADS;
 use crate::types::Type;
@@ -267,7 +267,7 @@ unsafe impl Send for Context<'_> {}
 impl Drop for Context<'_> {
     fn drop(&mut self) {
         // SAFETY: a live context, freed once, before its model (borrow).
-        unsafe { sys::llama_free(self.raw.as_ptr()) };
+        unsafe { raw::free_context(self.raw) };
     }
 }
 
@@ -351,8 +351,7 @@ impl<'m> Context<'m> {
                 )));
             }
         }
-        // SAFETY: returns a struct of defaults.
-        let mut raw = unsafe { sys::llama_context_default_params() };
+        let mut raw = raw::context_default_params();
         raw.n_ctx = n_ctx;
         raw.n_batch = p.n_batch;
         raw.n_ubatch = p.n_ubatch;
@@ -372,30 +371,24 @@ impl<'m> Context<'m> {
         raw.kv_unified = p.kv_unified;
         raw.no_perf = false;
         let _ = super::log::take_last_error();
-        let mut ctx = std::ptr::null_mut();
-        // SAFETY: a live model, shared: llama.cpp keeps a const reference
-        // and writes the model only for YaRN overrides, which are left at
-        // their defaults; parameters checked above.
-        let status =
-            unsafe { sys::ggml_sys_try_llama_init_from_model(model.as_ptr(), raw, &mut ctx) };
-        barrier::check("llama_init_from_model", status)?;
-        let raw_ctx = NonNull::new(ctx).ok_or_else(|| {
+        // SAFETY: parameters checked above; llama.cpp keeps a const
+        // reference to the model (it writes it only for YaRN overrides,
+        // which are left at their defaults), which outlives the context.
+        let raw_ctx = unsafe { raw::init_context(model.raw(), raw) }?.ok_or_else(|| {
             Error::ContextInit(match super::log::take_last_error() {
                 e if e.is_empty() => "see llama.cpp's log (target \"llama\")".into(),
                 e => e,
             })
         })?;
-        let c = raw_ctx.as_ptr();
-        // SAFETY: a live context (these getters read fields).
-        let (n_ctx, n_batch, n_ubatch, n_seq_max, pooling) = unsafe {
-            (
-                sys::llama_n_ctx(c),
-                sys::llama_n_batch(c),
-                sys::llama_n_ubatch(c),
-                sys::llama_n_seq_max(c),
-                sys::llama_pooling_type(c),
-            )
-        };
+        // SAFETY: the context just made, alive for this block.
+        let c = unsafe { RawContext::new(raw_ctx) };
+        let (n_ctx, n_batch, n_ubatch, n_seq_max, pooling) = (
+            c.n_ctx(),
+            c.n_batch(),
+            c.n_ubatch(),
+            c.n_seq_max(),
+            c.pooling_type(),
+        );
         Ok(Context {
             raw: raw_ctx,
             model,
@@ -450,10 +443,7 @@ impl<'m> Context<'m> {
                 return Err(invalid(format!("{t} threads: must be 1 to {MAX_THREADS}")));
             }
         }
-        // SAFETY: a live context; counts in range.
-        unsafe {
-            sys::llama_set_n_threads(self.raw.as_ptr(), threads as i32, threads_batch as i32)
-        };
+        self.raw().set_threads(threads as i32, threads_batch as i32);
         Ok(())
     }
 
@@ -480,15 +470,21 @@ impl<'m> Context<'m> {
         }
     }
 
-    /// The outcome of a barrier call that changes the context: an
-    /// exception leaves it broken (see [`Context::usable`]).
-    fn caught(&mut self, call: &'static str, status: std::ffi::c_int) -> Result<()> {
-        let result = barrier::check(call, status);
-        if let Err(Error::Exception { message, .. }) = &result {
+    /// The outcome of a call that changes the context: an exception leaves
+    /// it broken (see [`Context::usable`]).
+    fn caught<T>(&mut self, result: Result<T>) -> Result<T> {
+        if let Err(Error::Exception { call, message }) = &result {
             self.broken = Some((call, message.clone()));
             self.outputs = None;
         }
         result
+    }
+
+    /// The raw handle, for this layer's calls.
+    fn raw(&self) -> RawContext<'_> {
+        // SAFETY: the context lives as long as the borrow; `Context` is not
+        // `Sync`, and calls that change it take `&mut self`.
+        unsafe { RawContext::new(self.raw) }
     }
 
     fn check_batch(&self, batch: &Batch, encode: bool) -> Result<()> {
@@ -504,8 +500,7 @@ impl<'m> Context<'m> {
                 what: "n_batch",
             });
         }
-        // SAFETY: a live context; reads a flag.
-        let causal = unsafe { sys::llama_get_causal_attn(self.raw.as_ptr()) };
+        let causal = self.raw().causal_attn();
         if (encode || !causal) && n > self.n_ubatch as usize {
             return Err(Error::BatchTooLarge {
                 n_tokens: n,
@@ -543,12 +538,11 @@ impl<'m> Context<'m> {
         }
         self.outputs = None;
         let raw = batch.raw(&mut self.seq_ptrs);
-        let mut status = 0;
-        // SAFETY: a live context; the batch's arrays (and seq_ptrs) live
-        // through the call and are only read; every precondition llama.cpp
-        // asserts on was checked above.
-        let caught = unsafe { sys::ggml_sys_try_llama_decode(self.raw.as_ptr(), raw, &mut status) };
-        self.caught("llama_decode", caught)?;
+        // SAFETY: the batch's arrays (and seq_ptrs) live through the call
+        // and are only read; every precondition llama.cpp asserts on was
+        // checked above.
+        let status = unsafe { self.raw().decode(raw, false) };
+        let status = self.caught(status)?;
         self.finish(batch, status, "llama_decode")
     }
 
@@ -560,16 +554,9 @@ impl<'m> Context<'m> {
     /// [`Error::NotSupported`] for a model without an encoder (a
     /// decoder-only model: use [`Context::decode`]).
     pub fn encode(&mut self, batch: &Batch) -> Result<()> {
-        // SAFETY: a live model and context; both calls read fields.
-        let (has_encoder, memory) = unsafe {
-            (
-                sys::llama_model_has_encoder(self.model.as_ptr()),
-                sys::llama_get_memory(self.raw.as_ptr()),
-            )
-        };
         // A context without memory (embedding models) encodes on decode
         // too; one with memory and no encoder graph would crash.
-        if !has_encoder && !memory.is_null() {
+        if !self.model.has_encoder() && self.raw().memory().exists() {
             return Err(Error::NotSupported {
                 call: "encode",
                 reason: "the model has no encoder (decode its tokens instead)".into(),
@@ -578,10 +565,9 @@ impl<'m> Context<'m> {
         self.check_batch(batch, true)?;
         self.outputs = None;
         let raw = batch.raw(&mut self.seq_ptrs);
-        let mut status = 0;
         // SAFETY: as in decode; the batch fits one micro-batch (checked).
-        let caught = unsafe { sys::ggml_sys_try_llama_encode(self.raw.as_ptr(), raw, &mut status) };
-        self.caught("llama_encode", caught)?;
+        let status = unsafe { self.raw().decode(raw, true) };
+        let status = self.caught(status)?;
         let r = self.finish(batch, status, "llama_encode");
         self.encoded |= r.is_ok();
         r
@@ -614,11 +600,9 @@ impl<'m> Context<'m> {
                 // Have llama.cpp wait for the computation and put its output
                 // rows in batch order now (it does so in place, once, on the
                 // first getter call), so that later getters only read.
-                // SAFETY: a live context after a successful decode.
-                unsafe {
-                    sys::llama_synchronize(self.raw.as_ptr());
-                    sys::llama_get_logits(self.raw.as_ptr());
-                }
+                let raw = self.raw();
+                raw.synchronize();
+                raw.logits();
                 Ok(())
             }
             1 => Err(Error::NoKvSlot),
@@ -657,9 +641,7 @@ impl<'m> Context<'m> {
     }
 
     fn logits_ptr(&self) -> Result<*const f32> {
-        // SAFETY: a live context after a successful decode: llama.cpp
-        // synchronizes and puts the rows in batch order, once.
-        let p = unsafe { sys::llama_get_logits(self.raw.as_ptr()) };
+        let p = self.raw().logits();
         if p.is_null() {
             return Err(Error::NoOutput {
                 what: "logits",
@@ -724,9 +706,7 @@ impl<'m> Context<'m> {
         let row = self.row("embeddings", index)?;
         let rows = self.outputs("embeddings", index as i64)?.n_rows;
         let n = self.embeddings_row_len();
-        // SAFETY: a live context after a successful decode in embeddings
-        // mode; the buffer holds one row per output.
-        let p = unsafe { sys::llama_get_embeddings(self.raw.as_ptr()) };
+        let p = self.raw().embeddings();
         if p.is_null() {
             return Err(Error::Embeddings("llama.cpp returned none".into()));
         }
@@ -757,13 +737,11 @@ impl<'m> Context<'m> {
             });
         }
         let n = if self.pooling == Pooling::Rank {
-            // SAFETY: a live model; a field read.
-            unsafe { sys::llama_model_n_cls_out(self.model.as_ptr()) as usize }
+            self.model.raw().n_cls_out() as usize
         } else {
             self.embeddings_row_len()
         };
-        // SAFETY: a live context; a sequence of the last batch.
-        let p = unsafe { sys::llama_get_embeddings_seq(self.raw.as_ptr(), seq) };
+        let p = self.raw().seq_embeddings(seq);
         if p.is_null() {
             return Err(Error::Embeddings("llama.cpp returned none".into()));
         }
@@ -773,15 +751,13 @@ impl<'m> Context<'m> {
 
     // ----- memory (KV cache) -----
 
-    fn memory(&self) -> sys::llama_memory_t {
-        // SAFETY: a live context.
-        unsafe { sys::llama_get_memory(self.raw.as_ptr()) }
+    fn memory(&self) -> RawMemory<'_> {
+        self.raw().memory()
     }
 
     /// Empties the KV cache (and its data when `data`).
     pub fn clear_memory(&mut self, data: bool) {
-        // SAFETY: a live context; NULL-safe.
-        unsafe { sys::llama_memory_clear(self.memory(), data) };
+        self.memory().clear(data);
         self.outputs = None;
     }
 
@@ -801,19 +777,9 @@ impl<'m> Context<'m> {
         }
         let (p0, p1) = positions(range);
         self.usable()?;
-        let mut removed = false;
-        // SAFETY: a live context; a checked sequence id (or -1: all).
-        let caught = unsafe {
-            sys::ggml_sys_try_llama_memory_seq_rm(
-                self.memory(),
-                seq.unwrap_or(-1),
-                p0,
-                p1,
-                &mut removed,
-            )
-        };
-        self.caught("llama_memory_seq_rm", caught)?;
-        Ok(removed)
+        // SAFETY: a checked sequence id (or -1: all).
+        let removed = unsafe { self.memory().remove(seq.unwrap_or(-1), p0, p1) };
+        self.caught(removed)
     }
 
     /// Copies the positions `range` of sequence `src` to `dst` (shared
@@ -833,10 +799,9 @@ impl<'m> Context<'m> {
             ));
         }
         self.usable()?;
-        // SAFETY: a live context; checked ids and range.
-        let caught =
-            unsafe { sys::ggml_sys_try_llama_memory_seq_cp(self.memory(), src, dst, p0, p1) };
-        self.caught("llama_memory_seq_cp", caught)
+        // SAFETY: checked ids and range.
+        let copied = unsafe { self.memory().copy(src, dst, p0, p1) };
+        self.caught(copied)
     }
 
     /// Removes every sequence but `seq`.
@@ -846,9 +811,9 @@ impl<'m> Context<'m> {
     pub fn keep_seq(&mut self, seq: i32) -> Result<()> {
         self.check_seq(seq)?;
         self.usable()?;
-        // SAFETY: a live context; a checked id.
-        let caught = unsafe { sys::ggml_sys_try_llama_memory_seq_keep(self.memory(), seq) };
-        self.caught("llama_memory_seq_keep", caught)
+        // SAFETY: a checked id.
+        let kept = unsafe { self.memory().keep(seq) };
+        self.caught(kept)
     }
 
     /// Adds `delta` to the positions `range` of sequence `seq` (a context
@@ -866,10 +831,9 @@ impl<'m> Context<'m> {
         }
         let (p0, p1) = positions(range);
         self.usable()?;
-        // SAFETY: a live context; checked id, shiftable cache, no overflow.
-        let caught =
-            unsafe { sys::ggml_sys_try_llama_memory_seq_add(self.memory(), seq, p0, p1, delta) };
-        self.caught("llama_memory_seq_add", caught)
+        // SAFETY: checked id, shiftable cache, no overflow.
+        let shifted = unsafe { self.memory().shift(seq, p0, p1, delta) };
+        self.caught(shifted)
     }
 
     /// Divides the positions `range` of sequence `seq` by `d` (≥ 1).
@@ -883,17 +847,15 @@ impl<'m> Context<'m> {
         }
         let (p0, p1) = positions(range);
         self.usable()?;
-        // SAFETY: a live context; checked id, shiftable cache, d ≥ 1.
-        let caught =
-            unsafe { sys::ggml_sys_try_llama_memory_seq_div(self.memory(), seq, p0, p1, d) };
-        self.caught("llama_memory_seq_div", caught)
+        // SAFETY: checked id, shiftable cache, d ≥ 1.
+        let divided = unsafe { self.memory().divide(seq, p0, p1, d) };
+        self.caught(divided)
     }
 
     fn check_shiftable(&self, seq: i32) -> Result<()> {
         self.check_seq(seq)?;
         let rope = self.model.rope_type();
-        // SAFETY: a live context; NULL-safe.
-        let can = unsafe { sys::llama_memory_can_shift(self.memory()) };
+        let can = self.memory().can_shift();
         if rope == sys::LLAMA_ROPE_TYPE_MROPE || rope == sys::LLAMA_ROPE_TYPE_IMROPE || !can {
             return Err(invalid("this model's positions cannot be shifted"));
         }
@@ -922,14 +884,8 @@ impl<'m> Context<'m> {
     /// [`Error::SeqOutOfRange`].
     pub fn seq_positions(&self, seq: i32) -> Result<Option<(i32, i32)>> {
         self.check_seq(seq)?;
-        let m = self.memory();
-        // SAFETY: a live context; a checked id.
-        let (lo, hi) = unsafe {
-            (
-                sys::llama_memory_seq_pos_min(m, seq),
-                sys::llama_memory_seq_pos_max(m, seq),
-            )
-        };
+        // SAFETY: a checked id.
+        let (lo, hi) = unsafe { self.memory().seq_positions(seq) };
         Ok((lo >= 0 && hi >= 0).then_some((lo, hi)))
     }
 
@@ -941,23 +897,9 @@ impl<'m> Context<'m> {
     /// [`Error::State`] when llama.cpp fails to write it.
     pub fn state_bytes(&mut self) -> Result<Vec<u8>> {
         self.usable()?;
-        let mut size = 0;
-        // SAFETY: a live context.
-        let caught =
-            unsafe { sys::ggml_sys_try_llama_state_get_size(self.raw.as_ptr(), &mut size) };
-        barrier::check("llama_state_get_size", caught)?;
+        let size = self.raw().state_size()?;
         let mut buf = vec![0u8; size];
-        let mut n = 0;
-        // SAFETY: a buffer of `size` bytes.
-        let caught = unsafe {
-            sys::ggml_sys_try_llama_state_get_data(
-                self.raw.as_ptr(),
-                buf.as_mut_ptr(),
-                size,
-                &mut n,
-            )
-        };
-        barrier::check("llama_state_get_data", caught)?;
+        let n = self.raw().state_get(&mut buf)?;
         if n == 0 || n > size {
             return Err(Error::State(format!("llama.cpp wrote {n} of {size} bytes")));
         }
@@ -974,21 +916,9 @@ impl<'m> Context<'m> {
     pub fn set_state_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         self.outputs = None;
         self.usable()?;
-        let mut n = 0;
-        // SAFETY: a live context; `bytes` for its length; llama.cpp checks
-        // sizes and catches its own errors.
-        let caught = unsafe {
-            sys::ggml_sys_try_llama_state_set_data(
-                self.raw.as_ptr(),
-                bytes.as_ptr(),
-                bytes.len(),
-                &mut n,
-            )
-        };
-        self.caught("llama_state_set_data", caught)?;
-        if n == 0 {
-            // SAFETY: a live context.
-            unsafe { sys::llama_memory_clear(self.memory(), true) };
+        let n = self.raw().state_set(bytes);
+        if self.caught(n)? == 0 {
+            self.memory().clear(true);
             return Err(Error::State("llama.cpp refused the state".into()));
         }
         Ok(())
@@ -1001,19 +931,7 @@ impl<'m> Context<'m> {
     pub fn save_state_file(&mut self, path: impl AsRef<Path>, tokens: &[Token]) -> Result<()> {
         let p = super::path_c_string(path.as_ref())?;
         self.usable()?;
-        let mut ok = false;
-        // SAFETY: a live context; a NUL-terminated path; `tokens` for its length.
-        let caught = unsafe {
-            sys::ggml_sys_try_llama_state_save_file(
-                self.raw.as_ptr(),
-                p.as_ptr(),
-                tokens.as_ptr(),
-                tokens.len(),
-                &mut ok,
-            )
-        };
-        barrier::check("llama_state_save_file", caught)?;
-        if ok {
+        if self.raw().state_save(&p, tokens)? {
             Ok(())
         } else {
             Err(Error::State(format!(
@@ -1033,25 +951,11 @@ impl<'m> Context<'m> {
         self.outputs = None;
         let p = super::path_c_string(path.as_ref())?;
         let mut tokens = vec![0; self.n_ctx as usize];
-        let mut n = 0usize;
         self.usable()?;
-        let mut ok = false;
-        // SAFETY: a live context; a NUL-terminated path; a token buffer of
-        // its length and a count to write.
-        let caught = unsafe {
-            sys::ggml_sys_try_llama_state_load_file(
-                self.raw.as_ptr(),
-                p.as_ptr(),
-                tokens.as_mut_ptr(),
-                tokens.len(),
-                &mut n,
-                &mut ok,
-            )
-        };
-        self.caught("llama_state_load_file", caught)?;
+        let loaded = self.raw().state_load(&p, &mut tokens);
+        let (ok, n) = self.caught(loaded)?;
         if !ok || n > tokens.len() {
-            // SAFETY: a live context.
-            unsafe { sys::llama_memory_clear(self.memory(), true) };
+            self.memory().clear(true);
             return Err(Error::State(format!(
                 "could not load {}",
                 path.as_ref().display()
@@ -1073,7 +977,7 @@ impl<'m> Context<'m> {
     pub fn set_loras(&mut self, loras: &[(Lora<'m>, f32)]) -> Result<()> {
         if loras
             .iter()
-            .any(|(l, _)| l.model.as_ptr() != self.model.as_ptr())
+            .any(|(l, _)| l.model.as_ptr() != self.model.raw().as_ptr())
         {
             return Err(Error::Adapter("an adapter of another model".into()));
         }
@@ -1081,19 +985,10 @@ impl<'m> Context<'m> {
             loras.iter().map(|(l, _)| l.raw.as_ptr()).collect();
         let mut scales: Vec<f32> = loras.iter().map(|(_, s)| *s).collect();
         self.usable()?;
-        let mut r = 0;
-        // SAFETY: a live context; adapters of its model, which outlives the
-        // context and cannot free them while borrowed; arrays of n entries.
-        let caught = unsafe {
-            sys::ggml_sys_try_llama_set_adapters_lora(
-                self.raw.as_ptr(),
-                ptrs.as_mut_ptr(),
-                ptrs.len(),
-                scales.as_mut_ptr(),
-                &mut r,
-            )
-        };
-        self.caught("llama_set_adapters_lora", caught)?;
+        // SAFETY: adapters of this context's model, which outlives the
+        // context and cannot free them while they are borrowed.
+        let r = unsafe { self.raw().set_loras(&mut ptrs, &mut scales) };
+        let r = self.caught(r)?;
         if r != 0 {
             return Err(Error::Adapter(format!(
                 "llama.cpp refused the adapters ({r})"
@@ -1124,20 +1019,10 @@ impl<'m> Context<'m> {
             )));
         }
         self.usable()?;
-        let mut r = 0;
-        // SAFETY: a live context; `data` of the length checked above.
-        let caught = unsafe {
-            sys::ggml_sys_try_llama_set_adapter_cvec(
-                self.raw.as_ptr(),
-                data.as_ptr(),
-                data.len(),
-                n_embd as i32,
-                first as i32,
-                last as i32,
-                &mut r,
-            )
-        };
-        self.caught("llama_set_adapter_cvec", caught)?;
+        let r = self
+            .raw()
+            .set_control_vector(Some(data), n_embd as i32, first as i32, last as i32);
+        let r = self.caught(r)?;
         if r != 0 {
             return Err(Error::Adapter(format!(
                 "llama.cpp refused the control vector ({r})"
@@ -1148,25 +1033,19 @@ impl<'m> Context<'m> {
 
     /// Removes the control vector.
     pub fn clear_control_vector(&mut self) {
-        // SAFETY: a live context; NULL data clears.
-        unsafe {
-            sys::llama_set_adapter_cvec(
-                self.raw.as_ptr(),
-                std::ptr::null(),
-                0,
-                self.model.n_embd() as i32,
-                0,
-                0,
-            )
-        };
+        // Clearing allocates nothing; an exception would still leave the
+        // context refusing changes.
+        let r = self
+            .raw()
+            .set_control_vector(None, self.model.n_embd() as i32, 0, 0);
+        let _ = self.caught(r);
     }
 
     // ----- performance -----
 
     /// llama.cpp's counters: prompt and generation tokens and times.
     pub fn perf(&self) -> Perf {
-        // SAFETY: a live context.
-        let d = unsafe { sys::llama_perf_context(self.raw.as_ptr()) };
+        let d = self.raw().perf();
         Perf {
             load_ms: d.t_load_ms,
             prompt_ms: d.t_p_eval_ms,
@@ -1178,7 +1057,6 @@ impl<'m> Context<'m> {
 
     /// Resets the counters.
     pub fn reset_perf(&mut self) {
-        // SAFETY: a live context.
-        unsafe { sys::llama_perf_context_reset(self.raw.as_ptr()) };
+        self.raw().reset_perf();
     }
 }

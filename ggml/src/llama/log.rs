@@ -36,7 +36,11 @@ fn level(raw: sys::ggml_log_level, previous: log::Level) -> log::Level {
     }
 }
 
-unsafe extern "C" fn callback(raw: sys::ggml_log_level, text: *const c_char, _: *mut c_void) {
+pub(crate) unsafe extern "C" fn callback(
+    raw: sys::ggml_log_level,
+    text: *const c_char,
+    _: *mut c_void,
+) {
     if text.is_null() {
         return;
     }
@@ -69,10 +73,4 @@ fn emit(level: log::Level, line: &str) {
         LAST_ERROR.with(|e| *e.borrow_mut() = line.to_string());
     }
     log::log!(target: "llama", level, "{line}");
-}
-
-/// Installs the callback (once, from the llama layer's initialisation).
-pub(crate) fn install() {
-    // SAFETY: a static function that never unwinds, valid for the process.
-    unsafe { sys::llama_log_set(Some(callback), std::ptr::null_mut()) };
 }

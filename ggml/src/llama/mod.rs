@@ -68,7 +68,6 @@
 //! llama.cpp's and ggml's log lines go to the [`log`](::log) crate (target
 //! `llama`), not to stderr: install a logger (`env_logger`, ...) to see them.
 
-mod barrier;
 mod batch;
 mod chat;
 mod check;
@@ -76,6 +75,7 @@ mod context;
 mod error;
 mod log;
 mod model;
+mod raw;
 mod sampler;
 mod vocab;
 
@@ -100,12 +100,7 @@ use std::sync::OnceLock;
 pub(crate) fn init() -> Result<()> {
     crate::init::ensure()?;
     static INIT: OnceLock<()> = OnceLock::new();
-    INIT.get_or_init(|| {
-        log::install();
-        // SAFETY: called once per process (OnceLock), after ggml's own
-        // initialisation.
-        unsafe { ggml_sys::llama_backend_init() };
-    });
+    INIT.get_or_init(|| raw::init(log::callback));
     Ok(())
 }
 

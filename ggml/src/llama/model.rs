@@ -1,7 +1,7 @@
 //! [`Model`]: a loaded llama.cpp model, its metadata and chat template, and
 //! its LoRA adapters ([`Lora`]).
 
-use std::ffi::{c_char, c_void, CStr, CString};
+use std::ffi::{c_void, CString};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
@@ -10,6 +10,7 @@ use ggml_sys as sys;
 
 use super::error::Error;
 use super::error::Result;
+use super::raw::{self, RawModel};
 use super::vocab::Vocab;
 use crate::gguf::Gguf;
 
@@ -99,8 +100,7 @@ impl ModelParams {
     }
 
     fn raw(&self) -> sys::llama_model_params {
-        // SAFETY: returns a struct of defaults.
-        let mut p = unsafe { sys::llama_model_default_params() };
+        let mut p = raw::model_default_params();
         p.n_gpu_layers = self.gpu_layers;
         p.load_mode = match (self.mmap, self.mlock) {
             (true, true) => sys::LLAMA_LOAD_MODE_MMAP_MLOCK,
@@ -167,7 +167,7 @@ impl Drop for Model {
     fn drop(&mut self) {
         // SAFETY: no context borrows the model any more (lifetimes); the
         // adapters still registered are freed by llama.cpp with it.
-        unsafe { sys::llama_model_free(self.raw.as_ptr()) };
+        unsafe { raw::free_model(self.raw) };
     }
 }
 
@@ -178,24 +178,6 @@ impl std::fmt::Debug for Model {
             .field("description", &self.description())
             .field("n_params", &self.n_params())
             .finish()
-    }
-}
-
-/// Reads a string llama.cpp writes with snprintf semantics (returns the full
-/// length; -1 when absent).
-pub(crate) fn snprintf_string(mut call: impl FnMut(*mut c_char, usize) -> i32) -> Option<String> {
-    let mut buf = vec![0u8; 256];
-    loop {
-        let n = call(buf.as_mut_ptr().cast(), buf.len());
-        if n < 0 {
-            return None;
-        }
-        let n = n as usize;
-        if n < buf.len() {
-            buf.truncate(n);
-            return Some(String::from_utf8_lossy(&buf).into_owned());
-        }
-        buf.resize(n + 1, 0);
     }
 }
 
@@ -246,24 +228,17 @@ impl Model {
         raw.progress_callback = Some(progress_trampoline);
         raw.progress_callback_user_data = (&mut state as *mut Progress<'_>).cast();
         let _ = super::log::take_last_error();
-        let mut model = std::ptr::null_mut();
-        // SAFETY: a NUL-terminated path; parameters from llama's defaults
-        // with plain values set; the callback's state outlives the call and
-        // is used only on this thread during it.
-        let status = unsafe {
-            sys::ggml_sys_try_llama_model_load_from_file(c_path.as_ptr(), raw, &mut model)
-        };
-        if state.panic.is_none() {
-            super::barrier::check("llama_model_load_from_file", status)?;
-        }
+        // SAFETY: the callback's state outlives the call and is used only
+        // on this thread during it.
+        let loaded = unsafe { raw::load_model(&c_path, raw) };
         if let Some(payload) = state.panic.take() {
-            if let Some(m) = NonNull::new(model) {
+            if let Ok(Some(m)) = loaded {
                 // SAFETY: a model just returned to us, not shared.
-                unsafe { sys::llama_model_free(m.as_ptr()) };
+                unsafe { raw::free_model(m) };
             }
             std::panic::resume_unwind(payload);
         }
-        match NonNull::new(model) {
+        match loaded? {
             Some(raw) if !state.cancelled => Ok(Model {
                 raw,
                 vocab_only: params.vocab_only,
@@ -273,7 +248,7 @@ impl Model {
             }),
             Some(raw) => {
                 // SAFETY: as above.
-                unsafe { sys::llama_model_free(raw.as_ptr()) };
+                unsafe { raw::free_model(raw) };
                 Err(Error::Cancelled)
             }
             None if state.cancelled => Err(Error::Cancelled),
@@ -306,8 +281,10 @@ impl Model {
         self.no_lora.iter().any(|n| n == name)
     }
 
-    pub(crate) fn as_ptr(&self) -> *mut sys::llama_model {
-        self.raw.as_ptr()
+    /// The raw handle, for this layer's calls.
+    pub(crate) fn raw(&self) -> RawModel<'_> {
+        // SAFETY: the model lives as long as the borrow.
+        unsafe { RawModel::new(self.raw) }
     }
 
     /// Whether only the vocabulary was loaded.
@@ -322,107 +299,76 @@ impl Model {
 
     /// The vocabulary.
     pub fn vocab(&self) -> Vocab<'_> {
-        // SAFETY: a live model; the vocabulary lives as long as it.
-        Vocab::new(unsafe { sys::llama_model_get_vocab(self.raw.as_ptr()) })
+        Vocab::new(self.raw().vocab())
     }
 
     /// Context length the model was trained with.
     pub fn n_ctx_train(&self) -> u32 {
-        // SAFETY: a live model (all getters below: plain field reads).
-        unsafe { sys::llama_model_n_ctx_train(self.raw.as_ptr()) }.max(0) as u32
+        self.raw().n_ctx_train().max(0) as u32
     }
 
     /// Embedding size.
     pub fn n_embd(&self) -> usize {
-        // SAFETY: see n_ctx_train.
-        unsafe { sys::llama_model_n_embd(self.raw.as_ptr()) }.max(0) as usize
+        self.raw().n_embd().max(0) as usize
     }
 
     /// Size of the embeddings a context outputs (`n_embd` for most models).
     pub fn n_embd_out(&self) -> usize {
-        // SAFETY: see n_ctx_train.
-        unsafe { sys::llama_model_n_embd_out(self.raw.as_ptr()) }.max(0) as usize
+        self.raw().n_embd_out().max(0) as usize
     }
 
     /// Number of layers.
     pub fn n_layer(&self) -> usize {
-        // SAFETY: see n_ctx_train.
-        unsafe { sys::llama_model_n_layer(self.raw.as_ptr()) }.max(0) as usize
+        self.raw().n_layer().max(0) as usize
     }
 
     /// Number of attention heads.
     pub fn n_head(&self) -> usize {
-        // SAFETY: see n_ctx_train.
-        unsafe { sys::llama_model_n_head(self.raw.as_ptr()) }.max(0) as usize
+        self.raw().n_head().max(0) as usize
     }
 
     /// Number of parameters.
     pub fn n_params(&self) -> u64 {
-        // SAFETY: see n_ctx_train.
-        unsafe { sys::llama_model_n_params(self.raw.as_ptr()) }
+        self.raw().n_params()
     }
 
     /// Bytes of all its tensors.
     pub fn size(&self) -> u64 {
-        // SAFETY: see n_ctx_train.
-        unsafe { sys::llama_model_size(self.raw.as_ptr()) }
+        self.raw().size()
     }
 
     /// Whether the model has an encoder (encoder-decoder models).
     pub fn has_encoder(&self) -> bool {
-        // SAFETY: see n_ctx_train.
-        unsafe { sys::llama_model_has_encoder(self.raw.as_ptr()) }
+        self.raw().has_encoder()
     }
 
     /// Whether the model has a decoder.
     pub fn has_decoder(&self) -> bool {
-        // SAFETY: see n_ctx_train.
-        unsafe { sys::llama_model_has_decoder(self.raw.as_ptr()) }
+        self.raw().has_decoder()
     }
 
     pub(crate) fn rope_type(&self) -> sys::llama_rope_type {
-        // SAFETY: see n_ctx_train.
-        unsafe { sys::llama_model_rope_type(self.raw.as_ptr()) }
+        self.raw().rope_type()
     }
 
     /// llama.cpp's one-line description (`llama 135M Q4_1`).
     pub fn description(&self) -> String {
-        snprintf_string(|buf, len| {
-            // SAFETY: a buffer of `len` bytes.
-            unsafe { sys::llama_model_desc(self.raw.as_ptr(), buf, len) }
-        })
-        .unwrap_or_default()
+        self.raw().description()
     }
 
     /// A metadata value as a string (arrays are not available this way: see
     /// [`Gguf`] for those).
     pub fn meta(&self, key: &str) -> Option<String> {
         let key = CString::new(key).ok()?;
-        snprintf_string(|buf, len| {
-            // SAFETY: a NUL-terminated key, a buffer of `len` bytes.
-            unsafe { sys::llama_model_meta_val_str(self.raw.as_ptr(), key.as_ptr(), buf, len) }
-        })
+        self.raw().meta(&key)
     }
 
     /// Every scalar and string metadata key with its value as a string,
     /// sorted by key.
     pub fn metadata(&self) -> Vec<(String, String)> {
-        // SAFETY: a live model.
-        let n = unsafe { sys::llama_model_meta_count(self.raw.as_ptr()) };
-        let mut out: Vec<(String, String)> = (0..n)
-            .filter_map(|i| {
-                let key = snprintf_string(|buf, len| {
-                    // SAFETY: an index below the count, a buffer of `len` bytes.
-                    unsafe { sys::llama_model_meta_key_by_index(self.raw.as_ptr(), i, buf, len) }
-                })?;
-                let value = snprintf_string(|buf, len| {
-                    // SAFETY: as above.
-                    unsafe {
-                        sys::llama_model_meta_val_str_by_index(self.raw.as_ptr(), i, buf, len)
-                    }
-                })?;
-                Some((key, value))
-            })
+        let raw = self.raw();
+        let mut out: Vec<(String, String)> = (0..raw.meta_count())
+            .filter_map(|i| raw.meta_entry(i))
             .collect();
         out.sort();
         out
@@ -442,16 +388,7 @@ impl Model {
     /// `tokenizer.chat_template.{name}`).
     pub fn chat_template(&self, name: Option<&str>) -> Option<String> {
         let name = name.map(CString::new).transpose().ok()?;
-        // SAFETY: a live model; NULL or a NUL-terminated name; the result
-        // is NULL or a string owned by the model, copied at once.
-        let t = unsafe {
-            sys::llama_model_chat_template(
-                self.raw.as_ptr(),
-                name.as_ref().map_or(std::ptr::null(), |n| n.as_ptr()),
-            )
-        };
-        // SAFETY: a NUL-terminated string owned by the model.
-        (!t.is_null()).then(|| unsafe { CStr::from_ptr(t) }.to_string_lossy().into_owned())
+        self.raw().chat_template(name.as_deref())
     }
 
     /// Loads a LoRA adapter for this model (a GGUF adapter file) and keeps
@@ -470,13 +407,8 @@ impl Model {
         super::check::lora(path, &file, self)?;
         drop(file);
         let _ = super::log::take_last_error();
-        let mut raw = std::ptr::null_mut();
-        // SAFETY: a live model not shared now (&mut self); a NUL-terminated path.
-        let status = unsafe {
-            sys::ggml_sys_try_llama_adapter_lora_init(self.raw.as_ptr(), c_path.as_ptr(), &mut raw)
-        };
-        super::barrier::check("llama_adapter_lora_init", status)?;
-        let raw = NonNull::new(raw).ok_or_else(|| {
+        // SAFETY: the model is not shared now (&mut self).
+        let raw = unsafe { self.raw().load_lora(&c_path) }?.ok_or_else(|| {
             Error::Adapter(format!(
                 "llama.cpp refused {}: {}",
                 path.display(),
@@ -515,7 +447,7 @@ impl Model {
         let raw = self.loras.remove(index);
         // SAFETY: an adapter of this model, not used by any context (no
         // context borrows the model while it is borrowed mutably).
-        unsafe { sys::llama_adapter_lora_free(raw.as_ptr()) };
+        unsafe { raw::free_lora(raw) };
         Ok(())
     }
 

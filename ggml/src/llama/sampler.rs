@@ -13,11 +13,11 @@ use std::ptr::NonNull;
 
 use ggml_sys as sys;
 
-use super::barrier;
 use super::context::Context;
 use super::error::Error;
 use super::error::Result;
 use super::model::Model;
+use super::raw::{self, samplers, RawSampler};
 use super::vocab::{Token, Vocab};
 
 /// A sampler chain, built with [`Sampler::builder`]. Owns llama.cpp's
@@ -39,15 +39,15 @@ unsafe impl Send for Sampler<'_> {}
 impl Drop for Sampler<'_> {
     fn drop(&mut self) {
         // SAFETY: the chain owns its members and frees them with itself.
-        unsafe { sys::llama_sampler_free(self.chain.as_ptr()) };
+        unsafe { raw::free_sampler(self.chain) };
     }
 }
 
 impl std::fmt::Debug for Sampler<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // SAFETY: a live chain.
-        let n = unsafe { sys::llama_sampler_chain_n(self.chain.as_ptr()) };
-        f.debug_struct("Sampler").field("samplers", &n).finish()
+        f.debug_struct("Sampler")
+            .field("samplers", &self.raw().chain_len())
+            .finish()
     }
 }
 
@@ -93,62 +93,38 @@ fn check_unit(name: &str, p: f32) -> Result<()> {
     }
 }
 
-/// A sampler made by `make` (a `ggml_sys_try_llama_sampler_init_*` call
-/// writing its result), through the exception barrier.
-fn made(
-    call: &'static str,
-    make: impl FnOnce(*mut *mut sys::llama_sampler) -> std::ffi::c_int,
-) -> Result<*mut sys::llama_sampler> {
-    let mut raw = std::ptr::null_mut();
-    barrier::check(call, make(&mut raw))?;
-    Ok(raw)
-}
-
 impl<'m> SamplerBuilder<'m> {
-    fn push(mut self, raw: Result<*mut sys::llama_sampler>, grammar: bool) -> Result<Self> {
-        let raw = raw?;
-        let raw = NonNull::new(raw).ok_or(if grammar {
+    fn push(
+        mut self,
+        made: Result<Option<NonNull<sys::llama_sampler>>>,
+        grammar: bool,
+    ) -> Result<Self> {
+        let member = made?.ok_or(if grammar {
             Error::GrammarParse
         } else {
             Error::InvalidParams("llama.cpp refused the sampler".into())
         })?;
         if grammar {
-            // SAFETY: a live chain.
-            let n = unsafe { sys::llama_sampler_chain_n(self.sampler.chain.as_ptr()) };
+            let n = self.sampler.raw().chain_len();
             self.sampler.grammars.push(n);
         }
-        // SAFETY: the chain takes ownership of a sampler nobody else holds.
-        let status = unsafe {
-            sys::ggml_sys_try_llama_sampler_chain_add(self.sampler.chain.as_ptr(), raw.as_ptr())
-        };
-        if let Err(e) = barrier::check("llama_sampler_chain_add", status) {
-            // SAFETY: not added: still ours.
-            unsafe { sys::llama_sampler_free(raw.as_ptr()) };
-            return Err(e);
-        }
+        // SAFETY: a sampler just made, nobody else holds it.
+        unsafe { self.sampler.raw().chain_add(member) }?;
         Ok(self)
     }
 
     /// Picks the most likely token (the first of equals).
     pub fn greedy(self) -> Self {
-        // SAFETY: a constructor without preconditions.
-        let raw = made("llama_sampler_init_greedy", |r| unsafe {
-            sys::ggml_sys_try_llama_sampler_init_greedy(r)
-        });
         // Only a failed allocation of a few bytes can fail here.
-        self.push(raw, false).expect("greedy")
+        self.push(samplers::greedy(), false).expect("greedy")
     }
 
     /// Picks a token at random by probability, seeded (`None`: a random
     /// seed).
     pub fn dist(self, seed: Option<u32>) -> Self {
         let seed = seed.unwrap_or(sys::LLAMA_DEFAULT_SEED);
-        // SAFETY: a constructor without preconditions.
-        let raw = made("llama_sampler_init_dist", |r| unsafe {
-            sys::ggml_sys_try_llama_sampler_init_dist(seed, r)
-        });
         // Only a failed allocation of a few bytes can fail here.
-        self.push(raw, false).expect("dist")
+        self.push(samplers::dist(seed), false).expect("dist")
     }
 
     /// Divides logits by `t` (≤ 0: keeps only the most likely).
@@ -157,21 +133,13 @@ impl<'m> SamplerBuilder<'m> {
     /// [`Error::InvalidParams`] for a value that is not finite.
     pub fn temp(self, t: f32) -> Result<Self> {
         check_finite("temp", &[t])?;
-        // SAFETY: a finite value.
-        let raw = made("llama_sampler_init_temp", |r| unsafe {
-            sys::ggml_sys_try_llama_sampler_init_temp(t, r)
-        });
-        self.push(raw, false)
+        self.push(samplers::temp(t), false)
     }
 
     /// Keeps the `k` most likely tokens (`k` ≤ 0: all).
     pub fn top_k(self, k: i32) -> Self {
-        // SAFETY: any k.
-        let raw = made("llama_sampler_init_top_k", |r| unsafe {
-            sys::ggml_sys_try_llama_sampler_init_top_k(k, r)
-        });
         // Only a failed allocation of a few bytes can fail here.
-        self.push(raw, false).expect("top_k")
+        self.push(samplers::top_k(k), false).expect("top_k")
     }
 
     /// Keeps the most likely tokens whose probabilities add up to `p`, at
@@ -181,11 +149,7 @@ impl<'m> SamplerBuilder<'m> {
     /// [`Error::InvalidParams`] for `p` outside 0..=1.
     pub fn top_p(self, p: f32, min_keep: usize) -> Result<Self> {
         check_unit("top_p", p)?;
-        // SAFETY: checked values.
-        let raw = made("llama_sampler_init_top_p", |r| unsafe {
-            sys::ggml_sys_try_llama_sampler_init_top_p(p, min_keep, r)
-        });
-        self.push(raw, false)
+        self.push(samplers::top_p(p, min_keep), false)
     }
 
     /// Keeps the tokens at least `p` times as likely as the most likely.
@@ -194,11 +158,7 @@ impl<'m> SamplerBuilder<'m> {
     /// [`Error::InvalidParams`] for `p` outside 0..=1.
     pub fn min_p(self, p: f32, min_keep: usize) -> Result<Self> {
         check_unit("min_p", p)?;
-        // SAFETY: checked values.
-        let raw = made("llama_sampler_init_min_p", |r| unsafe {
-            sys::ggml_sys_try_llama_sampler_init_min_p(p, min_keep, r)
-        });
-        self.push(raw, false)
+        self.push(samplers::min_p(p, min_keep), false)
     }
 
     /// Locally typical sampling with mass `p`.
@@ -207,11 +167,7 @@ impl<'m> SamplerBuilder<'m> {
     /// [`Error::InvalidParams`] for `p` outside 0..=1.
     pub fn typical(self, p: f32, min_keep: usize) -> Result<Self> {
         check_unit("typical", p)?;
-        // SAFETY: checked values.
-        let raw = made("llama_sampler_init_typical", |r| unsafe {
-            sys::ggml_sys_try_llama_sampler_init_typical(p, min_keep, r)
-        });
-        self.push(raw, false)
+        self.push(samplers::typical(p, min_keep), false)
     }
 
     /// The history length llama.cpp gets for `last_n`: -1 (the whole
@@ -240,13 +196,10 @@ impl<'m> SamplerBuilder<'m> {
         check_finite("penalties", &[repeat, freq, present])?;
         let last_n = self.window("penalties", last_n)?;
         let n_vocab = self.sampler.vocab.n_tokens();
-        // SAFETY: checked values; a bounded window.
-        let raw = made("llama_sampler_init_penalties", |r| unsafe {
-            sys::ggml_sys_try_llama_sampler_init_penalties(
-                n_vocab, last_n, repeat, freq, present, r,
-            )
-        });
-        self.push(raw, false)
+        self.push(
+            samplers::penalties(n_vocab, last_n, repeat, freq, present),
+            false,
+        )
     }
 
     /// DRY ("don't repeat yourself") penalties over the last `last_n`
@@ -274,23 +227,12 @@ impl<'m> SamplerBuilder<'m> {
             .map_err(|_| Error::InteriorNul {
                 what: "a DRY breaker",
             })?;
-        let mut ptrs: Vec<*const std::ffi::c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+        let breakers: Vec<&std::ffi::CStr> = owned.iter().map(CString::as_c_str).collect();
         let vocab = self.sampler.vocab.raw();
-        // SAFETY: a live vocabulary; breaker strings alive through the call
-        // (llama.cpp copies them).
-        let raw = made("llama_sampler_init_dry", |r| unsafe {
-            sys::ggml_sys_try_llama_sampler_init_dry(
-                vocab,
-                multiplier,
-                base,
-                allowed_length,
-                last_n,
-                ptrs.as_mut_ptr(),
-                ptrs.len(),
-                r,
-            )
-        });
-        self.push(raw, false)
+        self.push(
+            samplers::dry(vocab, multiplier, base, allowed_length, last_n, &breakers),
+            false,
+        )
     }
 
     /// Mirostat 2.0 (selects a token): target surprise `tau`, learning rate
@@ -301,11 +243,7 @@ impl<'m> SamplerBuilder<'m> {
     pub fn mirostat_v2(self, seed: Option<u32>, tau: f32, eta: f32) -> Result<Self> {
         check_finite("mirostat_v2", &[tau, eta])?;
         let seed = seed.unwrap_or(sys::LLAMA_DEFAULT_SEED);
-        // SAFETY: checked values.
-        let raw = made("llama_sampler_init_mirostat_v2", |r| unsafe {
-            sys::ggml_sys_try_llama_sampler_init_mirostat_v2(seed, tau, eta, r)
-        });
-        self.push(raw, false)
+        self.push(samplers::mirostat_v2(seed, tau, eta), false)
     }
 
     /// Mirostat 1.0 (selects a token).
@@ -320,11 +258,7 @@ impl<'m> SamplerBuilder<'m> {
         }
         let n_vocab = self.sampler.vocab.n_tokens();
         let seed = seed.unwrap_or(sys::LLAMA_DEFAULT_SEED);
-        // SAFETY: checked values.
-        let raw = made("llama_sampler_init_mirostat", |r| unsafe {
-            sys::ggml_sys_try_llama_sampler_init_mirostat(n_vocab, seed, tau, eta, m, r)
-        });
-        self.push(raw, false)
+        self.push(samplers::mirostat(n_vocab, seed, tau, eta, m), false)
     }
 
     /// Constrains tokens to a GBNF grammar starting at rule `root`.
@@ -350,12 +284,7 @@ impl<'m> SamplerBuilder<'m> {
             what: "the grammar root",
         })?;
         let vocab = self.sampler.vocab.raw();
-        // SAFETY: a live vocabulary (kept by the sampler, which borrows the
-        // model); NUL-terminated strings; NULL on a parse error.
-        let raw = made("llama_sampler_init_grammar", |out| unsafe {
-            sys::ggml_sys_try_llama_sampler_init_grammar(vocab, g.as_ptr(), r.as_ptr(), out)
-        });
-        self.push(raw, true)
+        self.push(samplers::grammar(vocab, &g, &r), true)
     }
 
     /// Adds `bias` to the logits of these tokens.
@@ -375,14 +304,8 @@ impl<'m> SamplerBuilder<'m> {
             }
             raw.push(sys::llama_logit_bias { token, bias });
         }
-        let n =
-            i32::try_from(raw.len()).map_err(|_| Error::InvalidParams("too many biases".into()))?;
         let n_vocab = self.sampler.vocab.n_tokens();
-        // SAFETY: `n` entries with ids in range (copied by llama.cpp).
-        let sampler = made("llama_sampler_init_logit_bias", |r| unsafe {
-            sys::ggml_sys_try_llama_sampler_init_logit_bias(n_vocab, n, raw.as_ptr(), r)
-        });
-        self.push(sampler, false)
+        self.push(samplers::logit_bias(n_vocab, &raw), false)
     }
 
     /// The chain.
@@ -394,15 +317,8 @@ impl<'m> SamplerBuilder<'m> {
 impl<'m> Sampler<'m> {
     /// A new chain for `model`'s vocabulary.
     pub fn builder(model: &'m Model) -> SamplerBuilder<'m> {
-        // SAFETY: returns a struct of defaults.
-        let mut params = unsafe { sys::llama_sampler_chain_default_params() };
-        params.no_perf = true;
-        // SAFETY: plain parameters; never NULL (it allocates).
-        let chain = made("llama_sampler_chain_init", |r| unsafe {
-            sys::ggml_sys_try_llama_sampler_chain_init(params, r)
-        });
         // Only a failed allocation of a few bytes can fail here.
-        let chain = NonNull::new(chain.expect("chain")).expect("chain");
+        let chain = samplers::chain(true).ok().flatten().expect("a chain");
         SamplerBuilder {
             sampler: Sampler {
                 chain,
@@ -413,6 +329,13 @@ impl<'m> Sampler<'m> {
             },
             window: (model.n_ctx_train().clamp(1, MAX_PENALTY_WINDOW as u32)) as i32,
         }
+    }
+
+    /// The raw handle of the chain.
+    fn raw(&self) -> RawSampler<'_> {
+        // SAFETY: the chain lives as long as the borrow; `Sampler` is not
+        // `Sync`.
+        unsafe { RawSampler::new(self.chain) }
     }
 
     /// A greedy chain: the most likely token each time (deterministic).
@@ -430,7 +353,7 @@ impl<'m> Sampler<'m> {
     /// NaN or infinite (or a sampler that made one),
     /// [`Error::InvalidParams`] for a context of another model.
     pub fn sample(&mut self, ctx: &Context<'m>, index: usize) -> Result<Token> {
-        if ctx.model().vocab().raw() != self.vocab.raw() {
+        if ctx.model().vocab().raw().as_ptr() != self.vocab.raw().as_ptr() {
             return Err(Error::InvalidParams("a context of another model".into()));
         }
         let logits = ctx.logits_ith(index)?;
@@ -466,16 +389,11 @@ impl<'m> Sampler<'m> {
         // given candidates it can sort: extreme parameters (a temperature
         // near 0, huge penalties) or every token excluded would otherwise
         // hand the next one infinities or NaN probabilities.
-        // SAFETY: a live chain.
-        let members = unsafe { sys::llama_sampler_chain_n(self.chain.as_ptr()) };
-        for i in 0..members {
-            // SAFETY: a live chain; `i` is the index of a member.
-            let member = unsafe { sys::llama_sampler_chain_get(self.chain.as_ptr(), i) };
-            // SAFETY: a member of the chain (each has an `apply`); an array
-            // of candidates with ids in range, finite logits and
-            // probabilities, which it filters, sorts and selects in place.
-            let status = unsafe { sys::ggml_sys_try_llama_sampler_apply(member, &mut array) };
-            barrier::check("llama_sampler_apply", status)?;
+        for i in 0..self.raw().chain_len() {
+            // SAFETY: candidates with ids in the vocabulary, finite logits
+            // and probabilities, in memory live through the call, which the
+            // member filters, sorts and selects in place.
+            unsafe { self.raw().member(i).apply(&mut array) }?;
             self.check_candidates(&array)?;
         }
         let n = array.size;
@@ -521,9 +439,8 @@ impl<'m> Sampler<'m> {
     /// recorded then).
     pub fn accept(&mut self, token: Token) -> Result<()> {
         self.vocab.check(token)?;
+        let chain = self.raw();
         for &i in &self.grammars {
-            // SAFETY: a live chain; `i` is the index of a member.
-            let g = unsafe { sys::llama_sampler_chain_get(self.chain.as_ptr(), i) };
             let mut one = [sys::llama_token_data {
                 id: token,
                 logit: 0.0,
@@ -538,15 +455,13 @@ impl<'m> Sampler<'m> {
             // SAFETY: the grammar sampler alone on one candidate in range:
             // it sets the logit to -inf when the grammar forbids the token
             // (the same rules accepting it would throw on).
-            let status = unsafe { sys::ggml_sys_try_llama_sampler_apply(g, &mut array) };
-            barrier::check("llama_sampler_apply", status)?;
+            unsafe { chain.member(i).apply(&mut array) }?;
             if one[0].logit == f32::NEG_INFINITY {
                 return Err(Error::GrammarRejected { token });
             }
         }
-        // SAFETY: a live chain; a token in range the grammars allow.
-        let status = unsafe { sys::ggml_sys_try_llama_sampler_accept(self.chain.as_ptr(), token) };
-        barrier::check("llama_sampler_accept", status)
+        // SAFETY: a token in range the grammars allow.
+        unsafe { chain.accept(token) }
     }
 
     /// Resets the samplers' state (histories, grammars, RNG seeds kept).
@@ -554,9 +469,7 @@ impl<'m> Sampler<'m> {
     /// # Panics
     /// When llama.cpp runs out of memory rebuilding a grammar's state.
     pub fn reset(&mut self) {
-        // SAFETY: a live chain.
-        let status = unsafe { sys::ggml_sys_try_llama_sampler_reset(self.chain.as_ptr()) };
-        if let Err(e) = barrier::check("llama_sampler_reset", status) {
+        if let Err(e) = self.raw().reset() {
             panic!("{e}");
         }
     }

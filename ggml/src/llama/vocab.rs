@@ -3,14 +3,11 @@
 //! outside the vocabulary), and [`TextStream`], which turns a stream of
 //! tokens into text without ever emitting a broken UTF-8 character.
 
-use std::marker::PhantomData;
-
 use ggml_sys as sys;
 
-use super::barrier;
 use super::error::Error;
 use super::error::Result;
-use super::model::Model;
+use super::raw::RawVocab;
 
 /// A token id. Ids given to this crate are checked against the vocabulary.
 pub type Token = i32;
@@ -18,15 +15,8 @@ pub type Token = i32;
 /// A model's vocabulary, borrowed from it.
 #[derive(Clone, Copy)]
 pub struct Vocab<'m> {
-    raw: *const sys::llama_vocab,
-    _model: PhantomData<&'m Model>,
+    raw: RawVocab<'m>,
 }
-
-// SAFETY: the vocabulary is read-only after loading; llama.cpp documents
-// tokenization as thread-safe.
-unsafe impl Send for Vocab<'_> {}
-// SAFETY: as above.
-unsafe impl Sync for Vocab<'_> {}
 
 impl std::fmt::Debug for Vocab<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -75,40 +65,26 @@ const INLINE_TOKENIZE_BYTES: usize = 2048;
 /// Stack given to the helper thread per byte of text.
 const STACK_PER_BYTE: usize = 512;
 
-/// A vocabulary handle sent to the tokenizing helper thread.
-#[derive(Clone, Copy)]
-struct SendVocab<'m>(Vocab<'m>);
-
-// SAFETY: tokenizing only reads the vocabulary, which llama.cpp documents
-// as thread-safe; the model is `Sync` and outlives the scoped thread.
-unsafe impl Send for SendVocab<'_> {}
-
 fn special(t: Token) -> Option<Token> {
     (t >= 0).then_some(t)
 }
 
 impl<'m> Vocab<'m> {
-    pub(crate) fn new(raw: *const sys::llama_vocab) -> Self {
-        Vocab {
-            raw,
-            _model: PhantomData,
-        }
+    pub(crate) fn new(raw: RawVocab<'m>) -> Self {
+        Vocab { raw }
     }
 
-    pub(crate) fn raw(&self) -> *const sys::llama_vocab {
+    pub(crate) fn raw(&self) -> RawVocab<'m> {
         self.raw
     }
 
     /// Number of tokens.
     pub fn n_tokens(&self) -> i32 {
-        // SAFETY: a live vocabulary (the model outlives 'm); all the calls
-        // below take it and plain values.
-        unsafe { sys::llama_vocab_n_tokens(self.raw) }
+        self.raw.n_tokens()
     }
 
     fn has_tokenizer(&self) -> bool {
-        // SAFETY: see n_tokens.
-        unsafe { sys::llama_vocab_type(self.raw) != sys::LLAMA_VOCAB_TYPE_NONE }
+        self.raw.has_tokenizer()
     }
 
     /// Checks that `token` is in the vocabulary (and that there is one).
@@ -129,45 +105,37 @@ impl<'m> Vocab<'m> {
 
     /// Beginning of sequence.
     pub fn bos(&self) -> Option<Token> {
-        // SAFETY: see n_tokens.
-        special(unsafe { sys::llama_vocab_bos(self.raw) })
+        special(self.raw.bos())
     }
     /// End of sequence.
     pub fn eos(&self) -> Option<Token> {
-        // SAFETY: see n_tokens.
-        special(unsafe { sys::llama_vocab_eos(self.raw) })
+        special(self.raw.eos())
     }
     /// End of turn.
     pub fn eot(&self) -> Option<Token> {
-        // SAFETY: see n_tokens.
-        special(unsafe { sys::llama_vocab_eot(self.raw) })
+        special(self.raw.eot())
     }
     /// Sentence separator.
     pub fn sep(&self) -> Option<Token> {
-        // SAFETY: see n_tokens.
-        special(unsafe { sys::llama_vocab_sep(self.raw) })
+        special(self.raw.sep())
     }
     /// New line.
     pub fn nl(&self) -> Option<Token> {
-        // SAFETY: see n_tokens.
-        special(unsafe { sys::llama_vocab_nl(self.raw) })
+        special(self.raw.nl())
     }
     /// Padding.
     pub fn pad(&self) -> Option<Token> {
-        // SAFETY: see n_tokens.
-        special(unsafe { sys::llama_vocab_pad(self.raw) })
+        special(self.raw.pad())
     }
     /// Whether tokenizing adds a BOS token by default.
     pub fn adds_bos(&self) -> bool {
-        // SAFETY: see n_tokens.
-        unsafe { sys::llama_vocab_get_add_bos(self.raw) }
+        self.raw.adds_bos()
     }
 
     /// Whether `token` ends generation (EOS, EOT, ...); `false` for ids
     /// outside the vocabulary.
     pub fn is_eog(&self, token: Token) -> bool {
-        // SAFETY: see n_tokens; llama.cpp looks the id up in a set (any id).
-        unsafe { sys::llama_vocab_is_eog(self.raw, token) }
+        self.raw.is_eog(token)
     }
 
     /// The token's attributes.
@@ -176,10 +144,7 @@ impl<'m> Vocab<'m> {
     /// As [`Vocab::check`].
     pub fn attrs(&self, token: Token) -> Result<TokenAttrs> {
         self.check(token)?;
-        // SAFETY: an id in range.
-        Ok(TokenAttrs(unsafe {
-            sys::llama_vocab_get_attr(self.raw, token)
-        }))
+        Ok(TokenAttrs(self.raw.attr(token).expect("an id in range")))
     }
 
     /// The token's score.
@@ -188,8 +153,7 @@ impl<'m> Vocab<'m> {
     /// As [`Vocab::check`].
     pub fn score(&self, token: Token) -> Result<f32> {
         self.check(token)?;
-        // SAFETY: an id in range.
-        Ok(unsafe { sys::llama_vocab_get_score(self.raw, token) })
+        Ok(self.raw.score(token).expect("an id in range"))
     }
 
     /// The token's text as stored in the vocabulary (`Ġthe` for GPT-2
@@ -199,10 +163,7 @@ impl<'m> Vocab<'m> {
     /// As [`Vocab::check`].
     pub fn text(&self, token: Token) -> Result<&'m [u8]> {
         self.check(token)?;
-        // SAFETY: an id in range; the string is owned by the model ('m).
-        let p = unsafe { sys::llama_vocab_get_text(self.raw, token) };
-        // SAFETY: a NUL-terminated string owned by the model.
-        Ok(unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes())
+        Ok(self.raw.text(token).expect("an id in range"))
     }
 
     /// Tokenizes `text`: `add_special` adds BOS/EOS as the model wants,
@@ -231,25 +192,23 @@ impl<'m> Vocab<'m> {
         if add_special {
             self.check_add_special()?;
         }
-        let len = i32::try_from(text.len())
-            .ok()
-            .filter(|_| text.len() <= MAX_TOKENIZE_BYTES)
-            .ok_or(Error::TooLong {
+        if text.len() > MAX_TOKENIZE_BYTES {
+            return Err(Error::TooLong {
                 what: "the text to tokenize",
                 len: text.len(),
-            })?;
+            });
+        }
         let tokens = if text.len() <= INLINE_TOKENIZE_BYTES {
-            self.tokenize_here(text, len, add_special, parse_special)?
+            self.tokenize_here(text, add_special, parse_special)?
         } else {
             let stack = (1 << 20) + STACK_PER_BYTE * text.len();
-            let vocab = SendVocab(*self);
+            let vocab = *self;
             std::thread::scope(|scope| {
                 let worker = std::thread::Builder::new()
                     .name("ggml-tokenize".into())
                     .stack_size(stack)
                     .spawn_scoped(scope, move || {
-                        let vocab = vocab;
-                        vocab.0.tokenize_here(text, len, add_special, parse_special)
+                        vocab.tokenize_here(text, add_special, parse_special)
                     })
                     .map_err(|e| Error::NotSupported {
                         call: "tokenize",
@@ -279,14 +238,11 @@ impl<'m> Vocab<'m> {
     /// Whether `add_special` is safe: llama.cpp asserts that the special
     /// tokens it adds exist.
     fn check_add_special(&self) -> Result<()> {
-        // SAFETY: see n_tokens; these getters read fields.
-        let (ty, add_bos, add_eos) = unsafe {
-            (
-                sys::llama_vocab_type(self.raw),
-                sys::llama_vocab_get_add_bos(self.raw),
-                sys::llama_vocab_get_add_eos(self.raw),
-            )
-        };
+        let (ty, add_bos, add_eos) = (
+            self.raw.vocab_type(),
+            self.raw.adds_bos(),
+            self.raw.adds_eos(),
+        );
         let missing = match ty {
             sys::LLAMA_VOCAB_TYPE_WPM => {
                 // BERT's tokenizer adds both whatever its flags say.
@@ -313,7 +269,6 @@ impl<'m> Vocab<'m> {
     fn tokenize_here(
         &self,
         text: &str,
-        len: i32,
         add_special: bool,
         parse_special: bool,
     ) -> Result<Vec<Token>> {
@@ -321,22 +276,9 @@ impl<'m> Vocab<'m> {
         // a huge text does not reserve for it up front.
         let mut tokens = vec![0; (text.len() / 2 + 8).min(1 << 16)];
         loop {
-            let cap = i32::try_from(tokens.len()).unwrap_or(i32::MAX);
-            let mut n = 0;
-            // SAFETY: `text` for `len` bytes; `tokens` has room for `cap`.
-            let status = unsafe {
-                sys::ggml_sys_try_llama_tokenize(
-                    self.raw,
-                    text.as_ptr().cast(),
-                    len,
-                    tokens.as_mut_ptr(),
-                    cap,
-                    add_special,
-                    parse_special,
-                    &mut n,
-                )
-            };
-            barrier::check("llama_tokenize", status)?;
+            let n = self
+                .raw
+                .tokenize(text.as_bytes(), &mut tokens, add_special, parse_special)?;
             if n == i32::MIN {
                 return Err(Error::TooLong {
                     what: "the tokenized text",
@@ -361,20 +303,7 @@ impl<'m> Vocab<'m> {
         self.check(token)?;
         let mut buf = vec![0u8; 32];
         loop {
-            let mut n = 0;
-            // SAFETY: an id in range; a buffer of buf.len() bytes.
-            let status = unsafe {
-                sys::ggml_sys_try_llama_token_to_piece(
-                    self.raw,
-                    token,
-                    buf.as_mut_ptr().cast(),
-                    buf.len() as i32,
-                    0,
-                    special,
-                    &mut n,
-                )
-            };
-            barrier::check("llama_token_to_piece", status)?;
+            let n = self.raw.piece(token, &mut buf, special)?;
             if n >= 0 {
                 buf.truncate(n as usize);
                 return Ok(buf);
@@ -398,28 +327,11 @@ impl<'m> Vocab<'m> {
         for &t in tokens {
             self.check(t)?;
         }
-        let n = i32::try_from(tokens.len()).map_err(|_| Error::TooLong {
-            what: "the tokens to detokenize",
-            len: tokens.len(),
-        })?;
         let mut buf = vec![0u8; tokens.len().saturating_mul(4).saturating_add(16)];
         loop {
-            let cap = i32::try_from(buf.len()).unwrap_or(i32::MAX);
-            let mut got = 0;
-            // SAFETY: every id in range; `n` tokens; a buffer of `cap` bytes.
-            let status = unsafe {
-                sys::ggml_sys_try_llama_detokenize(
-                    self.raw,
-                    tokens.as_ptr(),
-                    n,
-                    buf.as_mut_ptr().cast(),
-                    cap,
-                    remove_special,
-                    unparse_special,
-                    &mut got,
-                )
-            };
-            barrier::check("llama_detokenize", status)?;
+            let got = self
+                .raw
+                .detokenize(tokens, &mut buf, remove_special, unparse_special)?;
             if got >= 0 {
                 buf.truncate(got as usize);
                 return Ok(String::from_utf8_lossy(&buf).into_owned());
