@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::memory::{Lease, OwnedBuffer, Queue};
+use crate::raw;
 use crate::shape;
 use crate::size;
 use crate::tensor::Tensor;
@@ -144,8 +145,7 @@ impl Context {
         };
         // SAFETY: a non-empty buffer, 16-byte aligned (ggml asserts both),
         // that outlives the context: owned by it, freed after `ggml_free`.
-        let raw = unsafe { ggml_sys::ggml_init(params) };
-        let raw = NonNull::new(raw).ok_or_else(failed)?;
+        let raw = unsafe { raw::init_context(params) }.ok_or_else(failed)?;
         Ok(Context {
             raw,
             memory: Some(memory),
@@ -207,8 +207,7 @@ impl Context {
 
     /// Bytes in use.
     pub fn used_mem(&self) -> usize {
-        // SAFETY: a live context.
-        unsafe { ggml_sys::ggml_used_mem(self.raw.as_ptr()) }
+        self.raw().used_mem()
     }
 
     /// Bytes still free.
@@ -219,6 +218,12 @@ impl Context {
     /// Whether tensors get no data here (`no_alloc`).
     pub fn is_no_alloc(&self) -> bool {
         self.no_alloc
+    }
+
+    /// The raw layer's handle of the context.
+    pub(crate) fn raw(&self) -> raw::RawContext<'_> {
+        // SAFETY: live until `self` is dropped, which the borrow outlasts.
+        unsafe { raw::RawContext::new(self.raw) }
     }
 
     /// The raw context, for calls into `ggml-sys`. It stays owned by `self`.
@@ -278,14 +283,7 @@ impl Context {
         self.reserve_tensor(what, ty, ne)?;
         // SAFETY: live context, valid type, a checked shape (ggml's element
         // test holds, sizes fit size_t), room checked exactly as ggml does.
-        let raw = unsafe {
-            ggml_sys::ggml_new_tensor(
-                self.raw.as_ptr(),
-                ty.as_raw(),
-                shape::MAX_DIMS as i32,
-                ne.as_ptr(),
-            )
-        };
+        let raw = unsafe { self.raw().new_tensor(ty.as_raw(), ne) };
         Tensor::from_raw(self, raw)
     }
 
@@ -314,8 +312,7 @@ impl Context {
     /// The tensor named `name`, if this context has one.
     pub fn tensor_by_name(&self, name: &str) -> Option<Tensor<'_>> {
         let name = std::ffi::CString::new(name).ok()?;
-        // SAFETY: live context, NUL-terminated name.
-        let raw = unsafe { ggml_sys::ggml_get_tensor(self.raw.as_ptr(), name.as_ptr()) };
+        let raw = self.raw().tensor_by_name(&name);
         Tensor::from_raw(self, raw).ok()
     }
 
@@ -360,7 +357,7 @@ impl Drop for Context {
         }
         // SAFETY: the context is live and dropped once; every tensor handle
         // borrowed it, so none is left. Its memory is freed after this.
-        unsafe { ggml_sys::ggml_free(self.raw.as_ptr()) };
+        unsafe { raw::free_context(self.raw) };
     }
 }
 

@@ -342,11 +342,10 @@ pub fn from_f32(
                     // n_rows rows of `ty`; block size, imatrix presence, length
                     // and values were checked.
                     let written = unsafe {
-                        ggml_sys::ggml_quantize_chunk(
+                        crate::raw::quantize_rows(
                             ty.as_raw(),
-                            s.as_ptr(),
-                            d.as_mut_ptr().cast(),
-                            0,
+                            s,
+                            d,
                             n_rows,
                             row_len as i64,
                             imatrix_addr as *const f32,

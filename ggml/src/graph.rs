@@ -8,6 +8,7 @@ use std::ptr::NonNull;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::raw::RawGraph;
 use crate::size;
 use crate::tensor::Tensor;
 use crate::TensorData;
@@ -78,8 +79,8 @@ impl Visited {
     }
 
     fn with_bitmap_limit(ctx: &Context, max_bitmap_bytes: usize) -> Self {
-        // SAFETY: a live context; its buffer is fixed for its lifetime.
-        let base = unsafe { ggml_sys::ggml_get_mem_buffer(ctx.as_ptr()) } as usize;
+        // A live context's buffer is fixed for its lifetime.
+        let base = ctx.raw().mem_buffer() as usize;
         let granules = (ctx.used_mem() >> GRANULE_SHIFT) + 1;
         let words = granules.div_ceil(64);
         let words = if words * 8 <= max_bitmap_bytes {
@@ -170,7 +171,7 @@ impl Context {
         for t in outputs {
             // SAFETY: a live tensor of this context. Flagged, an output keeps
             // its value when an allocator reuses intermediates' memory.
-            unsafe { ggml_sys::ggml_set_output(t.as_ptr()) };
+            unsafe { t.raw().set_output() };
         }
         let order = post_order(self, outputs);
         let capacity = order.len().max(1);
@@ -179,17 +180,18 @@ impl Context {
         })?;
         // SAFETY: live context with room for the graph (checked exactly as
         // ggml_new_object does, so ggml does not fail to allocate it).
-        let raw = unsafe { ggml_sys::ggml_new_graph_custom(self.as_ptr(), capacity, false) };
-        let raw = NonNull::new(raw).ok_or(Error::OutOfMemory {
+        let raw = unsafe { self.raw().new_graph(capacity) }.ok_or(Error::OutOfMemory {
             what: format!("a graph of {capacity} nodes"),
             needed: size::graph_bytes(capacity).unwrap_or(usize::MAX),
             available: self.free_mem(),
             mem_size: self.mem_size(),
         })?;
+        // SAFETY: a graph of this context, which `self` keeps alive.
+        let handle = unsafe { RawGraph::new(raw) };
         for &node in &order {
             // SAFETY: parents come first, so each call visits one new node
             // (shallow recursion in ggml); the graph has room for all of them.
-            unsafe { ggml_sys::ggml_build_forward_expand(raw.as_ptr(), node) };
+            unsafe { handle.expand(node) };
         }
         Ok(Graph {
             raw,
@@ -213,8 +215,8 @@ impl<'ctx> Graph<'ctx> {
 
     /// Number of nodes (computed tensors).
     pub fn n_nodes(&self) -> usize {
-        // SAFETY: a live graph.
-        unsafe { ggml_sys::ggml_graph_n_nodes(self.raw.as_ptr()) as usize }
+        // SAFETY: a graph of a context `'ctx` keeps alive.
+        unsafe { RawGraph::new(self.raw) }.n_nodes()
     }
 
     /// Nodes and leaves the graph was sized for.

@@ -16,15 +16,9 @@ pub fn ensure() -> Result<()> {
     INIT.get_or_init(|| {
         ggml_sys::abi::check()?;
         #[cfg(ggml_cpu_backend)]
-        // SAFETY: idempotent initialisation of the CPU backend's lookup tables.
-        unsafe {
-            ggml_sys::ggml_cpu_init()
-        };
+        crate::raw::cpu_init();
         #[cfg(not(ggml_cpu_backend))]
-        // SAFETY: loads the backend modules of the install; idempotent.
-        unsafe {
-            ggml_sys::ggml_backend_load_all()
-        };
+        crate::raw::load_all_backends();
         Ok(())
     })
     .clone()

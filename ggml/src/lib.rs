@@ -124,6 +124,7 @@ mod init;
 mod layout;
 pub mod llama;
 mod memory;
+mod raw;
 pub mod ops;
 pub mod shape;
 pub mod size;

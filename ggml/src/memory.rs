@@ -221,7 +221,7 @@ impl Drop for OwnedBuffer {
     fn drop(&mut self) {
         // SAFETY: a buffer ggml allocated for us, freed once. Its tensors'
         // context is being dropped (buffers are only freed with it).
-        unsafe { ggml_sys::ggml_backend_buffer_free(self.0.as_ptr()) };
+        unsafe { crate::raw::free_buffer(self.0) };
     }
 }
 
@@ -318,16 +318,15 @@ impl Context {
             }
         }
         // Views of cleared tensors hold their old addresses too.
-        // SAFETY: walking the context's own tensor list; as above.
-        unsafe {
-            let mut t = ggml_sys::ggml_get_first_tensor(self.as_ptr());
-            while !t.is_null() {
+        for t in self.raw().tensors() {
+            let t = t.as_ptr();
+            // SAFETY: a tensor of the context's own list; as above.
+            unsafe {
                 let src = (*t).view_src;
                 if !src.is_null() && (*src).data.is_null() {
                     (*t).data = std::ptr::null_mut();
                     (*t).buffer = std::ptr::null_mut();
                 }
-                t = ggml_sys::ggml_get_next_tensor(self.as_ptr(), t);
             }
         }
         self.memory_changed();
@@ -466,7 +465,7 @@ impl Context {
             return Place::Arena;
         }
         // SAFETY: after a sweep, a non-null buffer is owned or leased, live.
-        let host = unsafe { ggml_sys::ggml_backend_buffer_is_host(buffer) };
+        let host = unsafe { crate::raw::buffer_is_host(buffer) };
         if self.buffers.borrow().iter().any(|b| b.0.as_ptr() == buffer) {
             Place::Owned { host }
         } else {
@@ -487,7 +486,7 @@ impl Context {
                 let root = (*raw).view_src;
                 (*raw).data = (*root).data.cast::<u8>().add((*raw).view_offs).cast();
             } else if (*raw).buffer.is_null() {
-                ggml_sys::ggml_backend_view_init(raw);
+                crate::raw::view_init(raw);
             }
         }
     }

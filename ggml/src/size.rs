@@ -160,8 +160,7 @@ fn object_header() -> usize {
 /// it sits on every op's room check).
 pub(crate) fn tensor_overhead() -> usize {
     static OVERHEAD: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    // SAFETY: a constant query.
-    *OVERHEAD.get_or_init(|| unsafe { ggml_sys::ggml_tensor_overhead() })
+    *OVERHEAD.get_or_init(crate::raw::tensor_overhead)
 }
 
 /// Bytes a context spends on a tensor whose own data is `data` bytes (0 for
@@ -182,14 +181,14 @@ pub(crate) fn graph_bytes(nodes: usize) -> Option<usize> {
     // 64-bit size_t.
     #[cfg(target_pointer_width = "64")]
     // SAFETY: as said above.
-    return Some(unsafe { ggml_sys::ggml_graph_overhead_custom(nodes, false) });
+    return Some(unsafe { crate::raw::graph_overhead(nodes) });
     #[cfg(not(target_pointer_width = "64"))]
     {
         if nodes > (1 << 24) {
             return None;
         }
         // SAFETY: as above, small enough for a 32-bit size_t.
-        Some(unsafe { ggml_sys::ggml_graph_overhead_custom(nodes, false) })
+        Some(unsafe { crate::raw::graph_overhead(nodes) })
     }
 }
 
@@ -216,12 +215,12 @@ pub(crate) unsafe fn placement_bytes(
     copies: usize,
 ) -> Option<usize> {
     // SAFETY: the caller's contract.
-    let align = unsafe { ggml_sys::ggml_backend_buft_get_alignment(buft) }.max(1);
+    let align = unsafe { crate::raw::buft_alignment(buft) }.max(1);
     let mut total = 0usize;
     for t in tensors {
         // SAFETY: the caller's contract; the size of a tensor whose own size
         // was checked when it was made.
-        let size = unsafe { ggml_sys::ggml_backend_buft_get_alloc_size(buft, t) };
+        let size = unsafe { crate::raw::buft_alloc_size(buft, t) };
         let padded = if align.is_power_of_two() {
             pad(size, align)?
         } else {

@@ -42,6 +42,12 @@ impl<'ctx> Tensor<'ctx> {
         Tensor { raw, ctx }
     }
 
+    /// The raw layer's handle of the tensor.
+    pub(crate) fn raw(&self) -> crate::raw::RawTensor<'ctx> {
+        // SAFETY: live while its context is, which `'ctx` borrows.
+        unsafe { crate::raw::RawTensor::new(self.raw) }
+    }
+
     /// The raw tensor, for calls into `ggml-sys`. It stays owned by the context.
     pub fn as_ptr(&self) -> *mut ggml_sys::ggml_tensor {
         self.raw.as_ptr()
@@ -95,20 +101,17 @@ impl<'ctx> Tensor<'ctx> {
 
     /// Bytes the data spans.
     pub fn nbytes(&self) -> usize {
-        // SAFETY: a live tensor.
-        unsafe { ggml_sys::ggml_nbytes(self.raw.as_ptr()) }
+        self.raw().nbytes()
     }
 
     /// Whether the elements are laid out densely in ggml's order.
     pub fn is_contiguous(&self) -> bool {
-        // SAFETY: a live tensor.
-        unsafe { ggml_sys::ggml_is_contiguous(self.raw.as_ptr()) }
+        self.raw().is_contiguous()
     }
 
     /// Whether `ne[0]` is not the fastest-moving axis in memory.
     pub fn is_transposed(&self) -> bool {
-        // SAFETY: a live tensor.
-        unsafe { ggml_sys::ggml_is_transposed(self.raw.as_ptr()) }
+        self.raw().is_transposed()
     }
 
     /// Whether each row (`ne[0]` values) is dense, as quantized data requires.
@@ -183,7 +186,7 @@ impl<'ctx> Tensor<'ctx> {
         let c = std::ffi::CString::new(&name[..end]).expect("no NUL");
         // SAFETY: a live tensor; ggml copies at most GGML_MAX_NAME bytes. No
         // Rust reference to the name field is alive (`name` copies it out).
-        unsafe { ggml_sys::ggml_set_name(self.raw.as_ptr(), c.as_ptr()) };
+        unsafe { self.raw().set_name(&c) };
         *self
     }
 

@@ -152,7 +152,7 @@ impl Type {
             for &ty in Type::ALL {
                 // SAFETY: `ty` is a type of this library (the ABI guard checked
                 // that it has every type of the bindings); the table is static.
-                let traits = unsafe { &*ggml_sys::ggml_get_type_traits(ty.as_raw()) };
+                let traits = unsafe { crate::raw::type_traits(ty.as_raw()) };
                 // SAFETY: type names are static NUL-terminated strings.
                 let name = unsafe { CStr::from_ptr(traits.type_name) };
                 table[ty.as_raw() as usize] = TypeInfo {
@@ -226,8 +226,7 @@ impl Type {
 
     /// Whether quantizing to this type needs an importance matrix.
     pub fn requires_imatrix(self) -> bool {
-        // SAFETY: a valid type; the function only compares it.
-        unsafe { ggml_sys::ggml_quantize_requires_imatrix(self.as_raw()) }
+        crate::raw::quantize_requires_imatrix(self.as_raw())
     }
 
     /// Whether `ggml_quantize_chunk` can produce this type (from f32).

@@ -34,7 +34,7 @@ impl Staging {
         // SAFETY: `t` is in a live backend buffer (its root's, checked by
         // `place`), allocated; 0 + len == nbytes, the bound ggml asserts; the
         // staging buffer holds len bytes and overlaps no tensor.
-        unsafe { ggml_sys::ggml_backend_tensor_get(t.as_ptr(), self.ptr().cast(), 0, self.len) };
+        unsafe { crate::raw::tensor_get(t.as_ptr(), self.ptr().cast(), self.len) };
     }
 
     /// Copies the bytes back out to the tensor.
@@ -43,7 +43,7 @@ impl Staging {
             return;
         }
         // SAFETY: as in `download`.
-        unsafe { ggml_sys::ggml_backend_tensor_set(t.as_ptr(), self.ptr().cast(), 0, self.len) };
+        unsafe { crate::raw::tensor_set(t.as_ptr(), self.ptr().cast(), self.len) };
     }
 }
 

@@ -142,9 +142,7 @@ pub(crate) fn op_name(op: ggml_sys::ggml_op) -> &'static str {
     if let Some(c) = contract(op) {
         return c.name;
     }
-    // SAFETY: ggml returns a static NUL-terminated name for any op value.
-    unsafe { std::ffi::CStr::from_ptr(ggml_sys::ggml_op_name(op)) }
-        .to_str()
+    crate::raw::op_name(op).to_str()
         .unwrap_or("?")
 }
 
