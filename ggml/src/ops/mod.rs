@@ -142,8 +142,7 @@ pub(crate) fn op_name(op: ggml_sys::ggml_op) -> &'static str {
     if let Some(c) = contract(op) {
         return c.name;
     }
-    crate::raw::op_name(op).to_str()
-        .unwrap_or("?")
+    crate::raw::op_name(op).to_str().unwrap_or("?")
 }
 
 /// Whether `n` fits the C `int` ggml's CPU kernels count some loops in
