@@ -24,13 +24,3 @@ pub fn ensure() -> Result<()> {
     .clone()
     .map_err(Into::into)
 }
-
-/// Like [`ensure`], for places that cannot return an error.
-///
-/// # Panics
-/// When the ABI guard failed (no context can have been created then).
-pub fn ensure_or_panic() {
-    if let Err(err) = ensure() {
-        panic!("{err}");
-    }
-}

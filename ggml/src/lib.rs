@@ -115,6 +115,8 @@
 
 pub mod backend;
 mod context;
+// Until the backend layer follows the move of `memory` under `context`.
+use context as memory;
 pub mod convert;
 mod data;
 mod error;
@@ -123,7 +125,6 @@ mod graph;
 mod init;
 mod layout;
 pub mod llama;
-mod memory;
 pub mod ops;
 mod raw;
 pub mod shape;

@@ -39,7 +39,26 @@ fn too_large(what: &'static str, ty: Type, ne: &Ne, limit: &'static str) -> Erro
 /// Bytes of a row of `n` values of `ty` as ggml computes it
 /// (`type_size * n / block_size`), or `None` if `type_size * n` overflows.
 pub(crate) fn row_bytes(ty: Type, n: usize) -> Option<usize> {
-    ty.type_size().checked_mul(n).map(|b| b / ty.block_size())
+    ty.row_size(n)
+}
+
+impl Type {
+    /// Checks that rows of `row_len` values are whole blocks of this type.
+    ///
+    /// # Errors
+    /// [`Error::BlockSize`] naming the type, its block size and the length.
+    pub fn check_row_len(self, row_len: usize) -> Result<()> {
+        let block_size = self.block_size();
+        if row_len % block_size == 0 {
+            Ok(())
+        } else {
+            Err(Error::BlockSize {
+                ty: self,
+                block_size,
+                row_len,
+            })
+        }
+    }
 }
 
 /// Checks `ne` as the shape of a tensor of `ty`, whatever context it lives

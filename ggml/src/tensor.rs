@@ -163,7 +163,7 @@ impl<'ctx> Tensor<'ctx> {
         self.is_empty()
             || self
                 .ctx
-                .pinned_placement(|| self.ctx.place(self) != crate::memory::Place::Nowhere)
+                .pinned_placement(|| self.ctx.place(self) != crate::context::Place::Nowhere)
     }
 
     /// The tensor's name (empty when unnamed).

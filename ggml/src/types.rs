@@ -5,8 +5,6 @@ use std::ffi::CStr;
 use std::fmt;
 use std::sync::OnceLock;
 
-use crate::error::{Error, Result};
-
 /// Entries of the type table (`GGML_TYPE_COUNT`; some values are unused).
 const TYPE_COUNT: usize = ggml_sys::GGML_TYPE_COUNT as usize;
 
@@ -49,14 +47,14 @@ macro_rules! types {
             pub const ALL: &'static [Type] = &[$(Type::$variant,)*];
         }
 
-        impl TryFrom<ggml_sys::ggml_type> for Type {
-            type Error = Error;
-
-            /// Converts a raw `ggml_type`; a value this crate does not know is an error.
-            fn try_from(value: ggml_sys::ggml_type) -> Result<Self> {
+        impl Type {
+            /// The type of a raw `ggml_type` value, if this crate knows it
+            /// (the fallible conversion, `Type::try_from`, is in the error
+            /// module, which sits above this one).
+            pub(crate) fn from_raw(value: ggml_sys::ggml_type) -> Option<Type> {
                 match value {
-                    $(ggml_sys::$constant => Ok(Type::$variant),)*
-                    other => Err(Error::UnknownType(other)),
+                    $(ggml_sys::$constant => Some(Type::$variant),)*
+                    _ => None,
                 }
             }
         }
@@ -147,7 +145,10 @@ impl Type {
     fn info(self) -> &'static TypeInfo {
         static TABLE: OnceLock<[TypeInfo; TYPE_COUNT]> = OnceLock::new();
         let table = TABLE.get_or_init(|| {
-            crate::init::ensure_or_panic();
+            // The ABI guard first (no context can exist if it failed).
+            if let Err(err) = ggml_sys::abi::check() {
+                panic!("{err}");
+            }
             let mut table = [TypeInfo::UNKNOWN; TYPE_COUNT];
             for &ty in Type::ALL {
                 // SAFETY: `ty` is a type of this library (the ABI guard checked
@@ -197,7 +198,8 @@ impl Type {
     /// ggml computes it (`type_size * n / block_size`), or `None` when that
     /// overflows `usize`.
     pub fn row_size(self, n: usize) -> Option<usize> {
-        crate::size::row_bytes(self, n)
+        let info = self.info();
+        info.type_size.checked_mul(n).map(|b| b / info.block_size)
     }
 
     /// [`Type::row_size`] for rows of tensors whose shapes passed the size
@@ -205,23 +207,6 @@ impl Type {
     pub(crate) fn row_bytes(self, n: usize) -> usize {
         let info = self.info();
         n * info.type_size / info.block_size
-    }
-
-    /// Checks that rows of `row_len` values are whole blocks of this type.
-    ///
-    /// # Errors
-    /// [`Error::BlockSize`] naming the type, its block size and the length.
-    pub fn check_row_len(self, row_len: usize) -> Result<()> {
-        let block_size = self.block_size();
-        if row_len % block_size == 0 {
-            Ok(())
-        } else {
-            Err(Error::BlockSize {
-                ty: self,
-                block_size,
-                row_len,
-            })
-        }
     }
 
     /// Whether quantizing to this type needs an importance matrix.

@@ -3,8 +3,8 @@
 //! `ggml_backend_tensor_get` / `_set`. The conversions above work on either.
 
 use crate::context::Context;
+use crate::context::Place;
 use crate::error::{Error, Result};
-use crate::memory::Place;
 use crate::tensor::Tensor;
 
 /// A host copy of a tensor's span (gaps of a strided tensor included),

@@ -422,11 +422,24 @@ unsafe fn write_array<E: Element, S: Data<Elem = E>, D: Dimension>(
     unsafe { write_f32(t, base, &values, imatrix) }
 }
 
-impl<'ctx> TensorData<'ctx> {
-    pub(crate) fn new(ctx: &'ctx Context) -> Self {
-        TensorData { ctx }
+impl Context {
+    /// The context's data access token, through which tensor data is viewed,
+    /// copied and computed.
+    ///
+    /// There is one per context at a time: while it lives, a second call
+    /// returns [`Error::DataBorrowed`].
+    ///
+    /// # Errors
+    /// [`Error::DataBorrowed`] while another token of this context exists.
+    pub fn data(&self) -> Result<TensorData<'_>> {
+        if !self.take_data() {
+            return Err(Error::DataBorrowed);
+        }
+        Ok(TensorData { ctx: self })
     }
+}
 
+impl<'ctx> TensorData<'ctx> {
     /// The context whose data this is.
     pub fn context(&self) -> &'ctx Context {
         self.ctx

@@ -596,3 +596,14 @@ impl Error {
         }
     }
 }
+
+/// The fallible conversion of a raw type value, here because the type table
+/// (`types`) sits beneath this module and knows nothing of errors.
+impl TryFrom<ggml_sys::ggml_type> for Type {
+    type Error = Error;
+
+    /// Converts a raw `ggml_type`; a value this crate does not know is an error.
+    fn try_from(value: ggml_sys::ggml_type) -> Result<Self> {
+        Type::from_raw(value).ok_or(Error::UnknownType(value))
+    }
+}

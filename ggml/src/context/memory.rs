@@ -31,7 +31,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use crate::context::Context;
+use super::Context;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 

@@ -1,18 +1,23 @@
 //! [`Context`]: a ggml memory arena that owns tensors and graphs, and frees them
-//! all at once when dropped.
+//! all at once when dropped; with its memory (`memory`: where each tensor's
+//! bytes live, the leases and pins that keep them alive).
+
+mod memory;
+
+pub(crate) use memory::{
+    is_unplaced_root, now_placed, Deferred, Epoch, Lease, OwnedBuffer, Pins, Place, Queue,
+};
 
 use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::memory::{Lease, OwnedBuffer, Queue};
 use crate::raw;
 use crate::shape;
 use crate::size;
 use crate::tensor::Tensor;
 use crate::types::Type;
-use crate::TensorData;
 
 /// Memory of a context: an allocation of ours, obtained zeroed, or a
 /// caller's `Vec<u8>`. Either way every byte ggml hands out as tensor data is
@@ -50,7 +55,7 @@ impl Drop for Memory {
 ///
 /// Tensors are [`Tensor`] handles that borrow the context, so none can outlive
 /// it. Reading or writing tensor data goes through the context's single
-/// [`TensorData`] token ([`Context::data`]), which is how the borrow checker
+/// [`TensorData`](crate::TensorData) token ([`Context::data`]), which is how the borrow checker
 /// keeps views and computations from aliasing.
 pub struct Context {
     raw: NonNull<ggml_sys::ggml_context>,
@@ -316,21 +321,13 @@ impl Context {
         Tensor::from_raw(self, raw).ok()
     }
 
-    /// The context's data access token, through which tensor data is viewed,
-    /// copied and computed.
-    ///
-    /// There is one per context at a time: while it lives, a second call
-    /// returns [`Error::DataBorrowed`].
-    ///
-    /// # Errors
-    /// [`Error::DataBorrowed`] while another token of this context exists.
-    pub fn data(&self) -> Result<TensorData<'_>> {
-        if self.data_taken.replace(true) {
-            return Err(Error::DataBorrowed);
-        }
-        Ok(TensorData::new(self))
+    /// Marks the data token taken; false when it already was (the token,
+    /// [`Context::data`], is made in `data`, above this module).
+    pub(crate) fn take_data(&self) -> bool {
+        !self.data_taken.replace(true)
     }
 
+    /// Marks the data token returned (its drop).
     pub(crate) fn release_data(&self) {
         self.data_taken.set(false);
     }
