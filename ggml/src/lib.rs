@@ -99,6 +99,16 @@
 //!   beyond ±2³⁰ ([`Error::NonFinite`], [`Error::OutOfRange`]);
 //! - thread counts are clamped to [`MAX_THREADS`].
 //!
+//! # Layers
+//!
+//! Modules use the ones beneath them, never one above (the one loop is a
+//! [`Tensor`] and its [`Context`]): the vocabulary (types, shapes, checked
+//! [`size`]s, errors), then [`convert`], contexts and tensors, the
+//! [`TensorData`] token, [`ops`], graphs, [`backend`], [`gguf`] and, on top,
+//! [`llama`] with its own error type. C is called from three private raw
+//! layers, the op builders and the conversions' row kernels. The map, and
+//! what each module may call: `docs/architecture.md` in the repository.
+//!
 //! # Linking
 //!
 //! See the `ggml-sys-2` crate ([`sys`]): a pinned llama.cpp built from source
