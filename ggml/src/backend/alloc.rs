@@ -7,6 +7,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::buffer::{check_placement, zero_buffers_of};
+use super::raw::{self, RawGallocr};
 use super::{Backend, BufferType};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
@@ -38,9 +39,7 @@ pub struct GraphAllocator {
 unsafe impl Send for GraphAllocator {}
 
 fn new_raw(buffer_type: BufferType) -> Result<NonNull<ggml_sys::ggml_gallocr>> {
-    // SAFETY: a live buffer type (one, so `n_bufs >= 1`).
-    let raw = unsafe { ggml_sys::ggml_gallocr_new(buffer_type.as_ptr()) };
-    NonNull::new(raw).ok_or_else(|| Error::BufferAlloc {
+    raw::new_gallocr(buffer_type.raw()).ok_or_else(|| Error::BufferAlloc {
         buffer_type: buffer_type.name(),
         size: 0,
         detail: " (graph allocator)".into(),
@@ -70,6 +69,13 @@ impl GraphAllocator {
         GraphAllocator::new(backend.buffer_type())
     }
 
+    /// The raw layer's handle of the allocator.
+    fn raw(&self) -> RawGallocr<'_> {
+        // SAFETY: live until `self` is dropped (or replaced, which takes
+        // `&mut self`), which the borrow outlasts.
+        unsafe { RawGallocr::new(self.raw) }
+    }
+
     /// The compute buffer's memory.
     pub fn buffer_type(&self) -> BufferType {
         self.buffer_type
@@ -77,8 +83,7 @@ impl GraphAllocator {
 
     /// Bytes of the compute buffer now.
     pub fn buffer_size(&self) -> usize {
-        // SAFETY: a live allocator; buffer 0 exists (one buffer type).
-        unsafe { ggml_sys::ggml_gallocr_get_buffer_size(self.raw.as_ptr(), 0) }
+        self.raw().buffer_size()
     }
 
     /// Sizes the compute buffer for `graph` (the largest of a family of
@@ -93,8 +98,7 @@ impl GraphAllocator {
         self.check_size(graph)?;
         let epoch = self.epoch.clone();
         let (guard, _) = epoch.advance()?;
-        // SAFETY: a live allocator and graph; reserving writes no tensor.
-        let ok = unsafe { ggml_sys::ggml_gallocr_reserve(self.raw.as_ptr(), graph.as_ptr()) };
+        let ok = self.raw().reserve(graph);
         let result = if ok { Ok(()) } else { Err(self.restart()) };
         self.size = self.buffer_size();
         drop(guard);
@@ -118,24 +122,23 @@ impl GraphAllocator {
         ctx.sweep();
         let mut pending = Vec::new();
         for t in graph.tensors() {
-            let raw = t.as_ptr();
-            // SAFETY: a live tensor of the graph; fields copied out.
-            let (view_src, data, buffer) = unsafe { ((*raw).view_src, (*raw).data, (*raw).buffer) };
-            if !view_src.is_null() {
+            let memory = raw::tensor_memory(&t);
+            if memory.is_view {
                 continue;
             }
-            if data.is_null() && !buffer.is_null() {
+            if !memory.has_data && memory.has_buffer {
                 // Another allocator's empty tensor: ggml would assert that it
                 // has no buffer.
                 return Err(Error::Busy {
                     what: "an empty tensor of the graph holds memory of another allocator",
                 });
             }
-            if data.is_null() {
+            if !memory.has_data {
                 if t.op() == ggml_sys::GGML_OP_NONE {
-                    // SAFETY: a live tensor. An input keeps its value: ggml
-                    // would otherwise let an in-place op overwrite it.
-                    unsafe { ggml_sys::ggml_set_output(raw) };
+                    // SAFETY: a live tensor, no reference to whose flags is
+                    // alive. An input keeps its value: ggml would otherwise
+                    // let an in-place op overwrite it.
+                    unsafe { t.raw().set_output() };
                 }
                 pending.push(t);
             }
@@ -152,12 +155,12 @@ impl GraphAllocator {
         // the node and leaf counts match and the nodes fit, without checking
         // the leaves, and places a leaf the old plan had as external at
         // `buffers[-1]` (a wild pointer).
-        // SAFETY: a live allocator; a graph of this crate, whose view
-        // sources are all in it; its unallocated tensors have neither data
-        // nor buffer.
-        let ok = unsafe {
-            ggml_sys::ggml_gallocr_reserve(self.raw.as_ptr(), graph.as_ptr())
-                && ggml_sys::ggml_gallocr_alloc_graph(self.raw.as_ptr(), graph.as_ptr())
+        let galloc = self.raw();
+        let ok = galloc.reserve(graph) && {
+            // SAFETY: planned for this graph just now; a graph of this crate,
+            // whose view sources are all in it; its unallocated tensors have
+            // neither data nor buffer; its sizes checked (`check_size`).
+            unsafe { galloc.alloc_graph(graph) }
         };
         let placed = now_placed(&pending);
         if !ok {
@@ -185,10 +188,7 @@ impl GraphAllocator {
             self.buffer_type,
             // Every tensor that owns memory: the ones placed by this
             // allocator before are placed again.
-            graph.tensors().filter(|t| {
-                // SAFETY: live tensors of the graph; a field copied out.
-                unsafe { (*t.as_ptr()).view_src.is_null() }
-            }),
+            graph.tensors().filter(|t| !raw::tensor_memory(t).is_view),
             1,
         )
     }
@@ -200,7 +200,7 @@ impl GraphAllocator {
         if let Ok(fresh) = new_raw(self.buffer_type) {
             // SAFETY: the old allocator, freed once; its leases ended (the
             // caller holds the advanced epoch).
-            unsafe { ggml_sys::ggml_gallocr_free(self.raw.as_ptr()) };
+            unsafe { raw::free_gallocr(self.raw) };
             self.raw = fresh;
         }
         self.size = 0;
@@ -214,12 +214,12 @@ impl GraphAllocator {
 
 impl Drop for GraphAllocator {
     fn drop(&mut self) {
-        let raw = self.raw;
+        let galloc = self.raw;
         // Freed once no context uses the memory: now, or (dropped from
         // inside a computation on this thread) when that computation ends.
         self.epoch.retire(Deferred(Box::new(move || {
             // SAFETY: a live allocator, freed once, with every lease ended.
-            unsafe { ggml_sys::ggml_gallocr_free(raw.as_ptr()) }
+            unsafe { raw::free_gallocr(galloc) }
         })));
     }
 }

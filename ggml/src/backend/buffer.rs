@@ -2,10 +2,10 @@
 //! plain host memory), and [`Context::allocate`], which places a `no_alloc`
 //! context's tensors in one buffer of it that the context then owns.
 
-use std::ffi::CStr;
 use std::fmt;
 use std::ptr::NonNull;
 
+use super::raw::{self, RawBuffer, RawBufferType};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::memory::{is_unplaced_root, OwnedBuffer};
@@ -16,7 +16,7 @@ use crate::tensor::Tensor;
 ///
 /// A `Copy` handle: buffer types are static objects of their backends.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct BufferType(NonNull<ggml_sys::ggml_backend_buffer_type>);
+pub struct BufferType(RawBufferType<'static>);
 
 // SAFETY: buffer types are static and immutable; their queries and
 // allocations are thread-safe in every ggml backend.
@@ -25,12 +25,13 @@ unsafe impl Send for BufferType {}
 unsafe impl Sync for BufferType {}
 
 impl BufferType {
-    pub(crate) fn from_raw(raw: ggml_sys::ggml_backend_buffer_type_t) -> Option<Self> {
-        NonNull::new(raw).map(BufferType)
+    pub(crate) fn from_raw(raw: RawBufferType<'static>) -> Self {
+        BufferType(raw)
     }
 
-    pub(crate) fn as_ptr(&self) -> ggml_sys::ggml_backend_buffer_type_t {
-        self.0.as_ptr()
+    /// The raw layer's handle of the buffer type.
+    pub(crate) fn raw(&self) -> RawBufferType<'static> {
+        self.0
     }
 
     /// Plain host memory, as the CPU backend uses.
@@ -39,37 +40,31 @@ impl BufferType {
     /// [`Error::Abi`] when the loaded library does not match the bindings.
     pub fn cpu() -> Result<BufferType> {
         crate::init::ensure()?;
-        // SAFETY: a static buffer type of ggml-base.
-        let raw = unsafe { ggml_sys::ggml_backend_cpu_buffer_type() };
-        Ok(BufferType::from_raw(raw).expect("ggml has a CPU buffer type"))
+        Ok(BufferType(
+            raw::cpu_buffer_type().expect("ggml has a CPU buffer type"),
+        ))
     }
 
     /// Name (`"CPU"`, `"CUDA0"`, `"CUDA_Host"`, ...).
     pub fn name(&self) -> String {
-        // SAFETY: a live buffer type; a static NUL-terminated name.
-        unsafe { CStr::from_ptr(ggml_sys::ggml_backend_buft_name(self.as_ptr())) }
-            .to_string_lossy()
-            .into_owned()
+        self.0.name()
     }
 
     /// Alignment of the tensors placed in it, in bytes.
     pub fn alignment(&self) -> usize {
-        // SAFETY: a live buffer type.
-        unsafe { ggml_sys::ggml_backend_buft_get_alignment(self.as_ptr()) }
+        self.0.alignment()
     }
 
     /// Largest single buffer it allocates (larger requests are split over
     /// several buffers).
     pub fn max_size(&self) -> usize {
-        // SAFETY: a live buffer type.
-        unsafe { ggml_sys::ggml_backend_buft_get_max_size(self.as_ptr()) }
+        self.0.max_size()
     }
 
     /// Whether the host can address its memory directly (tensors in it can
     /// be viewed zero-copy).
     pub fn is_host(&self) -> bool {
-        // SAFETY: a live buffer type.
-        unsafe { ggml_sys::ggml_backend_buft_is_host(self.as_ptr()) }
+        self.0.is_host()
     }
 }
 
@@ -87,26 +82,26 @@ impl fmt::Debug for BufferType {
 /// initialised.
 pub(crate) fn zero_buffers_of(
     placed: &[NonNull<ggml_sys::ggml_tensor>],
-    buffer_type: Option<ggml_sys::ggml_backend_buffer_type_t>,
+    buffer_type: Option<RawBufferType<'static>>,
 ) {
-    let mut cleared: Vec<*mut ggml_sys::ggml_backend_buffer> = Vec::new();
+    let mut cleared: Vec<RawBuffer<'_>> = Vec::new();
     for t in placed {
         // SAFETY: a tensor just placed in a live buffer (or none, if empty).
-        let buffer = unsafe { (*t.as_ptr()).buffer };
-        if buffer.is_null() || cleared.contains(&buffer) {
+        let Some(buffer) = (unsafe { raw::buffer_of(t.as_ptr()) }) else {
+            continue;
+        };
+        if cleared.contains(&buffer) {
             continue;
         }
-        // SAFETY: a live buffer.
-        let of_type = unsafe { ggml_sys::ggml_backend_buffer_get_type(buffer) };
-        if buffer_type.is_none_or(|b| b == of_type) {
+        let of_type = buffer.buffer_type();
+        if buffer_type.is_none_or(|b| Some(b) == of_type) {
             // SAFETY: a live buffer nothing computes on now.
-            unsafe { ggml_sys::ggml_backend_buffer_clear(buffer, 0) };
+            unsafe { buffer.clear(0) };
             cleared.push(buffer);
         }
     }
 }
 
-/// Tensors of `ctx` that own memory (not views) and have none yet.
 /// Refuses placing `tensors` (`copies` times each) in memory of
 /// `buffer_type` when their sizes add up to more than
 /// [`MAX_BYTES`](crate::size::MAX_BYTES): ggml sums them unchecked, and a
@@ -124,7 +119,7 @@ pub(crate) fn check_placement<'a>(
     // context).
     let total = unsafe {
         crate::size::placement_bytes(
-            buffer_type.as_ptr(),
+            buffer_type.raw().as_ptr(),
             tensors.into_iter().map(|t| t.as_ptr()),
             copies,
         )
@@ -139,19 +134,15 @@ pub(crate) fn check_placement<'a>(
     }
 }
 
+/// Tensors of `ctx` that own memory (not views) and have none yet.
 pub(crate) fn unplaced_roots(ctx: &Context) -> Vec<NonNull<ggml_sys::ggml_tensor>> {
-    let mut out = Vec::new();
-    // SAFETY: walking the context's own tensor list.
-    unsafe {
-        let mut t = ggml_sys::ggml_get_first_tensor(ctx.as_ptr());
-        while let Some(raw) = NonNull::new(t) {
-            if is_unplaced_root(raw.as_ptr()) {
-                out.push(raw);
-            }
-            t = ggml_sys::ggml_get_next_tensor(ctx.as_ptr(), t);
-        }
-    }
-    out
+    ctx.raw()
+        .tensors()
+        .filter(|t| {
+            // SAFETY: a tensor of the context's own list.
+            unsafe { is_unplaced_root(t.as_ptr()) }
+        })
+        .collect()
 }
 
 impl Context {
@@ -191,12 +182,7 @@ impl Context {
         // SAFETY: a live no_alloc context (ggml asserts it) and buffer type;
         // every view's source is in this context (the op builders check
         // operands), created before the view, so placed before it.
-        let size = unsafe {
-            ggml_sys::ggml_backend_alloc_ctx_tensors_from_buft_size(
-                self.as_ptr(),
-                buffer_type.as_ptr(),
-            )
-        };
+        let size = unsafe { buffer_type.raw().alloc_ctx_tensors_size(self) };
         let failed = |detail: &str| Error::BufferAlloc {
             buffer_type: buffer_type.name(),
             size,
@@ -204,27 +190,23 @@ impl Context {
         };
         if size == 0 {
             // Only empty tensors need placing: they need no memory.
-            let empty = |t: &NonNull<ggml_sys::ggml_tensor>| {
-                // SAFETY: a tensor of this context, read-only.
-                unsafe { ggml_sys::ggml_nelements(t.as_ptr()) == 0 }
-            };
+            let empty = |t: &NonNull<ggml_sys::ggml_tensor>| Tensor::from_made(self, *t).is_empty();
             if pending.iter().all(empty) {
                 return Ok(0);
             }
             return Err(failed(": a tensor is larger than the buffer type allows"));
         }
         // SAFETY: as for the size.
-        let buffer = unsafe {
-            ggml_sys::ggml_backend_alloc_ctx_tensors_from_buft(self.as_ptr(), buffer_type.as_ptr())
-        };
-        let Some(buffer) = NonNull::new(buffer) else {
+        let buffer = unsafe { buffer_type.raw().alloc_ctx_tensors(self) };
+        let Some(buffer) = buffer else {
             // A failure part-way leaves tensors pointing into freed buffers.
             self.unplace(pending);
             return Err(failed(" (out of memory?)"));
         };
-        // SAFETY: a live buffer; zeroing it makes every byte a view or copy
-        // can read initialised.
-        unsafe { ggml_sys::ggml_backend_buffer_clear(buffer.as_ptr(), 0) };
+        // SAFETY: a live buffer, which the context owns from here on; nothing
+        // uses it yet. Zeroing it makes every byte a view or copy can read
+        // initialised.
+        unsafe { RawBuffer::new(buffer).clear(0) };
         self.own_buffer(OwnedBuffer(buffer));
         Ok(size)
     }

@@ -1,12 +1,12 @@
 //! [`Backend`]: an execution stream on a [`Device`], and computing graphs
 //! on it, each node checked first against what the backend supports.
 
-use std::ffi::CStr;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use super::raw::{self, AbortHook, Procs, RawBackend, RawBuffer};
 use super::{BufferType, Device};
 use crate::error::{Error, Result};
 use std::cell::RefCell;
@@ -17,13 +17,6 @@ use crate::memory::{Pins, Place, Queue};
 use crate::tensor::Tensor;
 use crate::TensorData;
 
-type SetThreads = unsafe extern "C" fn(ggml_sys::ggml_backend_t, i32);
-type SetAbort = unsafe extern "C" fn(
-    ggml_sys::ggml_backend_t,
-    ggml_sys::ggml_abort_callback,
-    *mut std::ffi::c_void,
-);
-
 /// A backend: a device's execution stream, which computes graphs whose
 /// tensors are in memory it can use.
 ///
@@ -33,8 +26,8 @@ type SetAbort = unsafe extern "C" fn(
 pub struct Backend {
     raw: NonNull<ggml_sys::ggml_backend>,
     device: Device,
-    set_threads: Option<SetThreads>,
-    set_abort: Option<SetAbort>,
+    /// The thread-count and abort-callback setters of its registry.
+    procs: Procs,
     threads: usize,
     /// Whether work started by `compute_async` may still run.
     queue: Arc<Queue>,
@@ -52,32 +45,16 @@ impl Backend {
     /// [`Error::BackendInit`].
     pub fn new(device: Device) -> Result<Backend> {
         crate::init::ensure()?;
-        // SAFETY: a registry device; no parameters.
-        let raw = unsafe { ggml_sys::ggml_backend_dev_init(device.as_ptr(), std::ptr::null()) };
-        let raw = NonNull::new(raw).ok_or_else(|| Error::BackendInit {
-            device: device.name(),
-        })?;
-        // SAFETY: the device's own registry, asked for the documented names;
-        // each result has the signature ggml-backend.h gives that name, and
-        // acts on backends of that registry only (this one).
-        let (set_threads, set_abort) = unsafe {
-            let reg = ggml_sys::ggml_backend_dev_backend_reg(device.as_ptr());
-            let lookup = |name: &CStr| {
-                let f = ggml_sys::ggml_backend_reg_get_proc_address(reg, name.as_ptr());
-                (!f.is_null()).then_some(f)
-            };
-            (
-                lookup(c"ggml_backend_set_n_threads")
-                    .map(|f| std::mem::transmute::<*mut std::ffi::c_void, SetThreads>(f)),
-                lookup(c"ggml_backend_set_abort_callback")
-                    .map(|f| std::mem::transmute::<*mut std::ffi::c_void, SetAbort>(f)),
-            )
-        };
+        let raw = device
+            .raw()
+            .init_backend()
+            .ok_or_else(|| Error::BackendInit {
+                device: device.name(),
+            })?;
         let mut backend = Backend {
             raw,
             device,
-            set_threads,
-            set_abort,
+            procs: device.raw().backend_procs(),
             threads: 0,
             queue: Queue::new(),
         };
@@ -102,8 +79,11 @@ impl Backend {
         Backend::new(Device::gpu()?)
     }
 
-    pub(crate) fn as_ptr(&self) -> ggml_sys::ggml_backend_t {
-        self.raw.as_ptr()
+    /// The raw layer's handle of the backend.
+    pub(crate) fn raw(&self) -> RawBackend<'_> {
+        // SAFETY: live until `self` is dropped, which the borrow outlasts;
+        // the setters of its device's registry.
+        unsafe { RawBackend::new(self.raw, self.procs) }
     }
 
     /// Its device.
@@ -113,10 +93,7 @@ impl Backend {
 
     /// Name (`"CPU"`, `"CUDA0"`, ...).
     pub fn name(&self) -> String {
-        // SAFETY: a live backend; a static NUL-terminated name.
-        unsafe { CStr::from_ptr(ggml_sys::ggml_backend_name(self.as_ptr())) }
-            .to_string_lossy()
-            .into_owned()
+        self.raw().name()
     }
 
     /// How errors name it: "the CPU backend", "the CUDA0 backend".
@@ -136,15 +113,16 @@ impl Backend {
 
     /// The memory it computes in by default.
     pub fn buffer_type(&self) -> BufferType {
-        // SAFETY: a live backend; every backend has a default buffer type.
-        let raw = unsafe { ggml_sys::ggml_backend_get_default_buffer_type(self.as_ptr()) };
-        BufferType::from_raw(raw).expect("a backend has a buffer type")
+        BufferType::from_raw(
+            self.raw()
+                .default_buffer_type()
+                .expect("a backend has a buffer type"),
+        )
     }
 
     /// Whether it can compute on tensors in memory of `buffer_type`.
     pub fn supports_buffer_type(&self, buffer_type: BufferType) -> bool {
-        // SAFETY: a live backend and buffer type.
-        unsafe { ggml_sys::ggml_backend_supports_buft(self.as_ptr(), buffer_type.as_ptr()) }
+        self.raw().supports_buft(buffer_type.raw())
     }
 
     /// Threads the backend computes with (CPU backends; 0 for backends
@@ -162,7 +140,7 @@ impl Backend {
         if n == 0 {
             return Err(Error::ZeroThreads);
         }
-        if self.set_threads.is_none() {
+        if !self.procs.has_threads() {
             return Err(Error::NotSupported {
                 backend: self.name(),
                 what: "a thread count",
@@ -173,10 +151,10 @@ impl Backend {
     }
 
     fn apply_threads(&mut self, n: usize) {
-        if let Some(set) = self.set_threads {
+        if self.procs.has_threads() {
             let n = crate::threads::clamp(n);
-            // SAFETY: this backend's registry's setter; not computing (`&mut self`).
-            unsafe { set(self.as_ptr(), n) };
+            // Not computing (`&mut self`).
+            self.raw().set_threads(n);
             self.threads = n as usize;
         }
     }
@@ -222,7 +200,7 @@ impl Backend {
             self.apply_threads(n);
         }
         let mut abort = options.into_abort().map(AbortState::new);
-        if abort.is_some() && self.set_abort.is_none() {
+        if abort.is_some() && !self.procs.has_abort() {
             return Err(Error::NotSupported {
                 backend: self.name(),
                 what: "an abort callback",
@@ -231,23 +209,22 @@ impl Backend {
         let ctx = graph.context();
         let status = ctx.pinned(|| -> Result<ggml_sys::ggml_status> {
             check_graph(graph, self)?;
-            if let (Some(state), Some(set)) = (abort.as_mut(), self.set_abort) {
-                let (f, data) = state.hook();
-                // SAFETY: this registry's setter; the state outlives the
-                // computation and is unset right after it.
-                unsafe { set(self.as_ptr(), Some(f), data) };
+            let backend = self.raw();
+            if let Some(state) = abort.as_mut() {
+                // SAFETY: the state outlives the computation and is unset
+                // right after it.
+                unsafe { backend.set_abort_callback(Some(state.hook())) };
             }
-            let (backend, cgraph) = (self.as_ptr(), graph.as_ptr());
             // No view is alive (the token is borrowed mutably); the backend
             // is not in use elsewhere (`&mut self`).
             // SAFETY: a live graph whose every tensor has memory this backend
             // can use (checked, pinned until the call returns), nodes it supports.
-            let status = unsafe { ggml_sys::ggml_backend_graph_compute(backend, cgraph) };
+            let status = unsafe { backend.graph_compute(graph) };
             // It waited for the whole queue.
             self.queue.synchronized();
-            if let (Some(_), Some(set)) = (abort.as_ref(), self.set_abort) {
-                // SAFETY: as above; removes the hook before the state goes.
-                unsafe { set(self.as_ptr(), None, std::ptr::null_mut()) };
+            if abort.is_some() {
+                // SAFETY: removes the hook before the state goes.
+                unsafe { backend.set_abort_callback(None) };
             }
             Ok(status)
         });
@@ -273,7 +250,6 @@ impl Backend {
         let ctx = graph.context();
         let pins = ctx.pin()?;
         check_graph(graph, self)?;
-        let (backend, cgraph) = (self.as_ptr(), graph.as_ptr());
         // Before starting: should the handle be leaked, the context stays
         // busy (and is leaked rather than freed) until the backend syncs.
         ctx.start_async(&self.queue);
@@ -281,7 +257,7 @@ impl Backend {
         // borrowed and the backend borrowed until `synchronize`. Leaking the
         // handle ends those borrows but not the context's busy state above,
         // and leaves the pins held (the allocators can never move on).
-        let status = unsafe { ggml_sys::ggml_backend_graph_compute_async(backend, cgraph) };
+        let status = unsafe { self.raw().graph_compute_async(graph) };
         Ok(Pending {
             backend: self,
             status,
@@ -292,8 +268,7 @@ impl Backend {
 
     /// Waits until the backend's queued work is done.
     pub fn synchronize(&mut self) {
-        // SAFETY: a live backend.
-        unsafe { ggml_sys::ggml_backend_synchronize(self.as_ptr()) };
+        self.raw().synchronize();
         self.queue.synchronized();
     }
 
@@ -309,11 +284,9 @@ impl Backend {
 
 impl Drop for Backend {
     fn drop(&mut self) {
+        self.raw().synchronize();
         // SAFETY: a live backend, freed once, after its queued work.
-        unsafe {
-            ggml_sys::ggml_backend_synchronize(self.as_ptr());
-            ggml_sys::ggml_backend_free(self.as_ptr());
-        }
+        unsafe { raw::free_backend(self.raw) };
         self.queue.synchronized();
     }
 }
@@ -356,12 +329,6 @@ impl Drop for Pending<'_> {
         self.backend.synchronize();
     }
 }
-
-/// An abort callback as ggml takes it: function and opaque data.
-pub(crate) type AbortHook = (
-    unsafe extern "C" fn(*mut std::ffi::c_void) -> bool,
-    *mut std::ffi::c_void,
-);
 
 /// Options of one computation: thread count and abort callback.
 #[derive(Default)]
@@ -455,15 +422,10 @@ pub(crate) fn status_result(status: ggml_sys::ggml_status) -> Result<()> {
     match status {
         ggml_sys::GGML_STATUS_SUCCESS => Ok(()),
         ggml_sys::GGML_STATUS_ABORTED => Err(Error::Aborted),
-        other => {
-            // SAFETY: returns a static string for any value.
-            let message =
-                unsafe { std::ffi::CStr::from_ptr(ggml_sys::ggml_status_to_string(other)) };
-            Err(Error::Compute {
-                status: other,
-                message: message.to_string_lossy().into_owned(),
-            })
-        }
+        other => Err(Error::Compute {
+            status: other,
+            message: raw::status_message(other),
+        }),
     }
 }
 
@@ -533,10 +495,10 @@ fn place_name(t: &Tensor<'_>, place: Place) -> String {
         Place::Owned { .. } | Place::Leased { .. } => {
             let (root, _) = t.memory_root();
             // SAFETY: a live tensor with a live buffer (the context is swept).
-            let buft = unsafe { ggml_sys::ggml_backend_buffer_get_type((*root.as_ptr()).buffer) };
+            let buft = unsafe { raw::buffer_of(root.as_ptr()) }.and_then(RawBuffer::buffer_type);
             format!(
                 "a {} buffer",
-                BufferType::from_raw(buft).map_or_else(|| "?".into(), |b| b.name())
+                buft.map_or_else(|| "?".into(), |b| BufferType::from_raw(b).name())
             )
         }
     }
@@ -547,18 +509,17 @@ fn place_name(t: &Tensor<'_>, place: Place) -> String {
 /// remembered until the context's memory changes or another device computes.
 pub(crate) fn check_graph(graph: &Graph<'_>, backend: &Backend) -> Result<()> {
     let ctx = graph.context();
-    let key = (backend.device.as_ptr() as usize, ctx.memory_generation());
+    let key = (
+        backend.device.raw().as_ptr() as usize,
+        ctx.memory_generation(),
+    );
     if graph.checked_for() == Some(key) {
         return Ok(());
     }
     let cpu = backend.is_cpu();
     for t in graph.tensors() {
-        // SAFETY: a live tensor of the graph; fields copied out.
-        let (view_src, data, buffer) = unsafe {
-            let r = &*t.as_ptr();
-            (r.view_src, r.data, r.buffer)
-        };
-        let place = if view_src.is_null() && buffer.is_null() && !data.is_null() {
+        let memory = raw::tensor_memory(&t);
+        let place = if !memory.is_view && !memory.has_buffer && memory.has_data {
             Place::Arena // the common case on the CPU, without the lookups
         } else {
             ctx.place(&t)
@@ -571,11 +532,10 @@ pub(crate) fn check_graph(graph: &Graph<'_>, backend: &Backend) -> Result<()> {
             Place::Arena => cpu,
             Place::Owned { .. } | Place::Leased { .. } => {
                 let (root, _) = t.memory_root();
-                let root = root.as_ptr();
                 // SAFETY: a live buffer (pinned) of a live tensor.
-                let buft = unsafe { ggml_sys::ggml_backend_buffer_get_type((*root).buffer) };
-                // SAFETY: a live backend and buffer type.
-                unsafe { ggml_sys::ggml_backend_supports_buft(backend.as_ptr(), buft) }
+                unsafe { raw::buffer_of(root.as_ptr()) }
+                    .and_then(RawBuffer::buffer_type)
+                    .is_some_and(|buft| backend.raw().supports_buft(buft))
             }
         };
         if !usable {
@@ -603,7 +563,7 @@ pub(crate) fn check_graph(graph: &Graph<'_>, backend: &Backend) -> Result<()> {
 fn check_supported(t: &Tensor<'_>, backend: &Backend) -> Result<()> {
     // SAFETY: a live backend; a node whose sources and buffers are live
     // (pinned); it passes the kernel contract where one applies.
-    if unsafe { ggml_sys::ggml_backend_supports_op(backend.as_ptr(), t.as_ptr()) } {
+    if unsafe { backend.raw().supports_op(t) } {
         return Ok(());
     }
     Err(no_kernel(t, backend.description()))

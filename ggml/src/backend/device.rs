@@ -1,10 +1,10 @@
 //! [`Device`]: the devices ggml's backend registry knows (the CPU, GPUs,
 //! accelerators), their properties, and picking one.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::fmt;
-use std::ptr::NonNull;
 
+use super::raw::{self, RawDevice};
 use super::{Backend, BufferType};
 use crate::error::{Error, Result};
 
@@ -87,7 +87,7 @@ pub struct DeviceCaps {
 /// Backends loaded at run time (`GGML_BACKEND_DL` installs) are loaded
 /// before the first device is listed.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Device(NonNull<ggml_sys::ggml_backend_device>);
+pub struct Device(RawDevice<'static>);
 
 // SAFETY: registry devices are static and immutable once registered; their
 // queries are thread-safe (ggml-backend's devices keep no per-call state).
@@ -102,13 +102,7 @@ unsafe impl Sync for Device {}
 /// [`Error::Abi`] when the loaded library does not match the bindings.
 pub fn devices() -> Result<Vec<Device>> {
     crate::init::ensure()?;
-    // SAFETY: the registry is set up; indices below the count.
-    let count = unsafe { ggml_sys::ggml_backend_dev_count() };
-    Ok((0..count)
-        // SAFETY: `i < count`, checked by the range.
-        .filter_map(|i| NonNull::new(unsafe { ggml_sys::ggml_backend_dev_get(i) }))
-        .map(Device)
-        .collect())
+    Ok(raw::devices().map(Device).collect())
 }
 
 /// The GPU backends this build compiled in, for error advice.
@@ -143,23 +137,10 @@ fn gpu_advice() -> String {
     }
 }
 
-fn c_string(ptr: *const std::os::raw::c_char) -> String {
-    if ptr.is_null() {
-        return String::new();
-    }
-    // SAFETY: a NUL-terminated string the registry keeps alive.
-    unsafe { CStr::from_ptr(ptr) }
-        .to_string_lossy()
-        .into_owned()
-}
-
 impl Device {
-    pub(crate) fn as_ptr(&self) -> ggml_sys::ggml_backend_dev_t {
-        self.0.as_ptr()
-    }
-
-    pub(crate) fn from_raw(raw: ggml_sys::ggml_backend_dev_t) -> Option<Device> {
-        NonNull::new(raw).map(Device)
+    /// The raw layer's handle of the device.
+    pub(crate) fn raw(&self) -> RawDevice<'static> {
+        self.0
     }
 
     /// Device number `index` of [`devices`].
@@ -188,9 +169,7 @@ impl Device {
             advice: String::new(),
         };
         let c = CString::new(name).map_err(|_| missing())?;
-        // SAFETY: a NUL-terminated name.
-        Device::from_raw(unsafe { ggml_sys::ggml_backend_dev_by_name(c.as_ptr()) })
-            .ok_or_else(missing)
+        raw::device_by_name(&c).map(Device).ok_or_else(missing)
     }
 
     /// The first device of type `ty`.
@@ -199,16 +178,15 @@ impl Device {
     /// [`Error::NoDevice`], saying which feature would provide one.
     pub fn by_type(ty: DeviceType) -> Result<Device> {
         crate::init::ensure()?;
-        // SAFETY: a valid device type.
-        Device::from_raw(unsafe { ggml_sys::ggml_backend_dev_by_type(ty.as_raw()) }).ok_or_else(
-            || Error::NoDevice {
+        raw::device_by_type(ty.as_raw())
+            .map(Device)
+            .ok_or_else(|| Error::NoDevice {
                 wanted: ty.to_string(),
                 advice: match ty {
                     DeviceType::Gpu | DeviceType::IntegratedGpu => gpu_advice(),
                     _ => String::new(),
                 },
-            },
-        )
+            })
     }
 
     /// The CPU.
@@ -254,20 +232,17 @@ impl Device {
 
     /// Name (`"CPU"`, `"CUDA0"`, ...).
     pub fn name(&self) -> String {
-        // SAFETY: a registry device.
-        c_string(unsafe { ggml_sys::ggml_backend_dev_name(self.as_ptr()) })
+        self.0.name()
     }
 
     /// Description (the CPU's or GPU's model name).
     pub fn description(&self) -> String {
-        // SAFETY: a registry device.
-        c_string(unsafe { ggml_sys::ggml_backend_dev_description(self.as_ptr()) })
+        self.0.description()
     }
 
     /// The kind of device; `None` for a kind this crate does not know.
     pub fn device_type(&self) -> Option<DeviceType> {
-        // SAFETY: a registry device.
-        DeviceType::from_raw(unsafe { ggml_sys::ggml_backend_dev_type(self.as_ptr()) })
+        DeviceType::from_raw(self.0.device_type())
     }
 
     /// Whether this is the CPU.
@@ -277,18 +252,13 @@ impl Device {
 
     /// Free and total memory now.
     pub fn memory(&self) -> DeviceMemory {
-        let (mut free, mut total) = (0usize, 0usize);
-        // SAFETY: a registry device; two valid out-pointers.
-        unsafe { ggml_sys::ggml_backend_dev_memory(self.as_ptr(), &mut free, &mut total) };
+        let (free, total) = self.0.memory();
         DeviceMemory { free, total }
     }
 
     /// Capabilities beyond computing.
     pub fn caps(&self) -> DeviceCaps {
-        // SAFETY: a zeroed plain C struct is a valid value of it.
-        let mut props: ggml_sys::ggml_backend_dev_props = unsafe { std::mem::zeroed() };
-        // SAFETY: a registry device; a valid out-pointer.
-        unsafe { ggml_sys::ggml_backend_dev_get_props(self.as_ptr(), &mut props) };
+        let props = self.0.props();
         DeviceCaps {
             asynchronous: props.caps.async_,
             host_buffer: props.caps.host_buffer,
@@ -299,22 +269,18 @@ impl Device {
 
     /// The device's own memory.
     pub fn buffer_type(&self) -> BufferType {
-        // SAFETY: a registry device; every device has a buffer type.
-        let raw = unsafe { ggml_sys::ggml_backend_dev_buffer_type(self.as_ptr()) };
-        BufferType::from_raw(raw).expect("a device has a buffer type")
+        BufferType::from_raw(self.0.buffer_type().expect("a device has a buffer type"))
     }
 
     /// Pinned host memory the device reaches fast, if it offers some (CUDA
     /// does; the CPU does not).
     pub fn host_buffer_type(&self) -> Option<BufferType> {
-        // SAFETY: a registry device.
-        BufferType::from_raw(unsafe { ggml_sys::ggml_backend_dev_host_buffer_type(self.as_ptr()) })
+        self.0.host_buffer_type().map(BufferType::from_raw)
     }
 
     /// Whether the device's backend can use memory of `buffer_type`.
     pub fn supports_buffer_type(&self, buffer_type: BufferType) -> bool {
-        // SAFETY: a registry device and a live buffer type.
-        unsafe { ggml_sys::ggml_backend_dev_supports_buft(self.as_ptr(), buffer_type.as_ptr()) }
+        self.0.supports_buft(buffer_type.raw())
     }
 
     /// Starts a backend (an execution stream) on this device.

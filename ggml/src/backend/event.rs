@@ -4,6 +4,7 @@
 use std::fmt;
 use std::ptr::NonNull;
 
+use super::raw::{self, RawEvent};
 use super::{Backend, Device};
 use crate::error::{Error, Result};
 
@@ -32,12 +33,16 @@ impl Event {
         if !device.caps().events {
             return Err(unsupported());
         }
-        // SAFETY: a registry device that reports events.
-        let raw = unsafe { ggml_sys::ggml_backend_event_new(device.as_ptr()) };
         Ok(Event {
-            raw: NonNull::new(raw).ok_or_else(unsupported)?,
+            raw: device.raw().new_event().ok_or_else(unsupported)?,
             device,
         })
+    }
+
+    /// The raw layer's handle of the event.
+    fn raw(&self) -> RawEvent<'_> {
+        // SAFETY: live until `self` is dropped, which the borrow outlasts.
+        unsafe { RawEvent::new(self.raw) }
     }
 
     /// Its device.
@@ -62,9 +67,9 @@ impl Event {
     /// [`Error::NotSupported`] for a backend of another device.
     pub fn record(&mut self, backend: &mut Backend) -> Result<()> {
         self.check(backend)?;
-        // SAFETY: a live event of the backend's device, which has events
-        // (checked at creation; ggml asserts the backend's hook exists).
-        unsafe { ggml_sys::ggml_backend_event_record(self.raw.as_ptr(), backend.as_ptr()) };
+        // SAFETY: a backend of the event's device (checked above), which has
+        // events (checked at creation; ggml asserts the backend's hook exists).
+        unsafe { self.raw().record(backend.raw()) };
         Ok(())
     }
 
@@ -75,21 +80,20 @@ impl Event {
     pub fn wait_on(&self, backend: &mut Backend) -> Result<()> {
         self.check(backend)?;
         // SAFETY: as in `record`.
-        unsafe { ggml_sys::ggml_backend_event_wait(backend.as_ptr(), self.raw.as_ptr()) };
+        unsafe { self.raw().wait(backend.raw()) };
         Ok(())
     }
 
     /// Blocks the host until the event has happened.
     pub fn synchronize(&self) {
-        // SAFETY: a live event of a device with events.
-        unsafe { ggml_sys::ggml_backend_event_synchronize(self.raw.as_ptr()) };
+        self.raw().synchronize();
     }
 }
 
 impl Drop for Event {
     fn drop(&mut self) {
         // SAFETY: a live event, freed once.
-        unsafe { ggml_sys::ggml_backend_event_free(self.raw.as_ptr()) };
+        unsafe { raw::free_event(self.raw) };
     }
 }
 

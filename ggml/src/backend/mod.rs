@@ -68,6 +68,7 @@ mod buffer;
 mod compute;
 mod device;
 mod event;
+mod raw;
 mod sched;
 
 pub use alloc::GraphAllocator;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::buffer::check_placement;
 use super::buffer::zero_buffers_of;
+use super::raw::{self, RawSched, Sources};
 use super::Backend;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
@@ -22,8 +23,6 @@ pub const MAX_BACKENDS: usize = 16;
 /// The largest `graph_size` a scheduler takes: ggml allocates about 20 KiB
 /// of bookkeeping per unit, without checking the allocation.
 pub const MAX_GRAPH_SIZE: usize = 1 << 16;
-
-type Sources = [*mut ggml_sys::ggml_tensor; ggml_sys::GGML_MAX_SRC as usize];
 
 /// The graph allocated now, and the sources ggml rewrote in it.
 struct Allocated {
@@ -70,21 +69,11 @@ pub struct Scheduler {
 unsafe impl Send for Scheduler {}
 
 fn new_raw(backends: &[Backend], graph_size: usize) -> NonNull<ggml_sys::ggml_backend_sched> {
-    let mut raw: Vec<ggml_sys::ggml_backend_t> = backends.iter().map(Backend::as_ptr).collect();
     // SAFETY: 1..=16 live backends, the last a CPU device (checked by the
-    // caller); default buffer types (each supported by its backend);
-    // graph_size in 1..=MAX_GRAPH_SIZE. ggml copies the array.
-    let sched = unsafe {
-        ggml_sys::ggml_backend_sched_new(
-            raw.as_mut_ptr(),
-            std::ptr::null_mut(),
-            raw.len() as i32,
-            graph_size,
-            false,
-            true,
-        )
-    };
-    NonNull::new(sched).expect("ggml_backend_sched_new does not return NULL")
+    // caller), which the scheduler owns and frees after it; graph_size in
+    // 1..=MAX_GRAPH_SIZE.
+    unsafe { raw::new_sched(backends.iter().map(Backend::raw), graph_size) }
+        .expect("ggml_backend_sched_new does not return NULL")
 }
 
 impl Scheduler {
@@ -128,6 +117,13 @@ impl Scheduler {
         })
     }
 
+    /// The raw layer's handle of the scheduler.
+    fn raw(&self) -> RawSched<'_> {
+        // SAFETY: live until `self` is dropped (or replaced, which takes
+        // `&mut self`), which the borrow outlasts.
+        unsafe { RawSched::new(self.raw) }
+    }
+
     /// Its backends, in priority order.
     pub fn backends(&self) -> &[Backend] {
         &self.backends
@@ -146,17 +142,14 @@ impl Scheduler {
     /// Parts the last allocated graph was split into (one per change of
     /// backend along the graph).
     pub fn n_splits(&self) -> usize {
-        // SAFETY: a live scheduler.
-        unsafe { ggml_sys::ggml_backend_sched_get_n_splits(self.raw.as_ptr()) as usize }
+        self.raw().n_splits() as usize
     }
 
     /// Bytes of compute memory on backend `index`.
     pub fn buffer_size(&self, index: usize) -> Option<usize> {
         let backend = self.backends.get(index)?;
-        // SAFETY: a live scheduler and one of its backends.
-        Some(unsafe {
-            ggml_sys::ggml_backend_sched_get_buffer_size(self.raw.as_ptr(), backend.as_ptr())
-        })
+        // SAFETY: one of its backends.
+        Some(unsafe { self.raw().buffer_size(backend.raw()) })
     }
 
     /// Splits `graph` over the backends and places every tensor of it that
@@ -211,8 +204,7 @@ impl Scheduler {
             .tensors()
             .filter(|t| t.op() != ggml_sys::GGML_OP_NONE)
             .collect();
-        // SAFETY: live tensors; their source arrays are copied out.
-        let originals: Vec<Sources> = nodes.iter().map(|t| unsafe { (*t.as_ptr()).src }).collect();
+        let originals: Vec<Sources> = nodes.iter().map(raw::sources).collect();
         let pending: Vec<Tensor<'_>> = graph
             .tensors()
             // SAFETY: live tensors.
@@ -240,12 +232,13 @@ impl Scheduler {
             .map(|t| t.as_ptr())
             .collect();
         for t in pending.iter().filter(|t| t.op() == ggml_sys::GGML_OP_NONE) {
-            // SAFETY: a live tensor. An input keeps its value (ggml would
-            // otherwise let an in-place op overwrite it).
+            // SAFETY: a live tensor, no reference to whose flags is alive. An
+            // input keeps its value (ggml would otherwise let an in-place op
+            // overwrite it).
             unsafe {
-                ggml_sys::ggml_set_output(t.as_ptr());
+                t.raw().set_output();
                 if !read_directly.contains(&t.as_ptr()) {
-                    ggml_sys::ggml_set_input(t.as_ptr());
+                    raw::set_input(t);
                 }
             }
         }
@@ -263,47 +256,37 @@ impl Scheduler {
         let restore = || {
             for (node, original) in nodes.iter().zip(&originals) {
                 // SAFETY: a live node; its source array is written back.
-                unsafe { (*node.as_ptr()).src = *original };
+                unsafe { raw::set_sources(node.as_ptr(), original) };
             }
         };
-        let place = |raw: *mut ggml_sys::ggml_backend_sched| {
+        let place = |sched: RawSched<'_>| {
             for (node, index) in placement {
-                // SAFETY: a live scheduler, one of its backends, a node of
-                // the graph (no new hash entry).
-                unsafe {
-                    ggml_sys::ggml_backend_sched_set_tensor_backend(
-                        raw,
-                        node.as_ptr(),
-                        self.backends[*index].as_ptr(),
-                    )
-                };
+                // SAFETY: one of its backends; a node of the graph (no new
+                // hash entry).
+                unsafe { sched.set_tensor_backend(node, self.backends[*index].raw()) };
             }
         };
-        let raw = self.raw.as_ptr();
+        let sched = self.raw();
+        sched.reset();
+        place(sched);
         // SAFETY: as above.
-        unsafe { ggml_sys::ggml_backend_sched_reset(raw) };
-        place(raw);
-        // SAFETY: as above.
-        let reserved = unsafe { ggml_sys::ggml_backend_sched_reserve(raw, graph.as_ptr()) };
+        let reserved = unsafe { sched.reserve(graph) };
         restore();
         let ok = reserved && {
+            sched.reset();
+            place(sched);
             // SAFETY: as above.
-            unsafe { ggml_sys::ggml_backend_sched_reset(raw) };
-            place(raw);
-            // SAFETY: as above.
-            unsafe { ggml_sys::ggml_backend_sched_alloc_graph(raw, graph.as_ptr()) }
+            unsafe { sched.alloc_graph(graph) }
         };
         // ggml points sources at its copies (in its own context): keep them
         // for computing, and give the graph back its own.
         let mut rewrites = Vec::new();
         for (node, original) in nodes.iter().zip(&originals) {
-            let raw = node.as_ptr();
-            // SAFETY: a live node; its source array is rewritten in place.
-            unsafe {
-                if (*raw).src != *original {
-                    rewrites.push((NonNull::new(raw).expect("live"), (*raw).src, *original));
-                    (*raw).src = *original;
-                }
+            let now = raw::sources(node);
+            if now != *original {
+                rewrites.push((NonNull::new(node.as_ptr()).expect("live"), now, *original));
+                // SAFETY: a live node; its source array is written back.
+                unsafe { raw::set_sources(node.as_ptr(), original) };
             }
         }
         let placed = now_placed(&pending);
@@ -311,7 +294,7 @@ impl Scheduler {
             ctx.unplace(placed);
             // ggml's allocator may now hold plans for buffers it lacks.
             // SAFETY: the old scheduler, freed once; no lease of it is left.
-            unsafe { ggml_sys::ggml_backend_sched_free(self.raw.as_ptr()) };
+            unsafe { raw::free_sched(self.raw) };
             self.raw = new_raw(&self.backends, self.graph_size);
             self.sizes.iter_mut().for_each(|s| *s = 0);
             return Err(Error::BufferAlloc {
@@ -324,14 +307,11 @@ impl Scheduler {
             let size = self.buffer_size(i).unwrap_or(0);
             if size != self.sizes[i] {
                 self.sizes[i] = size;
-                // SAFETY: a live scheduler and one of its backends.
-                let buft = unsafe {
-                    ggml_sys::ggml_backend_sched_get_buffer_type(
-                        self.raw.as_ptr(),
-                        self.backends[i].as_ptr(),
-                    )
-                };
-                zero_buffers_of(&placed, Some(buft));
+                // SAFETY: one of its backends.
+                let buft = unsafe { self.raw().buffer_type(self.backends[i].raw()) };
+                if let Some(buft) = buft {
+                    zero_buffers_of(&placed, Some(buft));
+                }
             }
         }
         ctx.add_lease(Lease {
@@ -368,9 +348,8 @@ impl Scheduler {
         ctx.pinned(|| {
             for t in &tensors {
                 let (root, _) = t.memory_root();
-                // SAFETY: live tensors (swept, pinned); fields copied out.
-                let (data, buffer) = unsafe { ((*root.as_ptr()).data, (*root.as_ptr()).buffer) };
-                if !data.is_null() && buffer.is_null() {
+                let memory = raw::tensor_memory(&root);
+                if memory.has_data && !memory.has_buffer {
                     return Err(Error::Unschedulable {
                         name: t.name(),
                         reason: "it is in an allocating context's arena; the scheduler needs \
@@ -379,7 +358,7 @@ impl Scheduler {
                             .into(),
                     });
                 }
-                if data.is_null() && buffer.is_null() && t.nbytes() == 0 && root == *t {
+                if !memory.has_data && !memory.has_buffer && t.nbytes() == 0 && root == *t {
                     // A backend given only empty tensors gets a buffer of
                     // size 0 at address NULL; ggml then asserts
                     // (`tensor->buffer == NULL`) placing one twice.
@@ -394,16 +373,16 @@ impl Scheduler {
                 if !is_leaf {
                     self.check_node(t)?;
                 }
-                if !buffer.is_null() {
-                    // SAFETY: a live buffer.
-                    let buft = unsafe { ggml_sys::ggml_backend_buffer_get_type(buffer) };
+                // SAFETY: live tensors (swept, pinned), and so their buffers.
+                if let Some(buffer) = unsafe { raw::buffer_of(root.as_ptr()) } {
+                    let buft = buffer.buffer_type();
                     let reachable = self.backends.iter().any(|b| {
-                        // SAFETY: live backends, buffer type and tensor.
-                        unsafe {
-                            ggml_sys::ggml_backend_supports_buft(b.as_ptr(), buft)
-                                && (is_leaf
-                                    || ggml_sys::ggml_backend_supports_op(b.as_ptr(), t.as_ptr()))
-                        }
+                        buft.is_some_and(|buft| b.raw().supports_buft(buft))
+                            && (is_leaf || {
+                                // SAFETY: a node whose sources and their
+                                // buffers are live (pinned).
+                                unsafe { b.raw().supports_op(t) }
+                            })
                     });
                     if !reachable {
                         return Err(Error::Unschedulable {
@@ -420,10 +399,10 @@ impl Scheduler {
             for b in &self.backends {
                 check_placement(
                     b.buffer_type(),
-                    tensors.iter().copied().filter(|t| {
-                        // SAFETY: live tensors; a field copied out.
-                        unsafe { (*t.as_ptr()).view_src.is_null() }
-                    }),
+                    tensors
+                        .iter()
+                        .copied()
+                        .filter(|t| !raw::tensor_memory(t).is_view),
                     2,
                 )?;
             }
@@ -436,8 +415,8 @@ impl Scheduler {
     fn check_node(&self, t: &Tensor<'_>) -> Result<()> {
         let mut supported = false;
         for b in &self.backends {
-            // SAFETY: a live backend; a node with live sources (pinned).
-            if unsafe { ggml_sys::ggml_backend_supports_op(b.as_ptr(), t.as_ptr()) } {
+            // SAFETY: a node with live sources (pinned).
+            if unsafe { b.raw().supports_op(t) } {
                 if b.is_cpu() {
                     crate::ops::check_node(t, crate::ops::Kernels::Cpu)?;
                 }
@@ -488,17 +467,15 @@ impl Scheduler {
             for (node, copies, _) in &allocated.rewrites {
                 // SAFETY: a live node of the graph; the copies live in the
                 // scheduler's context until it allocates again (`&mut self`).
-                unsafe { (*node.as_ptr()).src = *copies };
+                unsafe { raw::set_sources(node.as_ptr(), copies) };
             }
             // SAFETY: a live scheduler whose allocated graph is `graph` (the
             // one ggml computes, whatever it is passed), alive and pinned;
             // no view is alive (the token is borrowed mutably).
-            let status = unsafe {
-                ggml_sys::ggml_backend_sched_graph_compute(self.raw.as_ptr(), graph.as_ptr())
-            };
+            let status = unsafe { self.raw().graph_compute(graph) };
             for (node, _, original) in &allocated.rewrites {
                 // SAFETY: as above.
-                unsafe { (*node.as_ptr()).src = *original };
+                unsafe { raw::set_sources(node.as_ptr(), original) };
             }
             Ok(status)
         });
@@ -508,7 +485,7 @@ impl Scheduler {
 
 impl Drop for Scheduler {
     fn drop(&mut self) {
-        let raw = self.raw;
+        let sched = self.raw;
         let backends = std::mem::take(&mut self.backends);
         // As GraphAllocator's drop; the backends go after the scheduler.
         self.epoch.retire(Deferred(Box::new(move || {
@@ -516,8 +493,8 @@ impl Drop for Scheduler {
             // every lease ended; no graph holds its copies (restored after
             // each computation).
             unsafe {
-                ggml_sys::ggml_backend_sched_synchronize(raw.as_ptr());
-                ggml_sys::ggml_backend_sched_free(raw.as_ptr());
+                RawSched::new(sched).synchronize();
+                raw::free_sched(sched);
             }
             drop(backends);
         })));
