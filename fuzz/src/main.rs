@@ -157,7 +157,15 @@ pub(crate) fn child(args: &[String], timeout: Duration, wrapper: &[String]) -> E
         .spawn()
     {
         Ok(c) => c,
-        Err(e) => return End::Failed(format!("could not start: {e}")),
+        // The harness's fault, not a finding (typically the binary was
+        // rebuilt under a running fuzzer): stop rather than count failures.
+        Err(e) => {
+            eprintln!(
+                "ggml-fuzz: cannot start a child ({}): {e}; was the binary rebuilt during the run?",
+                exe.display()
+            );
+            std::process::exit(2);
+        }
     };
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");

@@ -125,8 +125,6 @@
 
 pub mod backend;
 mod context;
-// Until the backend layer follows the move of `memory` under `context`.
-use context as memory;
 pub mod convert;
 mod data;
 mod error;

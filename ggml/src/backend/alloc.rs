@@ -11,7 +11,7 @@ use super::raw::{self, RawGallocr};
 use super::{Backend, BufferType};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::memory::{now_placed, Deferred, Epoch, Lease};
+use crate::context::{now_placed, Deferred, Epoch, Lease};
 
 /// Places a graph's intermediate tensors in a compute buffer it owns, sized
 /// for the largest graph it has seen, so arenas need not be sized by hand.

@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use crate::graph::Graph;
-use crate::memory::{Pins, Place, Queue};
+use crate::context::{Pins, Place, Queue};
 use crate::tensor::Tensor;
 use crate::TensorData;
 

@@ -13,7 +13,7 @@ use super::raw::{self, RawSched, Sources};
 use super::Backend;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::memory::{is_unplaced_root, now_placed, Deferred, Epoch, Lease};
+use crate::context::{is_unplaced_root, now_placed, Deferred, Epoch, Lease};
 use crate::tensor::Tensor;
 use crate::TensorData;
 
@@ -459,7 +459,7 @@ impl Scheduler {
                 // Tensors of the graph placed by another allocator may have
                 // lost their memory since.
                 for t in graph.tensors() {
-                    if !t.is_empty() && ctx.place(&t) == crate::memory::Place::Nowhere {
+                    if !t.is_empty() && ctx.place(&t) == crate::context::Place::Nowhere {
                         return Err(Error::NoData { name: t.name() });
                     }
                 }
