@@ -9,9 +9,9 @@ use std::sync::Arc;
 use super::buffer::{check_placement, zero_buffers_of};
 use super::raw::{self, RawGallocr};
 use super::{Backend, BufferType};
+use crate::context::{now_placed, Deferred, Epoch, Lease};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::context::{now_placed, Deferred, Epoch, Lease};
 
 /// Places a graph's intermediate tensors in a compute buffer it owns, sized
 /// for the largest graph it has seen, so arenas need not be sized by hand.

@@ -7,8 +7,8 @@ use std::ptr::NonNull;
 
 use super::raw::{self, RawBuffer, RawBufferType};
 use crate::context::Context;
-use crate::error::{Error, Result};
 use crate::context::{is_unplaced_root, OwnedBuffer};
+use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 /// A kind of backend memory: a device's own memory, pinned host memory, or

@@ -12,8 +12,8 @@ use crate::error::{Error, Result};
 use std::cell::RefCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
-use crate::graph::Graph;
 use crate::context::{Pins, Place, Queue};
+use crate::graph::Graph;
 use crate::tensor::Tensor;
 use crate::TensorData;
 

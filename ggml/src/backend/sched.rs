@@ -11,9 +11,9 @@ use super::buffer::check_placement;
 use super::buffer::zero_buffers_of;
 use super::raw::{self, RawSched, Sources};
 use super::Backend;
+use crate::context::{is_unplaced_root, now_placed, Deferred, Epoch, Lease};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::context::{is_unplaced_root, now_placed, Deferred, Epoch, Lease};
 use crate::tensor::Tensor;
 use crate::TensorData;
 
