@@ -66,7 +66,7 @@ impl<'ctx> Tensor<'ctx> {
 
     /// Element type.
     pub fn ty(&self) -> Type {
-        Type::try_from(self.get().type_).expect("type checked at creation")
+        Type::from_raw(self.get().type_).expect("type checked at creation")
     }
 
     /// ggml's `ne`: elements per dimension, fastest-moving first.

@@ -550,19 +550,23 @@ pub(crate) fn check_graph(graph: &Graph<'_>, backend: &Backend) -> Result<()> {
         if t.op() == ggml_sys::GGML_OP_NONE {
             continue;
         }
-        if cpu {
-            crate::ops::check_node(&t, crate::ops::Kernels::Cpu)?;
-        }
-        check_supported(&t, backend)?;
+        check_kernels(&t, backend, cpu)?;
     }
     graph.set_checked_for(key);
     Ok(())
 }
 
-/// `supports_op` of `backend` for node `t`, as an error naming them.
-fn check_supported(t: &Tensor<'_>, backend: &Backend) -> Result<()> {
+/// Checks that `backend` has a kernel for node `t`. On the CPU the crate's
+/// kernel contracts decide: every op the crate computes has one, at least
+/// as strict as the CPU backend's `supports_op` (whose answer also asks each
+/// extra buffer type, per node) and strict where the kernels abort. Other
+/// backends are asked `supports_op`.
+fn check_kernels(t: &Tensor<'_>, backend: &Backend, cpu: bool) -> Result<()> {
+    if cpu {
+        return crate::ops::check_node(t, crate::ops::Kernels::Cpu);
+    }
     // SAFETY: a live backend; a node whose sources and buffers are live
-    // (pinned); it passes the kernel contract where one applies.
+    // (pinned).
     if unsafe { backend.raw().supports_op(t) } {
         return Ok(());
     }
@@ -584,10 +588,6 @@ pub(crate) fn no_kernel(t: &Tensor<'_>, backend: String) -> Error {
 /// Checks that `backend` can compute `node` (kernel contract on the CPU, and
 /// `supports_op`). The node's context must be pinned or have no leases.
 pub(crate) fn check_graph_node(node: &Tensor<'_>, backend: &Backend) -> Result<()> {
-    node.context().pinned(|| {
-        if backend.is_cpu() {
-            crate::ops::check_node(node, crate::ops::Kernels::Cpu)?;
-        }
-        check_supported(node, backend)
-    })
+    node.context()
+        .pinned(|| check_kernels(node, backend, backend.is_cpu()))
 }

@@ -604,6 +604,6 @@ impl TryFrom<ggml_sys::ggml_type> for Type {
 
     /// Converts a raw `ggml_type`; a value this crate does not know is an error.
     fn try_from(value: ggml_sys::ggml_type) -> Result<Self> {
-        Type::from_raw(value).ok_or(Error::UnknownType(value))
+        Type::from_raw(value).ok_or_else(|| Error::UnknownType(value))
     }
 }

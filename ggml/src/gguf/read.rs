@@ -495,7 +495,7 @@ fn parse_tensor(c: &mut Cursor<'_>) -> Parse<TensorEntry> {
     let raw = c.i32("a tensor type")?;
     let ty = u32::try_from(raw)
         .ok()
-        .and_then(|r| Type::try_from(r).ok())
+        .and_then(Type::from_raw)
         .ok_or_else(|| {
             (
                 type_at,
