@@ -28,7 +28,7 @@
 
 use std::cell::RefCell;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::Context;
@@ -44,6 +44,10 @@ pub(crate) struct Epoch {
     /// memory holding this lock, with no pin left.
     readers: Mutex<usize>,
     released: Condvar,
+    /// Threads waiting on `released` (changed with `readers` locked), so
+    /// that releasing a pin wakes no one, without a system call, when no
+    /// one waits.
+    waiting: AtomicUsize,
     /// Frees an allocator dropped while its own thread still used its
     /// memory; run when the last pin goes.
     deferred: Mutex<Vec<Deferred>>,
@@ -100,6 +104,17 @@ impl Queue {
 }
 
 impl Epoch {
+    /// Waits for the last pin to go (`readers` is this epoch's lock).
+    fn wait<'a>(&'a self, readers: MutexGuard<'a, usize>) -> MutexGuard<'a, usize> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let readers = self
+            .released
+            .wait(readers)
+            .unwrap_or_else(|p| p.into_inner());
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        readers
+    }
+
     /// A new epoch, shared between an allocator and its leases.
     pub(crate) fn new() -> Arc<Epoch> {
         Arc::new(Epoch::default())
@@ -126,10 +141,7 @@ impl Epoch {
                     what: "the allocator's memory is in use by this thread",
                 });
             }
-            readers = self
-                .released
-                .wait(readers)
-                .unwrap_or_else(|p| p.into_inner());
+            readers = self.wait(readers);
         }
         let now = self.value.fetch_add(1, Ordering::AcqRel) + 1;
         Ok((readers, now))
@@ -158,10 +170,7 @@ impl Epoch {
                     .push(free);
                 return;
             }
-            readers = self
-                .released
-                .wait(readers)
-                .unwrap_or_else(|p| p.into_inner());
+            readers = self.wait(readers);
         }
     }
 }
@@ -182,7 +191,9 @@ impl Drop for Pins {
             if *readers == 0 {
                 deferred =
                     std::mem::take(&mut *epoch.deferred.lock().unwrap_or_else(|p| p.into_inner()));
-                epoch.released.notify_all();
+                if epoch.waiting.load(Ordering::Relaxed) > 0 {
+                    epoch.released.notify_all();
+                }
             }
             drop(readers);
             for free in deferred {
