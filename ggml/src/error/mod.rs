@@ -604,6 +604,11 @@ impl TryFrom<ggml_sys::ggml_type> for Type {
 
     /// Converts a raw `ggml_type`; a value this crate does not know is an error.
     fn try_from(value: ggml_sys::ggml_type) -> Result<Self> {
-        Type::from_raw(value).ok_or_else(|| Error::UnknownType(value))
+        // A match, not `ok_or`: an eager error would be dropped (a call to
+        // the error's drop glue) on every successful conversion.
+        match Type::from_raw(value) {
+            Some(ty) => Ok(ty),
+            None => Err(Error::UnknownType(value)),
+        }
     }
 }
