@@ -85,7 +85,7 @@ fn another_ggml_version_is_refused() {
     let output = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "abi_guard_child",
+            "abi::abi_guard_child",
             "--nocapture",
             "--test-threads=1",
         ])
