@@ -46,6 +46,32 @@ impl Layout {
         true
     }
 
+    /// `ggml_is_contiguous_n(t, n)` (ggml's `ggml_is_contiguous_m_n(t, n, 4)`):
+    /// dense in ggml's order, except that dimensions `1..=n` may have any
+    /// stride, the next dimension then starting at `ne[n]·nb[n]`
+    /// (`is_contiguous_n(0)` is [`Layout::is_contiguous`]; ggml's
+    /// `ggml_is_contiguous_1` and `_2` are `n` 1 and 2).
+    pub fn is_contiguous_n(&self, n: usize) -> bool {
+        let (ty, ne, nb) = (self.ty, &self.ne, &self.nb);
+        let block = ty.block_size() as i64;
+        let mut next = ty.type_size();
+        if ne[0] != block && nb[0] != next {
+            return false;
+        }
+        next = next.saturating_mul((ne[0] / block) as usize);
+        for i in 1..MAX_DIMS {
+            if i > n {
+                if ne[i] != 1 && nb[i] != next {
+                    return false;
+                }
+                next = next.saturating_mul(ne[i] as usize);
+            } else {
+                next = (ne[i] as usize).saturating_mul(nb[i]);
+            }
+        }
+        true
+    }
+
     /// Whether the values of a row (`ne[0]`) are dense: `nb[0]` is one
     /// element (one block for quantized types), as row kernels need.
     pub fn rows_are_dense(&self) -> bool {

@@ -144,7 +144,7 @@ mod types;
 pub use backend::Compute;
 pub use context::Context;
 pub use data::TensorData;
-pub use error::{Error, IoError, LayoutError, Result};
+pub use error::{Error, IoError, LayoutError, OpError, Operand, Result};
 pub use graph::Graph;
 pub use tensor::Tensor;
 pub use threads::{available_cores, max_threads, set_max_threads, MAX_THREADS};

@@ -129,6 +129,19 @@ impl<'ctx> Tensor<'ctx> {
         }
     }
 
+    /// The tensor as an operand in errors.
+    pub(crate) fn operand(&self) -> crate::error::Operand {
+        crate::error::Operand {
+            ty: self.ty(),
+            ne: self.ne(),
+        }
+    }
+
+    /// ggml's `op_params` as `i32`s (parameters of the op that made it).
+    pub(crate) fn op_params(&self) -> [i32; 16] {
+        self.get().op_params
+    }
+
     /// ggml's operation that computes this tensor (`GGML_OP_NONE` for a leaf).
     pub(crate) fn op(&self) -> ggml_sys::ggml_op {
         self.get().op

@@ -1,7 +1,12 @@
-//! Ops computed in graphs, against ndarray and known values: products,
-//! broadcasting, thread counts, large graphs, the abort callback.
+//! Ops computed in graphs, against references written in the tests
+//! (ndarray computations, `std`'s math, known values): each family of
+//! `ggml::ops`, products, broadcasting, thread counts, large graphs, the
+//! abort callback.
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod eval;
+mod glu;
 mod graphs;
+mod unary;

@@ -524,6 +524,54 @@ pub enum Error {
         /// The operation.
         what: &'static str,
     },
+
+    /// An op's operands (or parameters) break a rule of the op: what its
+    /// ggml builder asserts, or what its values must satisfy. Every op
+    /// declared in [`crate::ops`] reports its rules through this variant.
+    #[error(transparent)]
+    Op(Box<OpError>),
+}
+
+/// The details of [`Error::Op`]: the op, its operands and the rule broken.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{op}: {rule} (operands: {})", Operands(operands))]
+pub struct OpError {
+    /// The op, as this crate names it (`"rms_norm"`, `"rope_ext"`, ...).
+    pub op: &'static str,
+    /// The operands in order (type and ggml `ne`).
+    pub operands: Vec<Operand>,
+    /// The rule broken, in words, with the values involved.
+    pub rule: String,
+}
+
+/// One operand of an op, as errors describe it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Operand {
+    /// Its type.
+    pub ty: Type,
+    /// Its `ne` (ggml's order, fastest-moving first).
+    pub ne: [i64; 4],
+}
+
+impl std::fmt::Display for Operand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:?}", self.ty, self.ne)
+    }
+}
+
+/// Operands joined by commas (for [`OpError`]'s message).
+struct Operands<'a>(&'a [Operand]);
+
+impl std::fmt::Display for Operands<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, o) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            o.fmt(f)?;
+        }
+        Ok(())
+    }
 }
 
 /// The details of [`Error::Layout`].

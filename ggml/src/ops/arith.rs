@@ -3,7 +3,7 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::ops::full_shape;
+use crate::ops::{full_shape, Decl, Family, Rules, BASE};
 use crate::tensor::Tensor;
 use crate::types::Type;
 
@@ -120,39 +120,161 @@ fn cpu_scale(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
     Ok(())
 }
 
-contract!(ADD: GGML_OP_ADD, "add", cpu_add);
-contract!(SUB: GGML_OP_SUB, "sub", cpu_binary);
-contract!(MUL: GGML_OP_MUL, "mul", cpu_binary);
-contract!(DIV: GGML_OP_DIV, "div", cpu_binary);
-contract!(SCALE: GGML_OP_SCALE, "scale", cpu_scale);
+/// Declares the broadcasting binary ops: their [`Decl`]s and methods on
+/// [`Tensor`] (`a.add(b)`, `a.add_inplace(b)`).
+macro_rules! binary_ops {
+    ($($(#[$doc:meta])* $name:ident, $inplace:ident = $c:ident, $cin:ident: $op:ident, $cpu:expr;)*) => {
+        /// The arithmetic ops' declarations. Generic builders: bit 0 of
+        /// `Params::flags` selects the `_inplace` form; `scale` reads
+        /// `Params::f[0]`.
+        pub(crate) const DECLS: &[Decl] = &[
+            $(Decl {
+                name: stringify!($name),
+                family: Family::Binary,
+                builders: &[stringify!($c), stringify!($cin)],
+                op: ggml_sys::$op,
+                arity: 2,
+                cpu: $cpu,
+                backward: true,
+                build: |d, t, p| {
+                    let f = if p.inplace() { ggml_sys::$cin } else { ggml_sys::$c };
+                    binary(d.name, f, t[0], t[1], p.inplace())
+                },
+                raw: |_, ctx, t, p| {
+                    let f = if p.inplace() { ggml_sys::$cin } else { ggml_sys::$c };
+                    // SAFETY: none (the fuzzer's raw direction).
+                    unsafe { f(ctx, t[0], t[1]) }
+                },
+                ..BASE
+            },)*
+            Decl {
+                name: "scale",
+                family: Family::Binary,
+                builders: &["ggml_scale", "ggml_scale_inplace"],
+                op: ggml_sys::GGML_OP_SCALE,
+                arity: 1,
+                cpu: cpu_scale,
+                backward: true,
+                build: |_, t, p| scale(t[0], p.f[0], p.inplace()),
+                raw: |_, ctx, t, p| {
+                    let f = if p.inplace() { ggml_sys::ggml_scale_inplace } else { ggml_sys::ggml_scale };
+                    // SAFETY: none (the fuzzer's raw direction).
+                    unsafe { f(ctx, t[0], p.f[0]) }
+                },
+                ..BASE
+            },
+        ];
 
-impl Context {
-    /// Builds an element-wise op: ggml asserts only that `b` repeats to `a`;
-    /// the result is a new tensor of `a`'s type and shape.
-    fn binary<'a>(
-        &'a self,
-        op: &'static str,
-        f: BinaryFn,
-        a: Tensor<'a>,
-        b: Tensor<'a>,
-    ) -> Result<Tensor<'a>> {
-        self.owns_all(&[&a, &b])?;
-        let (na, nb) = (a.ne(), b.ne());
-        if !can_broadcast(&nb, &na) {
-            return Err(Error::NotBroadcastable {
-                op,
-                lhs: full_shape(&na),
-                rhs: full_shape(&nb),
-            });
+        // `add`, `neg`, ... return `Result`: they cannot be `std::ops` traits.
+        #[allow(clippy::should_implement_trait)]
+        impl<'ctx> Tensor<'ctx> {
+            $(
+                $(#[$doc])*
+                ///
+                /// # Errors
+                /// [`Error::NotBroadcastable`], [`Error::OutOfMemory`],
+                /// [`Error::WrongContext`].
+                pub fn $name(self, b: Tensor<'ctx>) -> Result<Tensor<'ctx>> {
+                    binary(stringify!($name), ggml_sys::$c, self, b, false)
+                }
+
+                #[doc = concat!("[`Tensor::", stringify!($name), "`] written into this tensor (the result is a view of it).")]
+                ///
+                /// # Errors
+                #[doc = concat!("As [`Tensor::", stringify!($name), "`]; [`Error::Op`] when this tensor overlaps itself or `b` overlaps it (unless `b` is this tensor).")]
+                pub fn $inplace(self, b: Tensor<'ctx>) -> Result<Tensor<'ctx>> {
+                    binary(stringify!($name), ggml_sys::$cin, self, b, true)
+                }
+            )*
         }
-        self.reserve_tensor(op, a.ty(), &na)?;
-        // SAFETY: both tensors belong to this live context; `b` repeats to
-        // `a` (ggml's only assertion); room for the result reserved.
-        self.wrap(unsafe { f(self.as_ptr(), a.as_ptr(), b.as_ptr()) })
+    };
+}
+
+binary_ops! {
+    /// `self + b`, with `b` broadcast (repeated) to this tensor's shape; the
+    /// result has this tensor's type. See [`Context::add`] for the types
+    /// the CPU adds.
+    add, add_inplace = ggml_add, ggml_add_inplace: GGML_OP_ADD, cpu_add;
+    /// `self - b`, with `b` broadcast to this tensor's shape (on the CPU:
+    /// float types as [`Tensor::add`], no quantized operands).
+    sub, sub_inplace = ggml_sub, ggml_sub_inplace: GGML_OP_SUB, cpu_binary;
+    /// `self * b` element-wise, with `b` broadcast to this tensor's shape.
+    mul, mul_inplace = ggml_mul, ggml_mul_inplace: GGML_OP_MUL, cpu_binary;
+    /// `self / b` element-wise, with `b` broadcast to this tensor's shape.
+    div, div_inplace = ggml_div, ggml_div_inplace: GGML_OP_DIV, cpu_binary;
+}
+
+/// Builds an element-wise op: ggml asserts only that `b` repeats to `a`;
+/// the result is a new tensor of `a`'s type and shape, or a view of `a`
+/// (in place).
+fn binary<'a>(
+    op: &'static str,
+    f: BinaryFn,
+    a: Tensor<'a>,
+    b: Tensor<'a>,
+    inplace: bool,
+) -> Result<Tensor<'a>> {
+    let operands = [a, b];
+    let rules = Rules::new(op, &operands)?;
+    let (na, nb) = (a.ne(), b.ne());
+    if !can_broadcast(&nb, &na) {
+        return Err(Error::NotBroadcastable {
+            op,
+            lhs: full_shape(&na),
+            rhs: full_shape(&nb),
+        });
+    }
+    if inplace {
+        rules.require(!crate::ops::overlaps(&b, &a), || {
+            "in place, the right operand must not share memory with the left (unless it is the left itself)".into()
+        })?;
+    }
+    rules.reserve_result(a.ty(), &na, inplace.then_some(&a))?;
+    let ctx = rules.context();
+    // SAFETY: both tensors belong to this live context; `b` repeats to
+    // `a` (ggml's only assertion); room for the result reserved.
+    rules.wrap(unsafe { f(ctx.as_ptr(), a.as_ptr(), b.as_ptr()) })
+}
+
+/// `a * s`, or in place. ggml needs `a`'s rows dense and its dimensions 2
+/// and 3 dense over 1.
+fn scale(a: Tensor<'_>, s: f32, inplace: bool) -> Result<Tensor<'_>> {
+    if !a.layout().is_padded_1d() {
+        return Err(a.not_contiguous("scale"));
+    }
+    let operands = [a];
+    let rules = Rules::new("scale", &operands)?;
+    rules.reserve_result(a.ty(), &a.ne(), inplace.then_some(&a))?;
+    let f = if inplace {
+        ggml_sys::ggml_scale_inplace
+    } else {
+        ggml_sys::ggml_scale
+    };
+    // SAFETY: a live tensor, padded 1-d as ggml asserts; room reserved.
+    rules.wrap(unsafe { f(rules.context().as_ptr(), a.as_ptr(), s) })
+}
+
+impl<'ctx> Tensor<'ctx> {
+    /// `self * s`: see [`Context::scale`].
+    ///
+    /// # Errors
+    /// As [`Context::scale`].
+    pub fn scale(self, s: f32) -> Result<Tensor<'ctx>> {
+        scale(self, s, false)
     }
 
+    /// `self * s` written into this tensor (the result is a view of it).
+    ///
+    /// # Errors
+    /// As [`Context::scale`]; [`Error::Op`] when this tensor overlaps itself.
+    pub fn scale_inplace(self, s: f32) -> Result<Tensor<'ctx>> {
+        scale(self, s, true)
+    }
+}
+
+impl Context {
     /// `a + b`, with `b` broadcast (repeated) to `a`'s shape. The result has
-    /// `a`'s type.
+    /// `a`'s type. (Also [`Tensor::add`]: `a.add(b)`.)
     ///
     /// On the CPU: f32+f32, f16+f16, f16+f32, bf16+bf16, bf16+f32, and a
     /// quantized `a` plus an f32 `b` of the same shape (the result is
@@ -162,7 +284,8 @@ impl Context {
     /// # Errors
     /// [`Error::NotBroadcastable`], [`Error::OutOfMemory`], [`Error::WrongContext`].
     pub fn add<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Result<Tensor<'a>> {
-        self.binary("add", ggml_sys::ggml_add, a, b)
+        self.owns(&a, "an operand")?;
+        a.add(b)
     }
 
     /// `a - b`, with `b` broadcast to `a`'s shape (on the CPU: float types
@@ -171,7 +294,8 @@ impl Context {
     /// # Errors
     /// As [`Context::add`].
     pub fn sub<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Result<Tensor<'a>> {
-        self.binary("sub", ggml_sys::ggml_sub, a, b)
+        self.owns(&a, "an operand")?;
+        a.sub(b)
     }
 
     /// `a * b` element-wise, with `b` broadcast to `a`'s shape.
@@ -179,7 +303,8 @@ impl Context {
     /// # Errors
     /// As [`Context::add`].
     pub fn mul<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Result<Tensor<'a>> {
-        self.binary("mul", ggml_sys::ggml_mul, a, b)
+        self.owns(&a, "an operand")?;
+        a.mul(b)
     }
 
     /// `a / b` element-wise, with `b` broadcast to `a`'s shape.
@@ -187,7 +312,8 @@ impl Context {
     /// # Errors
     /// As [`Context::add`].
     pub fn div<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Result<Tensor<'a>> {
-        self.binary("div", ggml_sys::ggml_div, a, b)
+        self.owns(&a, "an operand")?;
+        a.div(b)
     }
 
     /// `a * s`. ggml needs `a`'s rows dense and its dimensions 2 and 3 dense
@@ -198,12 +324,7 @@ impl Context {
     /// [`Error::NotContiguous`], [`Error::OutOfMemory`], [`Error::WrongContext`].
     pub fn scale<'a>(&'a self, a: Tensor<'a>, s: f32) -> Result<Tensor<'a>> {
         self.owns(&a, "an operand")?;
-        if !a.layout().is_padded_1d() {
-            return Err(a.not_contiguous("scale"));
-        }
-        self.reserve_tensor("scale", a.ty(), &a.ne())?;
-        // SAFETY: a tensor of this context, padded 1-d as ggml asserts; room reserved.
-        self.wrap(unsafe { ggml_sys::ggml_scale(self.as_ptr(), a.as_ptr(), s) })
+        scale(a, s, false)
     }
 }
 

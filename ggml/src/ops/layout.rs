@@ -9,7 +9,7 @@
 use crate::context::Context;
 use crate::error::{Error, LayoutError, Result};
 use crate::layout::Layout;
-use crate::ops::{cpu_can_quantize_to, full_shape, no_kernel};
+use crate::ops::{cpu_can_quantize_to, full_shape, Decl, Family, BASE};
 use crate::shape;
 use crate::size;
 use crate::tensor::Tensor;
@@ -79,12 +79,152 @@ fn cpu_copy(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
     Err("no copy kernel between these types (f16/bf16 to i32, integers, f64, quantized to other than f32)")
 }
 
-contract!(VIEW: GGML_OP_VIEW, "view", no_kernel);
-contract!(RESHAPE: GGML_OP_RESHAPE, "reshape", no_kernel);
-contract!(PERMUTE: GGML_OP_PERMUTE, "permute", no_kernel);
-contract!(TRANSPOSE: GGML_OP_TRANSPOSE, "transpose", no_kernel);
-contract!(CONT: GGML_OP_CONT, "cont", cpu_copy);
-contract!(CPY: GGML_OP_CPY, "cpy", cpu_copy);
+/// The layout ops' declarations. Generic builders read `Params::i` as a
+/// shape (`reshape`: ggml's `ne`, zeros dropped) or axes (`permute`).
+pub(crate) const DECLS: &[Decl] = &[
+    Decl {
+        name: "view",
+        family: Family::Layout,
+        builders: &[
+            "ggml_view_1d",
+            "ggml_view_2d",
+            "ggml_view_3d",
+            "ggml_view_4d",
+        ],
+        op: ggml_sys::GGML_OP_VIEW,
+        arity: 1,
+        backward: true,
+        ..BASE
+    },
+    Decl {
+        name: "reshape",
+        family: Family::Layout,
+        builders: &[
+            "ggml_reshape",
+            "ggml_reshape_1d",
+            "ggml_reshape_2d",
+            "ggml_reshape_3d",
+            "ggml_reshape_4d",
+        ],
+        op: ggml_sys::GGML_OP_RESHAPE,
+        arity: 1,
+        backward: true,
+        build: |_, t, p| {
+            let shape: Vec<usize> = p.i.iter().rev().map(|&n| n as usize).collect();
+            t[0].reshape(&shape)
+        },
+        raw: |_, ctx, t, p| {
+            // SAFETY: none (the fuzzer's raw direction).
+            unsafe { ggml_sys::ggml_reshape_4d(ctx, t[0], p.i[0], p.i[1], p.i[2], p.i[3]) }
+        },
+        ..BASE
+    },
+    Decl {
+        name: "permute",
+        family: Family::Layout,
+        builders: &["ggml_permute"],
+        op: ggml_sys::GGML_OP_PERMUTE,
+        arity: 1,
+        backward: true,
+        build: |_, t, p| t[0].permute(p.i.map(|a| a as usize)),
+        raw: |_, ctx, t, p| {
+            let a = p.i.map(|a| a as i32);
+            // SAFETY: none (the fuzzer's raw direction).
+            unsafe { ggml_sys::ggml_permute(ctx, t[0], a[0], a[1], a[2], a[3]) }
+        },
+        ..BASE
+    },
+    Decl {
+        name: "transpose",
+        family: Family::Layout,
+        builders: &["ggml_transpose"],
+        op: ggml_sys::GGML_OP_TRANSPOSE,
+        arity: 1,
+        backward: true,
+        build: |_, t, _| t[0].transpose(),
+        // SAFETY: none (the fuzzer's raw direction).
+        raw: |_, ctx, t, _| unsafe { ggml_sys::ggml_transpose(ctx, t[0]) },
+        ..BASE
+    },
+    Decl {
+        name: "cont",
+        family: Family::Layout,
+        builders: &["ggml_cont"],
+        op: ggml_sys::GGML_OP_CONT,
+        arity: 1,
+        cpu: cpu_copy,
+        backward: true,
+        build: |_, t, _| t[0].cont(),
+        // SAFETY: none (the fuzzer's raw direction).
+        raw: |_, ctx, t, _| unsafe { ggml_sys::ggml_cont(ctx, t[0]) },
+        ..BASE
+    },
+    Decl {
+        name: "cpy",
+        family: Family::Layout,
+        builders: &["ggml_cpy"],
+        op: ggml_sys::GGML_OP_CPY,
+        arity: 2,
+        cpu: cpu_copy,
+        backward: true,
+        build: |_, t, _| t[0].cpy(t[1]),
+        // SAFETY: none (the fuzzer's raw direction).
+        raw: |_, ctx, t, _| unsafe { ggml_sys::ggml_cpy(ctx, t[0], t[1]) },
+        ..BASE
+    },
+];
+
+impl<'ctx> Tensor<'ctx> {
+    /// A view of this tensor: see [`Context::view`].
+    ///
+    /// # Errors
+    /// As [`Context::view`].
+    pub fn view(self, shape: &[usize], strides: &[usize], offset: usize) -> Result<Tensor<'ctx>> {
+        self.context().view(self, shape, strides, offset)
+    }
+
+    /// This tensor with another shape of the same element count: see
+    /// [`Context::reshape`].
+    ///
+    /// # Errors
+    /// As [`Context::reshape`].
+    pub fn reshape(self, shape: &[usize]) -> Result<Tensor<'ctx>> {
+        self.context().reshape(self, shape)
+    }
+
+    /// This tensor with its ggml axes permuted: see [`Context::permute`].
+    ///
+    /// # Errors
+    /// As [`Context::permute`].
+    pub fn permute(self, axes: [usize; 4]) -> Result<Tensor<'ctx>> {
+        self.context().permute(self, axes)
+    }
+
+    /// This tensor with its first two ggml axes swapped: see
+    /// [`Context::transpose`].
+    ///
+    /// # Errors
+    /// As [`Context::transpose`].
+    pub fn transpose(self) -> Result<Tensor<'ctx>> {
+        self.context().transpose(self)
+    }
+
+    /// A contiguous copy: see [`Context::cont`].
+    ///
+    /// # Errors
+    /// As [`Context::cont`].
+    pub fn cont(self) -> Result<Tensor<'ctx>> {
+        self.context().cont(self)
+    }
+
+    /// Copies this tensor into `dst` when computed: see [`Context::cpy`].
+    ///
+    /// # Errors
+    /// As [`Context::cpy`].
+    pub fn cpy(self, dst: Tensor<'ctx>) -> Result<Tensor<'ctx>> {
+        self.context().cpy(self, dst)
+    }
+}
 
 /// `Error::Layout` for `t` under `op`.
 fn bad_layout(

@@ -2,6 +2,7 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::ops::{Decl, Family, BASE};
 use crate::tensor::Tensor;
 use crate::types::Type;
 
@@ -32,7 +33,32 @@ fn cpu_mul_mat(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
     Ok(())
 }
 
-contract!(MUL_MAT: GGML_OP_MUL_MAT, "mul_mat", cpu_mul_mat);
+/// `mul_mat`'s declaration.
+pub(crate) const DECLS: &[Decl] = &[Decl {
+    name: "mul_mat",
+    family: Family::MatMul,
+    builders: &["ggml_mul_mat"],
+    op: ggml_sys::GGML_OP_MUL_MAT,
+    arity: 2,
+    cpu: cpu_mul_mat,
+    backward: true,
+    build: |_, t, _| t[0].mul_mat(t[1]),
+    // SAFETY: none (the fuzzer's raw direction).
+    raw: |_, ctx, t, _| unsafe { ggml_sys::ggml_mul_mat(ctx, t[0], t[1]) },
+    ..BASE
+}];
+
+impl<'ctx> Tensor<'ctx> {
+    /// ggml's matrix product of this tensor (`a`) and `b`: see
+    /// [`Context::mul_mat`] for the shapes (`[k, m] × [k, n] → [m, n]` in
+    /// ggml's order).
+    ///
+    /// # Errors
+    /// As [`Context::mul_mat`].
+    pub fn mul_mat(self, b: Tensor<'ctx>) -> Result<Tensor<'ctx>> {
+        self.context().mul_mat(self, b)
+    }
+}
 
 impl Context {
     /// ggml's matrix product: for `a` with `ne = [k, m, ..]` and `b` with

@@ -1,23 +1,38 @@
-//! Graph operations, each in one place: its **builder** and its **kernel
-//! contract** side by side in `ops/<family>.rs`.
+//! Graph operations, each declared once.
 //!
-//! - The builder checks everything ggml's builder asserts (shapes, sizes,
-//!   the bounds of the views it makes, room in the context) with the guard
-//!   functions below, then calls ggml. Nothing is computed yet.
-//! - The kernel contract (`Contract`) says what a backend's kernels need
-//!   of a node of that op: type combinations and layouts. ggml's CPU backend
-//!   answers `supports_op` optimistically (its kernels then abort on type
-//!   pairs they lack), so the contract is checked node by node when a graph
-//!   is computed, against the backend computing it (`check_node`).
+//! Ops are methods on [`Tensor`] (`x.rms_norm(1e-6)?.mul(w)?`), grouped in
+//! files by family: the family's rules, its CPU kernel contract, its
+//! declarations ([`Decl`], one per op: ggml builder, op and sub-op, operand
+//! count, kernel contracts, backward rule, generic builder) and the public
+//! methods generated from them sit side by side.
 //!
-//! Adding an op is writing its builder and one `Contract`, and listing the
-//! contract in `CONTRACTS`.
+//! - The builder checks everything ggml's builder asserts (shapes, types,
+//!   sizes, the bounds of the views it makes, room in the context), then
+//!   calls ggml. A broken rule is [`Error::Op`] naming the op, its operands
+//!   and the rule. Nothing is computed yet.
+//! - The kernel contract says what a backend's kernels need of a node of
+//!   that op: type combinations and layouts. ggml's CPU backend answers
+//!   `supports_op` optimistically (its kernels then abort on type pairs they
+//!   lack), so the contract is checked node by node when a graph is
+//!   computed, against the backend computing it (`check_node`), keyed by op
+//!   and sub-op (the unary and GLU ops share one op each).
+//! - [`catalog`] lists every declaration: the fuzzer generates calls of
+//!   every op from it, and a test writes the coverage report
+//!   (`docs/ops.md`) from it and ggml's header.
 //!
+//! Families:
 //! - [`arith`], element-wise `add`, `sub`, `mul`, `div` with broadcasting, `scale`;
+//! - [`unary`], element-wise functions (`relu`, `silu`, `exp`, `sqrt`, ...);
+//! - [`glu`], gated linear units (`swiglu`, `geglu`, ...);
 //! - [`matmul`], `mul_mat`;
 //! - [`layout`], `view`, `reshape`, `permute`, `transpose`, `cont`, `cpy`.
 
-use std::sync::OnceLock;
+mod decl;
+
+pub(crate) use decl::op_error;
+pub use decl::{catalog, Build, Decl, Family, Params, RawBuild, Sub};
+pub use glu::GluOp;
+pub use unary::UnaryOp;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -26,64 +41,43 @@ use crate::size::{self, Ne};
 use crate::tensor::Tensor;
 use crate::types::Type;
 
-/// What the kernels of a backend need of a node: `Ok`, or what they lack.
-pub(crate) type KernelCheck = fn(&Tensor<'_>) -> std::result::Result<(), &'static str>;
-
-/// One op's kernel contract.
-pub(crate) struct Contract {
-    /// ggml's op (`GGML_OP_*`).
-    pub op: ggml_sys::ggml_op,
-    /// Name in errors.
-    pub name: &'static str,
-    /// The CPU backend's kernels: type combinations and layouts they implement.
-    pub cpu: KernelCheck,
-}
-
-/// Declares an op's contract: `contract!(NAME: GGML_OP_X, "name", cpu_check);`.
-macro_rules! contract {
-    ($name:ident: $op:ident, $label:literal, $cpu:expr) => {
-        #[doc = concat!("`", $label, "`'s kernel contract.")]
-        pub(crate) const $name: crate::ops::Contract = crate::ops::Contract {
-            op: ggml_sys::$op,
-            name: $label,
-            cpu: $cpu,
-        };
-    };
-}
-
 pub mod arith;
+pub mod glu;
 pub mod layout;
 pub mod matmul;
+pub mod unary;
 
-/// Every op the crate builds. Nodes of other ops (made through raw calls)
-/// are refused when computed.
-const CONTRACTS: &[&Contract] = &[
-    &arith::ADD,
-    &arith::SUB,
-    &arith::MUL,
-    &arith::DIV,
-    &arith::SCALE,
-    &matmul::MUL_MAT,
-    &layout::VIEW,
-    &layout::RESHAPE,
-    &layout::PERMUTE,
-    &layout::TRANSPOSE,
-    &layout::CONT,
-    &layout::CPY,
+/// Every family's declarations. Nodes of other ops (made through raw
+/// calls) are refused when computed.
+const FAMILIES: &[&[Decl]] = &[
+    arith::DECLS,
+    unary::DECLS,
+    glu::DECLS,
+    matmul::DECLS,
+    layout::DECLS,
 ];
 
-/// The contract of `op`, from a table indexed by op.
-fn contract(op: ggml_sys::ggml_op) -> Option<&'static Contract> {
-    const OPS: usize = ggml_sys::GGML_OP_COUNT as usize;
-    static TABLE: OnceLock<[Option<&'static Contract>; OPS]> = OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        let mut table = [None; OPS];
-        for &c in CONTRACTS {
-            table[c.op as usize] = Some(c);
-        }
-        table
-    });
-    table.get(op as usize).copied().flatten()
+/// A declaration with the defaults of an op that computes nothing and has
+/// no generic builder; declarations fill in the rest (`..decl::BASE`).
+pub(crate) const BASE: Decl = Decl {
+    name: "",
+    family: Family::Layout,
+    builders: &[],
+    op: ggml_sys::GGML_OP_NONE,
+    sub: Sub::None,
+    arity: 0,
+    cpu: no_kernel,
+    backward: false,
+    build: decl::no_build,
+    raw: decl::no_raw,
+};
+
+/// The sub-op of a node (`op_params[0]` of unary and GLU nodes, else 0).
+fn sub_op(node: &Tensor<'_>, op: ggml_sys::ggml_op) -> u32 {
+    match op {
+        ggml_sys::GGML_OP_UNARY | ggml_sys::GGML_OP_GLU => node.op_params()[0] as u32,
+        _ => 0,
+    }
 }
 
 /// Whose kernel contracts a node is checked against (the backend that
@@ -119,13 +113,102 @@ pub(crate) fn check_node(node: &Tensor<'_>, backend: Kernels) -> Result<()> {
         backend: backend.name().to_owned(),
         reason,
     };
-    let Some(contract) = contract(op) else {
-        return Err(unsupported("?", "this crate has no contract for the op"));
+    let Some(decl) = decl::lookup(op, sub_op(node, op)) else {
+        return Err(unsupported(
+            op_name(op),
+            "this crate has no contract for the op",
+        ));
     };
     let check = match backend {
-        Kernels::Cpu => contract.cpu,
+        Kernels::Cpu => decl.cpu,
     };
-    check(node).map_err(|reason| unsupported(contract.name, reason))
+    check(node).map_err(|reason| unsupported(decl.name, reason))
+}
+
+/// Checks an op's rules while its builder runs:
+/// `rules.require(ok, || format!("..."))?` is [`Error::Op`] with the op,
+/// its operands and the rule when `ok` is false.
+pub(crate) struct Rules<'t, 'ctx> {
+    op: &'static str,
+    operands: &'t [Tensor<'ctx>],
+}
+
+impl<'t, 'ctx> Rules<'t, 'ctx> {
+    /// The rules of `op` applied to `operands`, which must belong to one
+    /// context.
+    pub(crate) fn new(op: &'static str, operands: &'t [Tensor<'ctx>]) -> Result<Self> {
+        let rules = Rules { op, operands };
+        if let Some(first) = operands.first() {
+            let ctx = first.context();
+            for t in &operands[1..] {
+                ctx.owns(t, "an operand")?;
+            }
+        }
+        Ok(rules)
+    }
+
+    /// `Ok` when `ok`, else the broken rule.
+    pub(crate) fn require(&self, ok: bool, rule: impl FnOnce() -> String) -> Result<()> {
+        if ok {
+            Ok(())
+        } else {
+            Err(self.broken(rule()))
+        }
+    }
+
+    /// The error for a broken rule.
+    pub(crate) fn broken(&self, rule: String) -> Error {
+        op_error(
+            self.op,
+            self.operands.iter().map(Tensor::operand).collect(),
+            rule,
+        )
+    }
+
+    /// The context the result is made in.
+    pub(crate) fn context(&self) -> &'ctx Context {
+        self.operands[0].context()
+    }
+
+    /// Reserves room for a new result of `ty` and `ne`, or (in place) for a
+    /// view of `target`, which must not overlap itself: ggml's threads
+    /// write each element of the result once.
+    pub(crate) fn reserve_result(
+        &self,
+        ty: Type,
+        ne: &Ne,
+        inplace: Option<&Tensor<'ctx>>,
+    ) -> Result<()> {
+        let ctx = self.context();
+        match inplace {
+            None => ctx.reserve_tensor(self.op, ty, ne),
+            Some(t) => {
+                self.require(t.layout().is_injective(), || {
+                    "an in-place result must not overlap itself (a view whose elements share bytes)"
+                        .into()
+                })?;
+                ctx.reserve_view(self.op)
+            }
+        }
+    }
+
+    /// Wraps the tensor ggml's builder returned.
+    pub(crate) fn wrap(&self, raw: *mut ggml_sys::ggml_tensor) -> Result<Tensor<'ctx>> {
+        Tensor::from_raw(self.context(), raw)
+    }
+}
+
+/// Whether `b` shares bytes with `a` without being exactly `a` (same
+/// memory, offset and layout): an op writing `a` in place while reading `b`
+/// would have ggml's threads read what another thread writes.
+pub(crate) fn overlaps(b: &Tensor<'_>, a: &Tensor<'_>) -> bool {
+    let ((ra, oa), (rb, ob)) = (a.memory_root(), b.memory_root());
+    let (la, lb) = (a.layout(), b.layout());
+    if ra != rb || (oa == ob && la == lb) || la.is_empty() || lb.is_empty() {
+        return false;
+    }
+    let (ea, eb) = (oa.saturating_add(a.nbytes()), ob.saturating_add(b.nbytes()));
+    oa < eb && ob < ea
 }
 
 /// Types of a node's sources, then of the node (for errors).
@@ -139,8 +222,8 @@ pub(crate) fn node_types(node: &Tensor<'_>) -> Vec<Type> {
 
 /// The name of `op`: this crate's, else ggml's.
 pub(crate) fn op_name(op: ggml_sys::ggml_op) -> &'static str {
-    if let Some(c) = contract(op) {
-        return c.name;
+    if let Some(d) = decl::lookup(op, 0).filter(|d| d.sub == Sub::None) {
+        return d.name;
     }
     crate::raw::op_name(op).to_str().unwrap_or("?")
 }
