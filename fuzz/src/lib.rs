@@ -66,6 +66,13 @@ pub fn program_from_bytes(bytes: &[u8]) -> program::Program {
     program
 }
 
+/// Declaration number `n` of `ggml::ops::catalog()`, modulo their number.
+pub fn op_decl(n: u16) -> &'static ggml::ops::Decl {
+    static DECLS: std::sync::OnceLock<Vec<&'static ggml::ops::Decl>> = std::sync::OnceLock::new();
+    let decls = DECLS.get_or_init(|| ggml::ops::catalog().collect());
+    decls[usize::from(n) % decls.len()]
+}
+
 /// The program of seed `seed`.
 pub fn program_from_seed(seed: u64) -> program::Program {
     program_from_bytes(&seed_bytes(seed))

@@ -92,8 +92,12 @@ fn kept(mut program: Program, keep: Option<Vec<u64>>) -> Program {
     program
 }
 
-/// A short name of a call's kind.
+/// A short name of a call's kind (`op:FAMILY/NAME` for declared ops).
 fn kind(call: &Call) -> String {
+    if let Call::Op(n, ..) = call {
+        let decl = ggml_fuzz::op_decl(*n);
+        return format!("op:{}/{}", decl.family().name(), decl.name());
+    }
     let debug = format!("{call:?}");
     debug.split('(').next().unwrap_or("?").to_string()
 }
@@ -278,6 +282,14 @@ struct Totals {
     raw_checked: u64,
     raw_survived: BTreeMap<String, u64>,
     raw_crashed: BTreeMap<String, u64>,
+    /// Per op family: calls, built, refused, refusals replayed raw, of
+    /// which raw ggml survived.
+    families: BTreeMap<String, [u64; 5]>,
+}
+
+/// The op family of a call's kind (`op:FAMILY/NAME`).
+fn family(kind: &str) -> Option<&str> {
+    kind.strip_prefix("op:")?.split('/').next()
 }
 
 fn run(args: &[String], no_slow: bool) -> i32 {
@@ -377,6 +389,17 @@ fn run(args: &[String], no_slow: bool) -> i32 {
             println!("  survived    0, crashed {n:>4}: {cause}");
         }
     }
+    if !totals.families.is_empty() {
+        println!("declared ops by family: calls, built, refused; refusals replayed raw, survived by raw ggml (over-cautious share)");
+        for (f, [calls, ok, err, checked, survived]) in &totals.families {
+            let share = if *checked > 0 {
+                format!("{:.0} %", 100.0 * *survived as f64 / *checked as f64)
+            } else {
+                "-".into()
+            };
+            println!("  {f:<10} {calls:>7} {ok:>7} {err:>7}; {checked:>5} {survived:>5} ({share})");
+        }
+    }
     if totals.failures.is_empty() {
         println!("failures: none");
         0
@@ -441,6 +464,12 @@ fn batch_run(
             *t.outcomes
                 .entry(outcome.split(' ').next().unwrap_or("?").to_string())
                 .or_default() += 1;
+            if let Some(f) = family(kind) {
+                let row = t.families.entry(f.to_string()).or_default();
+                row[0] += 1;
+                row[1] += u64::from(outcome.starts_with("ok"));
+                row[2] += u64::from(outcome.starts_with("err"));
+            }
             if let Some(variant) = outcome.strip_prefix("err ") {
                 if let (Ok(seed), Ok(i)) = (seed.parse(), i.parse()) {
                     refusals.push((seed, i, kind.to_string(), variant.to_string()));
@@ -448,30 +477,46 @@ fn batch_run(
             }
         }
     }
-    // Replay a few refusals through raw ggml.
+    // Replay a few refusals through raw ggml: those of declared ops first
+    // (their over-cautious rate is reported per family), then others.
+    let (ops, others): (Vec<_>, Vec<_>) = refusals.iter().partition(|r| family(&r.2).is_some());
     let mut picked = 0;
-    for (k, (seed, i, kind, variant)) in refusals.iter().enumerate() {
-        if picked >= raw_checks {
-            break;
-        }
-        // Spread the picks over the batch.
-        if k % (refusals.len() / raw_checks.max(1)).max(1) != 0 {
+    let mut picked_ops = 0;
+    let spread = (others.len() / raw_checks.max(1)).max(1);
+    let picks = ops.iter().map(|r| (true, *r)).chain(
+        others
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| k % spread == 0)
+            .map(|(_, r)| (false, *r)),
+    );
+    for (is_op, (seed, i, kind, variant)) in picks {
+        if is_op && picked_ops >= raw_checks || !is_op && picked >= raw_checks {
             continue;
         }
         let program = program_from_seed(*seed);
         if !raw::applicable(&program.calls[*i]) {
             continue;
         }
-        picked += 1;
+        if is_op {
+            picked_ops += 1;
+        } else {
+            picked += 1;
+        }
         let cause = format!("{kind} -> {variant}");
         let end = child(&exec_args(&[*seed], None, Some(*i), no_slow), timeout, &[]);
         let mut t = totals.lock().expect("lock");
         t.raw_checked += 1;
-        match end {
-            End::Ok(out) if out.contains("raw survived") => {
-                *t.raw_survived.entry(cause).or_default() += 1
-            }
-            _ => *t.raw_crashed.entry(cause).or_default() += 1,
+        let survived = matches!(&end, End::Ok(out) if out.contains("raw survived"));
+        if let Some(f) = family(kind) {
+            let row = t.families.entry(f.to_string()).or_default();
+            row[3] += 1;
+            row[4] += u64::from(survived);
+        }
+        if survived {
+            *t.raw_survived.entry(cause).or_default() += 1;
+        } else {
+            *t.raw_crashed.entry(cause).or_default() += 1;
         }
     }
     let _ = &totals.lock().expect("lock").refusals;

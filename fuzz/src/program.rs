@@ -450,6 +450,87 @@ pub enum Call {
     ComputeDroppingAllocator(u8, Vec<u8>, u8, u8),
     /// Leaks the data token of a context: later accesses are refused.
     ForgetData(u8),
+    /// Op number `n` of `ggml::ops::catalog()` (modulo their number) on
+    /// tensors picked by index, with parameters: every declared op is
+    /// generated from its declaration.
+    Op(u16, [u8; 4], OpParams),
+}
+
+/// The parameters of a [`Call::Op`], mapped onto `ggml::ops::Params`.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct OpParams {
+    /// Flags (bit 0: in place; others: op options).
+    pub flags: u8,
+    /// Float parameters.
+    pub f: [FloatSel; 4],
+    /// Integer parameters.
+    pub i: [IntSel; 4],
+}
+
+impl OpParams {
+    /// The parameters the op's generic builder takes.
+    pub fn get(self) -> ggml::ops::Params {
+        ggml::ops::Params {
+            flags: u32::from(self.flags),
+            f: self.f.map(FloatSel::value),
+            i: self.i.map(IntSel::value),
+        }
+    }
+}
+
+/// A float parameter: ordinary values mostly, edges sometimes.
+#[derive(Debug, Clone, Copy)]
+pub struct FloatSel(u8, i8);
+
+impl<'a> Arbitrary<'a> for FloatSel {
+    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        Ok(FloatSel(u8::arbitrary(u)?, i8::arbitrary(u)?))
+    }
+}
+
+impl FloatSel {
+    /// The value.
+    pub fn value(self) -> f32 {
+        match self.0 {
+            0..=199 => f32::from(self.1) / 16.0,
+            200..=209 => 0.0,
+            210..=214 => f32::NAN,
+            215..=219 => f32::INFINITY,
+            220..=224 => f32::NEG_INFINITY,
+            225..=229 => 1e-6,
+            230..=234 => 1e30,
+            235..=239 => -1e30,
+            _ => f32::from(self.1) * 1000.0,
+        }
+    }
+}
+
+/// An integer parameter: small values mostly (dimensions, axes, counts,
+/// modes), edges sometimes.
+#[derive(Debug, Clone, Copy)]
+pub struct IntSel(u8, i8);
+
+impl<'a> Arbitrary<'a> for IntSel {
+    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        Ok(IntSel(u8::arbitrary(u)?, i8::arbitrary(u)?))
+    }
+}
+
+impl IntSel {
+    /// The value.
+    pub fn value(self) -> i64 {
+        match self.0 {
+            0..=179 => i64::from(self.1 % 8),
+            180..=209 => i64::from(self.1),
+            210..=219 => -1,
+            220..=229 => i64::from(i32::MAX),
+            230..=234 => i64::from(i32::MAX) + 1,
+            235..=239 => 1 << 40,
+            240..=244 => i64::MAX,
+            245..=249 => i64::MIN,
+            _ => i64::from(self.1) * 1024,
+        }
+    }
 }
 
 /// A program: calls run in order.

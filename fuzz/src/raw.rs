@@ -216,6 +216,15 @@ pub fn replay(state: &State, call: &Call, no_slow: bool) {
                 };
                 node = sys::ggml_mul_mat(ctx, a, b);
             }
+            Call::Op(n, picks, params) => {
+                let decl = crate::op_decl(*n);
+                let operands: Option<Vec<_>> =
+                    picks[..decl.arity()].iter().map(|&i| t(i)).collect();
+                let (Some(operands), Some(ctx)) = (operands, ctx_of(picks[0])) else {
+                    return;
+                };
+                node = decl.build_raw(ctx, &operands, &params.get());
+            }
             Call::Compute(first, more, threads) => {
                 let nodes: Option<Vec<_>> = std::iter::once(first)
                     .chain(more.iter().take(2))

@@ -299,6 +299,17 @@ pub fn call(state: &mut State, call: &Call, options: Options) -> Outcome {
             let (a, b) = (tensor!(*a), tensor!(*b));
             made!(a.context().mul_mat(a, b))
         }
+        Call::Op(n, operands, params) => {
+            let decl = crate::op_decl(*n);
+            let operands: Vec<_> = operands[..decl.arity()]
+                .iter()
+                .map(|&i| state.tensor(i))
+                .collect();
+            let Some(operands) = operands.into_iter().collect::<Option<Vec<_>>>() else {
+                return Outcome::Skip;
+            };
+            made!(decl.build(&operands, &params.get()))
+        }
         Call::Compute(first, more, threads) => {
             let picks = std::iter::once(first).chain(more.iter().take(2));
             let outputs: Vec<Tensor<'static>> = match picks.map(|&i| state.tensor(i)).collect() {
