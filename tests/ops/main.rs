@@ -9,4 +9,6 @@ mod common;
 mod eval;
 mod glu;
 mod graphs;
+mod norm;
+mod reduce;
 mod unary;

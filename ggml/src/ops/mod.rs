@@ -24,7 +24,9 @@
 //! - [`arith`], element-wise `add`, `sub`, `mul`, `div` with broadcasting, `scale`;
 //! - [`unary`], element-wise functions (`relu`, `silu`, `exp`, `sqrt`, ...);
 //! - [`glu`], gated linear units (`swiglu`, `geglu`, ...);
+//! - [`norm`], `norm`, `rms_norm`, `l2_norm`, `group_norm`;
 //! - [`matmul`], `mul_mat`;
+//! - [`reduce`], `sum`, `sum_rows`, `mean`, `argmax`, `cumsum`, `count_equal`;
 //! - [`layout`], `view`, `reshape`, `permute`, `transpose`, `cont`, `cpy`.
 
 mod decl;
@@ -45,6 +47,8 @@ pub mod arith;
 pub mod glu;
 pub mod layout;
 pub mod matmul;
+pub mod norm;
+pub mod reduce;
 pub mod unary;
 
 /// Every family's declarations. Nodes of other ops (made through raw
@@ -55,6 +59,8 @@ const FAMILIES: &[&[Decl]] = &[
     glu::DECLS,
     matmul::DECLS,
     layout::DECLS,
+    reduce::DECLS,
+    norm::DECLS,
 ];
 
 /// A declaration with the defaults of an op that computes nothing and has
