@@ -27,6 +27,8 @@ pub struct Graph<'ctx> {
     checked: Cell<Option<(usize, u64)>>,
     /// Unique per graph of the process (the scheduler's bookkeeping).
     id: u64,
+    /// Nodes whose indices are read and checked before each computation.
+    index_checks: Vec<crate::ops::rows::IndexCheck>,
 }
 
 /// Hashes tensor addresses with one multiply (SipHash's DoS resistance buys
@@ -193,10 +195,12 @@ impl Context {
             // (shallow recursion in ggml); the graph has room for all of them.
             unsafe { handle.expand(node) };
         }
+        let index_checks = crate::ops::rows::plan_index_checks(self, &order);
         Ok(Graph {
             raw,
             ctx: self,
             capacity,
+            index_checks,
             tensors: order,
             checked: Cell::new(None),
             id: {
@@ -208,6 +212,16 @@ impl Context {
 }
 
 impl<'ctx> Graph<'ctx> {
+    /// Checks the indices that nodes of the graph read (`get_rows`, ...):
+    /// before every computation, with the memory pinned and the data token
+    /// held by the caller.
+    pub(crate) fn check_indices(&self) -> Result<()> {
+        if self.index_checks.is_empty() {
+            return Ok(());
+        }
+        crate::ops::rows::check_indices(self.ctx, &self.index_checks)
+    }
+
     /// The raw graph, for calls into `ggml-sys`.
     pub fn as_ptr(&self) -> *mut ggml_sys::ggml_cgraph {
         self.raw.as_ptr()

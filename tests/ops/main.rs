@@ -11,4 +11,5 @@ mod glu;
 mod graphs;
 mod norm;
 mod reduce;
+mod rows;
 mod unary;

@@ -209,6 +209,7 @@ impl Backend {
         let ctx = graph.context();
         let status = ctx.pinned(|| -> Result<ggml_sys::ggml_status> {
             check_graph(graph, self)?;
+            graph.check_indices()?;
             let backend = self.raw();
             if let Some(state) = abort.as_mut() {
                 // SAFETY: the state outlives the computation and is unset
@@ -250,6 +251,7 @@ impl Backend {
         let ctx = graph.context();
         let pins = ctx.pin()?;
         check_graph(graph, self)?;
+        graph.check_indices()?;
         // Before starting: should the handle be leaked, the context stays
         // busy (and is leaked rather than freed) until the backend syncs.
         ctx.start_async(&self.queue);

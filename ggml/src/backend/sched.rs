@@ -464,6 +464,9 @@ impl Scheduler {
                     }
                 }
             }
+            // Indices are read from the graph's own tensors, before the
+            // scheduler's copies take their place.
+            graph.check_indices()?;
             for (node, copies, _) in &allocated.rewrites {
                 // SAFETY: a live node of the graph; the copies live in the
                 // scheduler's context until it allocates again (`&mut self`).

@@ -25,6 +25,7 @@
 //! - [`unary`], element-wise functions (`relu`, `silu`, `exp`, `sqrt`, ...);
 //! - [`glu`], gated linear units (`swiglu`, `geglu`, ...);
 //! - [`norm`], `norm`, `rms_norm`, `l2_norm`, `group_norm`;
+//! - [`rows`], `get_rows` (indices checked before computing);
 //! - [`matmul`], `mul_mat`;
 //! - [`reduce`], `sum`, `sum_rows`, `mean`, `argmax`, `cumsum`, `count_equal`;
 //! - [`layout`], `view`, `reshape`, `permute`, `transpose`, `cont`, `cpy`.
@@ -49,6 +50,7 @@ pub mod layout;
 pub mod matmul;
 pub mod norm;
 pub mod reduce;
+pub mod rows;
 pub mod unary;
 
 /// Every family's declarations. Nodes of other ops (made through raw
@@ -61,6 +63,7 @@ const FAMILIES: &[&[Decl]] = &[
     layout::DECLS,
     reduce::DECLS,
     norm::DECLS,
+    rows::DECLS,
 ];
 
 /// A declaration with the defaults of an op that computes nothing and has
