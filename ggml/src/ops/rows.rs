@@ -136,11 +136,11 @@ pub(crate) fn plan_index_checks(
     ctx: &crate::Context,
     order: &[*mut ggml_sys::ggml_tensor],
 ) -> Vec<IndexCheck> {
-    // SAFETY: live tensors of the graph being built; a field read.
-    if !order
-        .iter()
-        .any(|&t| unsafe { (*t).op } == ggml_sys::GGML_OP_GET_ROWS)
-    {
+    let reads_indices = |t: *mut ggml_sys::ggml_tensor| {
+        // SAFETY: a live tensor of the graph being built; a field read.
+        unsafe { (*t).op == ggml_sys::GGML_OP_GET_ROWS }
+    };
+    if !order.iter().any(|&t| reads_indices(t)) {
         return Vec::new();
     }
     let order: Vec<Tensor<'_>> = order
