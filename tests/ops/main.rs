@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod attention;
 mod eval;
 mod glu;
 mod graphs;

@@ -26,6 +26,8 @@
 //! - [`glu`], gated linear units (`swiglu`, `geglu`, ...);
 //! - [`norm`], `norm`, `rms_norm`, `l2_norm`, `group_norm`;
 //! - [`rows`], `get_rows` (indices checked before computing);
+//! - [`softmax`], `soft_max`, `soft_max_ext` (mask, ALiBi, sinks);
+//! - [`rope`], `rope`, `rope_ext` (YaRN, frequency factors);
 //! - [`matmul`], `mul_mat`;
 //! - [`reduce`], `sum`, `sum_rows`, `mean`, `argmax`, `cumsum`, `count_equal`;
 //! - [`layout`], `view`, `reshape`, `permute`, `transpose`, `cont`, `cpy`.
@@ -35,6 +37,8 @@ mod decl;
 pub(crate) use decl::op_error;
 pub use decl::{catalog, Build, Decl, Family, Params, RawBuild, Sub};
 pub use glu::GluOp;
+pub use rope::{Rope, RopeMode};
+pub use softmax::SoftMax;
 pub use unary::UnaryOp;
 
 use crate::context::Context;
@@ -50,7 +54,9 @@ pub mod layout;
 pub mod matmul;
 pub mod norm;
 pub mod reduce;
+pub mod rope;
 pub mod rows;
+pub mod softmax;
 pub mod unary;
 
 /// Every family's declarations. Nodes of other ops (made through raw
@@ -64,6 +70,8 @@ const FAMILIES: &[&[Decl]] = &[
     reduce::DECLS,
     norm::DECLS,
     rows::DECLS,
+    softmax::DECLS,
+    rope::DECLS,
 ];
 
 /// A declaration with the defaults of an op that computes nothing and has
