@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 use ggml::ndarray::{ArrayD, Axis, IxDyn};
-use ggml::ops::{Rope, RopeMode, SoftMax};
+use ggml::ops::{FlashAttn as FlashAttnParams, Rope, RopeMode, SoftMax};
 use ggml::{Context, Error, Type};
 
 use crate::eval::{self, assert_close, Tol};
@@ -288,5 +288,187 @@ fn rope_plain_matches_rope_ext_defaults_and_rules() -> Result<()> {
         matches!(t.rope_ext(p, Some(few), &r), Err(Error::Op(_))),
         "too few factors"
     );
+    Ok(())
+}
+
+/// Attention by its definition: q `[b, heads, n, dk]`, k `[b, hkv, kv, dk]`,
+/// v `[b, hkv, kv, dv]`, mask `[kv]` rows per query; result
+/// `[b, n, heads, dv]` as ggml lays it out.
+#[allow(clippy::too_many_arguments)]
+fn attention_ref(
+    q: &ArrayD<f32>,
+    k: &ArrayD<f32>,
+    v: &ArrayD<f32>,
+    mask: Option<&ArrayD<f32>>,
+    scale: f32,
+    softcap: f32,
+    sinks: Option<&[f32]>,
+) -> ArrayD<f32> {
+    let (b, heads, n, dk) = (q.shape()[0], q.shape()[1], q.shape()[2], q.shape()[3]);
+    let (hkv, kv, dv) = (k.shape()[1], k.shape()[2], v.shape()[3]);
+    let mut out = ArrayD::zeros(IxDyn(&[b, n, heads, dv]));
+    for bi in 0..b {
+        for h in 0..heads {
+            let g = h / (heads / hkv);
+            for i in 0..n {
+                let mut s: Vec<f64> = (0..kv)
+                    .map(|j| {
+                        let dot: f64 = (0..dk)
+                            .map(|d| f64::from(q[[bi, h, i, d]]) * f64::from(k[[bi, g, j, d]]))
+                            .sum();
+                        let mut x = dot * f64::from(scale);
+                        if softcap != 0.0 {
+                            x = f64::from(softcap) * (x / f64::from(softcap)).tanh();
+                        }
+                        x + mask.map_or(0.0, |m| f64::from(m[[i, j]]))
+                    })
+                    .collect();
+                let sink = sinks.map(|s| f64::from(s[h]));
+                let max = s
+                    .iter()
+                    .copied()
+                    .chain(sink)
+                    .fold(f64::NEG_INFINITY, f64::max);
+                s.iter_mut().for_each(|x| *x = (*x - max).exp());
+                let sum: f64 = s.iter().sum::<f64>() + sink.map_or(0.0, |x| (x - max).exp());
+                for d in 0..dv {
+                    let o: f64 = (0..kv).map(|j| s[j] * f64::from(v[[bi, g, j, d]])).sum();
+                    out[[bi, i, h, d]] = (o / sum) as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn flash_attention_matches_its_definition() -> Result<()> {
+    // Grouped-query attention: 4 query heads over 2 key/value heads.
+    let (b, heads, hkv, n, kv, dk, dv) = (1, 4, 2, 5, 9, 32, 32);
+    let q = eval::input(&[b, heads, n, dk], 51, 1.0);
+    let k = eval::input(&[b, hkv, kv, dk], 52, 1.0);
+    let v = eval::input(&[b, hkv, kv, dv], 53, 1.0);
+    // A causal mask over a cache of kv entries: query i sees keys ≤ i + 4.
+    let mask = ArrayD::from_shape_fn(IxDyn(&[n + 3, kv + 7]), |d| {
+        if d[1] > d[0] + 4 {
+            f32::NEG_INFINITY
+        } else {
+            0.0
+        }
+    });
+    let sinks = [0.3f32, -0.2, 1.0, 0.0];
+    let scale = 1.0 / (dk as f32).sqrt();
+    for (kt, vt) in [
+        (Type::F32, Type::F32),
+        (Type::F16, Type::F16),
+        (Type::Q8_0, Type::F16),
+        (Type::F16, Type::Q8_0),
+    ] {
+        for (softcap, with_mask, with_sinks) in
+            [(0.0f32, true, false), (0.0, false, true), (5.0, true, true)]
+        {
+            let ctx = Context::new(8 << 20)?;
+            let tq = ctx.tensor_from_array(&q)?;
+            let tk = ctx.tensor_from_array_as(kt, &k)?;
+            let tv = ctx.tensor_from_array_as(vt, &v)?;
+            let tm = ctx.tensor_from_array_as(Type::F16, &mask)?;
+            let ts = ctx.tensor_from_array(&ggml::ndarray::arr1(&sinks))?;
+            let params = FlashAttnParams {
+                mask: with_mask.then_some(tm),
+                scale,
+                logit_softcap: softcap,
+                sinks: with_sinks.then_some(ts),
+                ..FlashAttnParams::new(scale)
+            };
+            let y = tq.flash_attn_ext(tk, tv, &params)?;
+            assert_eq!(y.shape(), vec![n, heads, dv], "ggml's [dv, heads, n, 1]");
+            let (ks, vs) = {
+                let data = ctx.data()?;
+                (
+                    data.to_array::<f32>(tk)?
+                        .into_shape_with_order(IxDyn(k.shape()))?,
+                    data.to_array::<f32>(tv)?
+                        .into_shape_with_order(IxDyn(v.shape()))?,
+                )
+            };
+            let got = &eval::compute(&ctx, &[y])?[0];
+            let want = attention_ref(
+                &q,
+                &ks,
+                &vs,
+                with_mask.then_some(&mask),
+                scale,
+                softcap,
+                with_sinks.then_some(&sinks[..]),
+            )
+            .index_axis_move(Axis(0), 0);
+            // q is quantized to the keys' dot-product type (f16, q8_0), and
+            // f16 values are accumulated in f16.
+            let tol = match (kt, vt) {
+                (Type::F32, Type::F32) => Tol {
+                    abs: 1e-5,
+                    rel: 1e-4,
+                },
+                _ => Tol {
+                    abs: 1e-2,
+                    rel: 1e-2,
+                },
+            };
+            assert_close(
+                got,
+                &want,
+                tol,
+                &format!("k {kt}, v {vt}, softcap {softcap}, mask {with_mask}, sinks {with_sinks}"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn flash_attention_rules() -> Result<()> {
+    let ctx = Context::new(1 << 20)?;
+    let q = ctx.new_tensor(Type::F32, &[1, 4, 5, 32])?;
+    let k = ctx.new_tensor(Type::F16, &[1, 2, 9, 32])?;
+    let v = ctx.new_tensor(Type::F16, &[1, 2, 9, 16])?;
+    let p = FlashAttnParams::new(0.1);
+    q.flash_attn_ext(k, v, &p)?;
+    let v3 = ctx.new_tensor(Type::F16, &[1, 3, 9, 16])?;
+    assert!(
+        matches!(q.flash_attn_ext(k, v3, &p), Err(Error::Op(_))),
+        "v with more heads: ggml divides by zero"
+    );
+    let v_short = ctx.new_tensor(Type::F16, &[1, 2, 8, 16])?;
+    assert!(
+        matches!(q.flash_attn_ext(k, v_short, &p), Err(Error::Op(_))),
+        "v with fewer tokens: read out of bounds"
+    );
+    let small_mask = ctx.new_tensor(Type::F16, &[5, 8])?;
+    let pm = FlashAttnParams {
+        mask: Some(small_mask),
+        ..p
+    };
+    assert!(
+        matches!(q.flash_attn_ext(k, v, &pm), Err(Error::Op(_))),
+        "a mask shorter than the keys"
+    );
+    let q16 = ctx.new_tensor(Type::F16, &[1, 4, 5, 32])?;
+    assert!(
+        matches!(q16.flash_attn_ext(k, v, &p), Err(Error::Op(_))),
+        "f16 queries are read as f32 by ggml"
+    );
+    // Keys of a type without a CPU dot product build, and are refused.
+    let ki = ctx.new_tensor(Type::Q8_K, &[1, 2, 9, 256])?;
+    let qi = ctx.new_tensor(Type::F32, &[1, 4, 5, 256])?;
+    let y = qi.flash_attn_ext(ki, v, &p)?;
+    let graph = ctx.build_graph(&[y])?;
+    let mut data = ctx.data()?;
+    assert!(matches!(
+        crate::common::compute(&graph, &mut data),
+        Err(Error::UnsupportedNode {
+            op: "flash_attn_ext",
+            ..
+        })
+    ));
     Ok(())
 }

@@ -64,6 +64,8 @@ pub enum Family {
     Rows,
     /// Reductions (`sum_rows`, `mean`, `argmax`, ...).
     Reduce,
+    /// Fused attention (`flash_attn_ext`).
+    Attention,
 }
 
 impl Family {
@@ -80,6 +82,7 @@ impl Family {
             Family::Rope => "rope",
             Family::Rows => "rows",
             Family::Reduce => "reduce",
+            Family::Attention => "attention",
         }
     }
 }

@@ -28,12 +28,14 @@
 //! - [`rows`], `get_rows` (indices checked before computing);
 //! - [`softmax`], `soft_max`, `soft_max_ext` (mask, ALiBi, sinks);
 //! - [`rope`], `rope`, `rope_ext` (YaRN, frequency factors);
+//! - [`attention`], `flash_attn_ext`;
 //! - [`matmul`], `mul_mat`;
 //! - [`reduce`], `sum`, `sum_rows`, `mean`, `argmax`, `cumsum`, `count_equal`;
 //! - [`layout`], `view`, `reshape`, `permute`, `transpose`, `cont`, `cpy`.
 
 mod decl;
 
+pub use attention::{FlashAttn, Precision};
 pub(crate) use decl::op_error;
 pub use decl::{catalog, Build, Decl, Family, Params, RawBuild, Sub};
 pub use glu::GluOp;
@@ -49,6 +51,7 @@ use crate::tensor::Tensor;
 use crate::types::Type;
 
 pub mod arith;
+pub mod attention;
 pub mod glu;
 pub mod layout;
 pub mod matmul;
@@ -72,6 +75,7 @@ const FAMILIES: &[&[Decl]] = &[
     rows::DECLS,
     softmax::DECLS,
     rope::DECLS,
+    attention::DECLS,
 ];
 
 /// A declaration with the defaults of an op that computes nothing and has
