@@ -31,14 +31,18 @@ pub fn rounded(values: &ArrayD<f32>, ty: Type) -> ArrayD<f32> {
     }
 }
 
-/// Computes `outputs` (one graph) and reads each as f32.
+/// Computes `outputs` (one graph) and reads each as f32 (i32 tensors
+/// converted value by value).
 pub fn compute(ctx: &Context, outputs: &[Tensor<'_>]) -> Result<Vec<ArrayD<f32>>> {
     let graph = ctx.build_graph(outputs)?;
     let mut data = ctx.data()?;
     common::compute(&graph, &mut data)?;
     outputs
         .iter()
-        .map(|&t| Ok(data.to_array::<f32>(t)?))
+        .map(|&t| match t.ty() {
+            Type::I32 => Ok(data.to_array::<i32>(t)?.mapv(|v| v as f32)),
+            _ => Ok(data.to_array::<f32>(t)?),
+        })
         .collect()
 }
 

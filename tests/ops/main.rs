@@ -10,6 +10,7 @@ mod attention;
 mod eval;
 mod glu;
 mod graphs;
+mod movement;
 mod norm;
 mod reduce;
 mod rows;

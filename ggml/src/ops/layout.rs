@@ -29,7 +29,7 @@ use crate::types::Type;
 ///
 /// The kernels count rows and blocks in `int` (elements in `uint32_t` when
 /// dequantizing).
-fn cpu_copy(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
+pub(crate) fn cpu_copy(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
     let src = crate::ops::sources::<1>(node)?[0];
     // `cpy`'s node is a view of its destination.
     let dst = node.src(1).unwrap_or(*node);

@@ -31,7 +31,8 @@
 //! - [`attention`], `flash_attn_ext`;
 //! - [`matmul`], `mul_mat`;
 //! - [`reduce`], `sum`, `sum_rows`, `mean`, `argmax`, `cumsum`, `count_equal`;
-//! - [`layout`], `view`, `reshape`, `permute`, `transpose`, `cont`, `cpy`.
+//! - [`layout`], `view`, `reshape`, `permute`, `transpose`, `cont`, `cpy`;
+//! - [`movement`], `cont_4d`, `dup`, `cast`, `repeat`, `repeat_4d`, `concat`.
 
 mod decl;
 
@@ -39,6 +40,7 @@ pub use attention::{FlashAttn, Precision};
 pub(crate) use decl::op_error;
 pub use decl::{catalog, Build, Decl, Family, Params, RawBuild, Sub};
 pub use glu::GluOp;
+pub(crate) use layout::cpu_copy as layout_cpu_copy;
 pub use rope::{Rope, RopeMode};
 pub use softmax::SoftMax;
 pub use unary::UnaryOp;
@@ -55,6 +57,7 @@ pub mod attention;
 pub mod glu;
 pub mod layout;
 pub mod matmul;
+pub mod movement;
 pub mod norm;
 pub mod reduce;
 pub mod rope;
@@ -76,6 +79,7 @@ const FAMILIES: &[&[Decl]] = &[
     softmax::DECLS,
     rope::DECLS,
     attention::DECLS,
+    movement::DECLS,
 ];
 
 /// A declaration with the defaults of an op that computes nothing and has
