@@ -18,6 +18,11 @@ fn main() {
             println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
         }
     }
+    // Where ggml.h is: the ops coverage test reads it.
+    println!("cargo:rerun-if-env-changed=DEP_LLAMA_INCLUDE");
+    if let Ok(dir) = std::env::var("DEP_LLAMA_INCLUDE") {
+        println!("cargo:rustc-env=GGML_INCLUDE_DIR={dir}");
+    }
     println!("cargo:rustc-check-cfg=cfg(ggml_cpu_backend)");
     if std::env::var("DEP_LLAMA_CPU_BACKEND").is_ok_and(|v| v == "linked") {
         println!("cargo:rustc-cfg=ggml_cpu_backend");

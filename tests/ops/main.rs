@@ -7,6 +7,7 @@
 mod common;
 
 mod attention;
+mod coverage;
 mod eval;
 mod glu;
 mod graphs;
