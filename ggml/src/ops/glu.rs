@@ -309,7 +309,7 @@ fn cpu_glu(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
         return Err("the CPU's kernel of this unit lacks the type");
     }
     for t in [Some(a), g, Some(*node)].into_iter().flatten() {
-        if !t.layout().is_contiguous_n(1) || !rows_at_one_stride(&t) {
+        if !t.rows_are_dense() || !t.layout().is_contiguous_n(1) || !rows_at_one_stride(&t) {
             return Err(
                 "the CPU reads whole rows at one stride (ggml_is_contiguous_1, row i at i·nb[1])",
             );
