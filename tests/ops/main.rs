@@ -8,6 +8,7 @@ mod common;
 
 mod attention;
 mod coverage;
+mod custom;
 mod eval;
 mod glu;
 mod graphs;

@@ -232,7 +232,11 @@ impl Backend {
         if let Some(state) = abort {
             state.resume_panic();
         }
-        status_result(status?)
+        status_result(status?)?;
+        match ctx.take_custom_panic() {
+            Some(panic) => Err(panic),
+            None => Ok(()),
+        }
     }
 
     /// Starts computing `graph` and returns at once (on backends that compute
@@ -260,9 +264,12 @@ impl Backend {
         // handle ends those borrows but not the context's busy state above,
         // and leaves the pins held (the allocators can never move on).
         let status = unsafe { self.raw().graph_compute_async(graph) };
+        // Custom ops run on the CPU only, which computes before returning.
+        let custom_panic = ctx.take_custom_panic();
         Ok(Pending {
             backend: self,
             status,
+            custom_panic,
             _pins: pins,
             _data: PhantomData,
         })
@@ -310,6 +317,8 @@ impl fmt::Debug for Backend {
 pub struct Pending<'a> {
     backend: &'a mut Backend,
     status: ggml_sys::ggml_status,
+    /// A panic of a custom op's closure during the computation.
+    custom_panic: Option<Error>,
     _pins: Pins,
     _data: PhantomData<&'a mut ()>,
 }
@@ -318,11 +327,17 @@ impl Pending<'_> {
     /// Waits for the computation.
     ///
     /// # Errors
-    /// [`Error::Compute`] when it failed.
-    pub fn wait(self) -> Result<()> {
+    /// [`Error::Compute`] when it failed; [`Error::CustomOpPanicked`] when
+    /// a custom op's closure panicked.
+    pub fn wait(mut self) -> Result<()> {
         let status = self.status;
+        let panic = self.custom_panic.take();
         drop(self);
-        status_result(status)
+        status_result(status)?;
+        match panic {
+            Some(panic) => Err(panic),
+            None => Ok(()),
+        }
     }
 }
 
@@ -566,6 +581,17 @@ pub(crate) fn check_graph(graph: &Graph<'_>, backend: &Backend) -> Result<()> {
 fn check_kernels(t: &Tensor<'_>, backend: &Backend, cpu: bool) -> Result<()> {
     if cpu {
         return crate::ops::check_node(t, crate::ops::Kernels::Cpu);
+    }
+    if crate::ops::custom::is_custom(t.op()) {
+        // A Rust closure runs in this process, on the CPU backend only (the
+        // RPC backend claims support and would ship its address away).
+        return Err(Error::UnsupportedNode {
+            node: t.name(),
+            op: crate::ops::op_name(t.op()),
+            types: crate::ops::node_types(t),
+            backend: backend.description(),
+            reason: "custom ops (Rust closures) run on the CPU backend only",
+        });
     }
     // SAFETY: a live backend; a node whose sources and buffers are live
     // (pinned).

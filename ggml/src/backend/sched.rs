@@ -482,7 +482,11 @@ impl Scheduler {
             }
             Ok(status)
         });
-        super::compute::status_result(status?)
+        super::compute::status_result(status?)?;
+        match ctx.take_custom_panic() {
+            Some(panic) => Err(panic),
+            None => Ok(()),
+        }
     }
 }
 

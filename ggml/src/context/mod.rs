@@ -74,6 +74,11 @@ pub struct Context {
     /// Advanced whenever any tensor's memory may have changed place, so
     /// graphs know when to check their tensors' memory again.
     memory_generation: Cell<u64>,
+    /// The closures of custom ops built in this context (their nodes'
+    /// userdata point into these boxes, which keep their addresses when the
+    /// vector grows).
+    #[allow(clippy::vec_box)]
+    pub(crate) custom_ops: RefCell<Vec<Box<crate::ops::custom::CustomFn>>>,
 }
 
 // SAFETY: a ggml context has no thread affinity; moving it (with all its
@@ -161,6 +166,7 @@ impl Context {
             leases: RefCell::new(Vec::new()),
             in_flight: RefCell::new(Vec::new()),
             memory_generation: Cell::new(0),
+            custom_ops: RefCell::new(Vec::new()),
         })
     }
 
@@ -350,6 +356,7 @@ impl Drop for Context {
             // tensors, their buffers and the arena. Leak them all.
             std::mem::forget(self.memory.take());
             std::mem::forget(std::mem::take(&mut *self.buffers.borrow_mut()));
+            std::mem::forget(std::mem::take(&mut *self.custom_ops.borrow_mut()));
             return;
         }
         // SAFETY: the context is live and dropped once; every tensor handle

@@ -248,6 +248,17 @@ pub enum Error {
     #[error("graph computation aborted")]
     Aborted,
 
+    /// The closure of a custom op ([`crate::ops::custom`]) panicked on a
+    /// graph thread; the panic was caught there and the computation
+    /// finished (the op's result is unspecified).
+    #[error("custom op '{op}' panicked: {message}")]
+    CustomOpPanicked {
+        /// The op's name.
+        op: String,
+        /// The panic's message (or a placeholder for non-string payloads).
+        message: String,
+    },
+
     /// A graph computation failed.
     #[error("graph computation failed with status {status} ({message})")]
     Compute {

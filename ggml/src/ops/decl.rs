@@ -66,6 +66,8 @@ pub enum Family {
     Reduce,
     /// Fused attention (`flash_attn_ext`).
     Attention,
+    /// Rust closures as graph nodes.
+    Custom,
 }
 
 impl Family {
@@ -83,6 +85,7 @@ impl Family {
             Family::Rows => "rows",
             Family::Reduce => "reduce",
             Family::Attention => "attention",
+            Family::Custom => "custom",
         }
     }
 }

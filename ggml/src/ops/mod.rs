@@ -29,6 +29,7 @@
 //! - [`softmax`], `soft_max`, `soft_max_ext` (mask, ALiBi, sinks);
 //! - [`rope`], `rope`, `rope_ext` (YaRN, frequency factors);
 //! - [`attention`], `flash_attn_ext`;
+//! - [`custom`], Rust closures as graph nodes;
 //! - [`matmul`], `mul_mat`;
 //! - [`reduce`], `sum`, `sum_rows`, `mean`, `argmax`, `cumsum`, `count_equal`;
 //! - [`layout`], `view`, `reshape`, `permute`, `transpose`, `cont`, `cpy`;
@@ -37,6 +38,7 @@
 mod decl;
 
 pub use attention::{FlashAttn, Precision};
+pub use custom::{CustomCall, Tasks};
 pub(crate) use decl::op_error;
 pub use decl::{catalog, Build, Decl, Family, Params, RawBuild, Sub};
 pub use glu::GluOp;
@@ -54,6 +56,7 @@ use crate::types::Type;
 
 pub mod arith;
 pub mod attention;
+pub mod custom;
 pub mod glu;
 pub mod layout;
 pub mod matmul;
@@ -80,6 +83,7 @@ const FAMILIES: &[&[Decl]] = &[
     rope::DECLS,
     attention::DECLS,
     movement::DECLS,
+    custom::DECLS,
 ];
 
 /// A declaration with the defaults of an op that computes nothing and has
