@@ -1,4 +1,4 @@
-//! Side-by-side benchmark driver: the workloads W1–W9 of BENCHMARKS.md through
+//! Side-by-side benchmark driver: the workloads W1–W10 of BENCHMARKS.md through
 //! the safe `ggml` API, run alternately with the C program of
 //! `scripts/bench-c/bench.c` (same ggml libraries), printed as one table.
 //!
@@ -488,6 +488,96 @@ fn w8(o: &Options) -> Res {
     Ok(())
 }
 
+/// W10 sizes: model width, heads, key/value heads, feed-forward width
+/// (Qwen2.5-0.5B's shapes; tiny with `--quick`).
+fn w10_sizes(o: &Options) -> (usize, usize, usize, usize) {
+    if o.quick {
+        (128, 4, 2, 256)
+    } else {
+        (896, 14, 2, 4864)
+    }
+}
+
+/// W10: one llama-style transformer block through the safe ops (rms_norm,
+/// mul_mat with Q4_0 weights, rope_ext, soft_max_ext with a causal mask,
+/// swiglu, add), batch 1 and 32: the graph built once (timed), computed
+/// repeatedly on the CPU backend.
+fn w10(o: &Options) -> Res {
+    use ggml::ops::{Rope, RopeMode, SoftMax};
+    let (d, heads, kv_heads, ff) = w10_sizes(o);
+    let hd = d / heads;
+    let kvd = hd * kv_heads;
+    for t in [1usize, 32] {
+        let ctx = Context::new(64 << 20)?;
+        let mk = |rows: usize, cols: usize| -> Res<ggml::Tensor<'_>> {
+            let w = Array2::from_shape_vec((rows, cols), random(rows * cols))?;
+            Ok(ctx.tensor_from_array_as(Type::Q4_0, &w)?)
+        };
+        let (wq, wk, wv, wo) = (mk(d, d)?, mk(kvd, d)?, mk(kvd, d)?, mk(d, d)?);
+        let (wg, wu, wd) = (mk(ff, d)?, mk(ff, d)?, mk(d, ff)?);
+        let norm1 = ctx.tensor_from_array(&ggml::ndarray::Array1::from(random(d)))?;
+        let norm2 = ctx.tensor_from_array(&ggml::ndarray::Array1::from(random(d)))?;
+        let x = ctx.tensor_from_array(&Array2::from_shape_vec((t, d), random(t * d))?)?;
+        let pos = ctx.tensor_from_array(&ggml::ndarray::Array1::from_iter(0..t as i32))?;
+        let mask = ctx.tensor_from_array(&Array2::from_shape_fn((t, t), |(i, j)| {
+            if j > i {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        }))?;
+        let started = Instant::now();
+        let rope = Rope {
+            mode: RopeMode::Neox,
+            freq_base: 1e6,
+            ..Rope::new(hd as i32)
+        };
+        let h = x.rms_norm(1e-6)?.mul(norm1)?;
+        let q = wq
+            .mul_mat(h)?
+            .reshape(&[t, heads, hd])?
+            .rope_ext(pos, None, &rope)?;
+        let k = wk
+            .mul_mat(h)?
+            .reshape(&[t, kv_heads, hd])?
+            .rope_ext(pos, None, &rope)?;
+        let v = wv.mul_mat(h)?.reshape(&[t, kv_heads, hd])?;
+        let q = q.permute([0, 2, 1, 3])?;
+        let k = k.permute([0, 2, 1, 3])?;
+        let scores = k.mul_mat(q)?.soft_max_ext(&SoftMax {
+            mask: Some(mask),
+            scale: 1.0 / (hd as f32).sqrt(),
+            ..SoftMax::default()
+        })?;
+        let vt = v.permute([1, 2, 0, 3])?.cont()?;
+        let attn = vt
+            .mul_mat(scores)?
+            .permute([0, 2, 1, 3])?
+            .cont()?
+            .reshape(&[t, d])?;
+        let x1 = wo.mul_mat(attn)?.add(x)?;
+        let h2 = x1.rms_norm(1e-6)?.mul(norm2)?;
+        let mlp = wd.mul_mat(wg.mul_mat(h2)?.swiglu_split(wu.mul_mat(h2)?)?)?;
+        let out = mlp.add(x1)?;
+        let graph = ctx.build_graph(&[out])?;
+        let build = started.elapsed().as_secs_f64();
+        let mut data = ctx.data()?;
+        graph.compute(&mut data)?; // warms caches, as the C side's first run
+        let s = best_of(o.reps * SHORT_REPS, || Ok(graph.compute(&mut data)?))?;
+        let flop = 2.0 * (t * (2 * d * d + 2 * d * kvd + 3 * d * ff)) as f64;
+        report(
+            o,
+            &format!("W10 block build b{t}"),
+            None,
+            build,
+            graph.n_nodes() as f64,
+            "op",
+        );
+        report(o, &format!("W10 block compute b{t}"), None, s, flop, "flop");
+    }
+    Ok(())
+}
+
 /// W9 sizes: vocabulary, layers, layer width.
 fn w9_sizes(o: &Options) -> (usize, usize, usize) {
     if o.quick {
@@ -767,6 +857,7 @@ fn run_child(o: &Options, workload: &str) -> Res {
         "w7" => w7(o),
         "w8" => w8(o),
         "w9" => w9(o),
+        "w10" => w10(o),
         "llama" => llama(o),
         "scaling" => scaling(o),
         other => Err(format!("unknown workload {other:?}").into()),
@@ -877,6 +968,7 @@ fn orchestrate(o: &Options) -> Res {
     jobs.push(("w7", "", false));
     jobs.push(("w8", "", false));
     jobs.push(("w9", "", false));
+    jobs.push(("w10", "", false));
     if o.llama_model.is_some() {
         jobs.push(("llama", "", false));
     }

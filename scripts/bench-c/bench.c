@@ -2,7 +2,7 @@
 // the way a C user of ggml would, linked against the very libraries the Rust
 // side uses (ggml_sys::build_info::LIB_DIR).
 //
-//   bench-c <w1|w2|w3|w4|w5|w6|w8|w9> [--quick] [--reps N] [--tag TAG] [--gguf PATH]
+//   bench-c <w1|w2|w3|w4|w5|w6|w8|w9|w10> [--quick] [--reps N] [--tag TAG] [--gguf PATH]
 //
 // Prints one line per measurement, tab-separated:
 //   RESULT  <key>  <best seconds>  <work>  <unit: bytes|flop|op>
@@ -12,6 +12,7 @@
 // both sides one thread.
 
 #define _GNU_SOURCE
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -451,6 +452,85 @@ static void w9(void) {
     result("W9 GGUF open + index", best, 1.0, "op");
 }
 
+// ---- W10: one llama-style transformer block (benches/compare.rs's w10) ----
+
+static struct ggml_tensor *w10_q4(struct ggml_context *ctx, int64_t in, int64_t out) {
+    struct ggml_tensor *t = ggml_new_tensor_2d(ctx, GGML_TYPE_Q4_0, in, out);
+    float *w = malloc((size_t)(in * out) * sizeof(float));
+    fill_random(w, (size_t)(in * out));
+    ggml_quantize_chunk(GGML_TYPE_Q4_0, w, t->data, 0, out, in, NULL);
+    free(w);
+    return t;
+}
+
+static struct ggml_tensor *w10_f32(struct ggml_context *ctx, int64_t ne0, int64_t ne1) {
+    struct ggml_tensor *t = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, ne0, ne1);
+    fill_random(t->data, (size_t)(ne0 * ne1));
+    return t;
+}
+
+static void w10(void) {
+    const int64_t d = g_quick ? 128 : 896, heads = g_quick ? 4 : 14, kv_heads = 2;
+    const int64_t ff = g_quick ? 256 : 4864, hd = d / heads, kvd = hd * kv_heads;
+    const int64_t batches[2] = {1, 32};
+    ggml_backend_t backend = ggml_backend_cpu_init();
+    ggml_backend_cpu_set_n_threads(backend, n_cores());
+    for (int b = 0; b < 2; b++) {
+        const int64_t t = batches[b];
+        struct ggml_init_params params = {64u << 20, NULL, false};
+        struct ggml_context *ctx = ggml_init(params);
+        struct ggml_tensor *wq = w10_q4(ctx, d, d), *wk = w10_q4(ctx, d, kvd), *wv = w10_q4(ctx, d, kvd);
+        struct ggml_tensor *wo = w10_q4(ctx, d, d);
+        struct ggml_tensor *wg = w10_q4(ctx, d, ff), *wu = w10_q4(ctx, d, ff), *wd = w10_q4(ctx, ff, d);
+        struct ggml_tensor *norm1 = w10_f32(ctx, d, 1), *norm2 = w10_f32(ctx, d, 1);
+        struct ggml_tensor *x = w10_f32(ctx, d, t);
+        struct ggml_tensor *pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, t);
+        for (int64_t i = 0; i < t; i++) ((int32_t *)pos->data)[i] = (int32_t)i;
+        struct ggml_tensor *mask = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, t, t);
+        for (int64_t i = 0; i < t; i++)
+            for (int64_t j = 0; j < t; j++) ((float *)mask->data)[i * t + j] = j > i ? -INFINITY : 0.0f;
+
+        double t0 = now();
+        const int mode = GGML_ROPE_TYPE_NEOX;
+        struct ggml_tensor *h = ggml_mul(ctx, ggml_rms_norm(ctx, x, 1e-6f), norm1);
+        struct ggml_tensor *q = ggml_reshape_3d(ctx, ggml_mul_mat(ctx, wq, h), hd, heads, t);
+        q = ggml_rope_ext(ctx, q, pos, NULL, (int)hd, mode, 0, 1e6f, 1.0f, 0.0f, 1.0f, 32.0f, 1.0f);
+        struct ggml_tensor *k = ggml_reshape_3d(ctx, ggml_mul_mat(ctx, wk, h), hd, kv_heads, t);
+        k = ggml_rope_ext(ctx, k, pos, NULL, (int)hd, mode, 0, 1e6f, 1.0f, 0.0f, 1.0f, 32.0f, 1.0f);
+        struct ggml_tensor *v = ggml_reshape_3d(ctx, ggml_mul_mat(ctx, wv, h), hd, kv_heads, t);
+        q = ggml_permute(ctx, q, 0, 2, 1, 3);
+        k = ggml_permute(ctx, k, 0, 2, 1, 3);
+        struct ggml_tensor *scores = ggml_soft_max_ext(ctx, ggml_mul_mat(ctx, k, q), mask, 1.0f / sqrtf((float)hd), 0.0f);
+        struct ggml_tensor *vt = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));
+        struct ggml_tensor *attn = ggml_cont(ctx, ggml_permute(ctx, ggml_mul_mat(ctx, vt, scores), 0, 2, 1, 3));
+        attn = ggml_reshape_2d(ctx, attn, d, t);
+        struct ggml_tensor *x1 = ggml_add(ctx, ggml_mul_mat(ctx, wo, attn), x);
+        struct ggml_tensor *h2 = ggml_mul(ctx, ggml_rms_norm(ctx, x1, 1e-6f), norm2);
+        struct ggml_tensor *mlp = ggml_mul_mat(ctx, wd, ggml_swiglu_split(ctx, ggml_mul_mat(ctx, wg, h2), ggml_mul_mat(ctx, wu, h2)));
+        struct ggml_tensor *out = ggml_add(ctx, mlp, x1);
+        struct ggml_cgraph *g = ggml_new_graph(ctx);
+        ggml_build_forward_expand(g, out);
+        double build = now() - t0;
+
+        ggml_backend_graph_compute(backend, g);
+        double best = 1e30;
+        for (int r = 0; r < g_reps * SHORT_REPS; r++) {
+            double s0 = now();
+            ggml_backend_graph_compute(backend, g);
+            double dt = now() - s0;
+            if (dt < best) best = dt;
+        }
+        char key[64];
+        snprintf(key, sizeof key, "W10 block build b%d", (int)t);
+        result(key, build, (double)ggml_graph_n_nodes(g), "op");
+        snprintf(key, sizeof key, "W10 block compute b%d", (int)t);
+        double flop = 2.0 * (double)t * (double)(2 * d * d + 2 * d * kvd + 3 * d * ff);
+        result(key, best, flop, "flop");
+        ggml_free(ctx);
+    }
+    ggml_backend_free(backend);
+}
+
 int main(int argc, char **argv) {
     const char *workload = argc > 1 ? argv[1] : "";
     for (int i = 2; i < argc; i++) {
@@ -475,8 +555,9 @@ int main(int argc, char **argv) {
     else if (!strcmp(workload, "w6")) w6();
     else if (!strcmp(workload, "w8")) w8();
     else if (!strcmp(workload, "w9")) w9();
+    else if (!strcmp(workload, "w10")) w10();
     else {
-        fprintf(stderr, "usage: %s <w1|w2|w3|w4|w5|w6|w8|w9> [--quick] [--reps N] [--tag TAG] [--gguf PATH]\n",
+        fprintf(stderr, "usage: %s <w1|w2|w3|w4|w5|w6|w8|w9|w10> [--quick] [--reps N] [--tag TAG] [--gguf PATH]\n",
                 argv[0]);
         return 2;
     }
