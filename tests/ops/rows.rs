@@ -131,3 +131,85 @@ fn shape_and_type_rules() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn set_rows_writes_a_cache_as_ndarray_assignment_does() -> Result<()> {
+    for (ty, dim) in [(Type::F32, 16usize), (Type::F16, 16), (Type::Q8_0, 32)] {
+        for wide in [false, true] {
+            let ctx = Context::new(1 << 20)?;
+            let start = eval::input(&[8, dim], 35, 1.0);
+            let cache = ctx.tensor_from_array_as(ty, &start)?;
+            let rows = eval::input(&[3, dim], 36, 2.0);
+            let tr = ctx.tensor_from_array(&rows)?;
+            let at = [5usize, 0, 7];
+            let idx = if wide {
+                ctx.tensor_from_array(&arr1(&at.map(|i| i as i64)))?
+            } else {
+                ctx.tensor_from_array(&arr1(&at.map(|i| i as i32)))?
+            };
+            let stored_before = ctx.data()?.to_array::<f32>(cache)?;
+            let y = cache.set_rows(tr, idx)?;
+            let got = &eval::compute(&ctx, &[y])?[0];
+            // The reference: the cache as stored, with the rows put in and
+            // stored as the cache's type (a tensor of that type made from
+            // them by the crate's own conversion).
+            let stored_rows = {
+                let t = ctx.tensor_from_array_as(ty, &rows)?;
+                ctx.data()?.to_array::<f32>(t)?
+            };
+            let mut want = stored_before.clone();
+            for (j, &i) in at.iter().enumerate() {
+                want.index_axis_mut(Axis(0), i)
+                    .assign(&stored_rows.index_axis(Axis(0), j));
+            }
+            assert_close(
+                got,
+                &want,
+                Tol { abs: 0.0, rel: 0.0 },
+                &format!("set_rows {ty} wide {wide}"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn set_rows_indices_are_checked() -> Result<()> {
+    let ctx = Context::new(1 << 20)?;
+    let cache = ctx.new_tensor(Type::F32, &[4, 8])?;
+    let rows = ctx.new_tensor(Type::F32, &[2, 8])?;
+    let idx = ctx.tensor_from_array(&arr1(&[1i64, 3]))?;
+    let y = cache.set_rows(rows, idx)?;
+    let graph = ctx.build_graph(&[y])?;
+    let mut data = ctx.data()?;
+    crate::common::compute(&graph, &mut data)?;
+    data.copy_from_array(idx, &arr1(&[1i64, 4]))?;
+    assert!(
+        matches!(crate::common::compute(&graph, &mut data), Err(Error::Op(_))),
+        "index 4 of 4 rows"
+    );
+    data.copy_from_array(idx, &arr1(&[-1i64, 0]))?;
+    assert!(
+        matches!(crate::common::compute(&graph, &mut data), Err(Error::Op(_))),
+        "index -1"
+    );
+    drop(data);
+    // Rule violations when building.
+    let f = ctx.new_tensor(Type::F32, &[2])?;
+    assert!(
+        matches!(cache.set_rows(rows, f), Err(Error::Op(_))),
+        "f32 indices"
+    );
+    let wrong = ctx.new_tensor(Type::F32, &[2, 7])?;
+    assert!(
+        matches!(cache.set_rows(wrong, idx), Err(Error::Op(_))),
+        "rows of another length"
+    );
+    let q = ctx.new_tensor(Type::Q8_0, &[2, 32])?;
+    let qc = ctx.new_tensor(Type::Q8_0, &[4, 32])?;
+    assert!(
+        matches!(qc.set_rows(q, idx), Err(Error::Op(_))),
+        "quantized rows"
+    );
+    Ok(())
+}

@@ -1,5 +1,6 @@
-//! Row gathers: `get_rows` (rows of a matrix picked by an index tensor: the
-//! embedding lookup of every language model).
+//! Row gathers and scatters: `get_rows` (rows of a matrix picked by an index
+//! tensor: the embedding lookup of every language model) and `set_rows`
+//! (rows written at indices: a KV cache's update).
 //!
 //! Indices are data: ggml's CPU kernel aborts on one outside the matrix,
 //! and no shape rule can see them. So before every computation of a graph
@@ -19,19 +20,33 @@ use crate::tensor::Tensor;
 use crate::types::Type;
 
 /// The declarations.
-pub(crate) const DECLS: &[Decl] = &[Decl {
-    name: "get_rows",
-    family: Family::Rows,
-    builders: &["ggml_get_rows"],
-    op: ggml_sys::GGML_OP_GET_ROWS,
-    arity: 2,
-    cpu: cpu_get_rows,
-    backward: true,
-    build: |_, t, _| t[0].get_rows(t[1]),
-    // SAFETY: none (the fuzzer's raw direction).
-    raw: |_, ctx, t, _| unsafe { ggml_sys::ggml_get_rows(ctx, t[0], t[1]) },
-    ..BASE
-}];
+pub(crate) const DECLS: &[Decl] = &[
+    Decl {
+        name: "get_rows",
+        family: Family::Rows,
+        builders: &["ggml_get_rows"],
+        op: ggml_sys::GGML_OP_GET_ROWS,
+        arity: 2,
+        cpu: cpu_get_rows,
+        backward: true,
+        build: |_, t, _| t[0].get_rows(t[1]),
+        // SAFETY: none (the fuzzer's raw direction).
+        raw: |_, ctx, t, _| unsafe { ggml_sys::ggml_get_rows(ctx, t[0], t[1]) },
+        ..BASE
+    },
+    Decl {
+        name: "set_rows",
+        family: Family::Rows,
+        builders: &["ggml_set_rows"],
+        op: ggml_sys::GGML_OP_SET_ROWS,
+        arity: 3,
+        cpu: cpu_set_rows,
+        build: |_, t, _| t[0].set_rows(t[1], t[2]),
+        // SAFETY: none (the fuzzer's raw direction).
+        raw: |_, ctx, t, _| unsafe { ggml_sys::ggml_set_rows(ctx, t[0], t[1], t[2]) },
+        ..BASE
+    },
+];
 
 impl<'ctx> Tensor<'ctx> {
     /// The rows of this tensor that the i32 `indices` pick: for this tensor
@@ -70,6 +85,78 @@ impl<'ctx> Tensor<'ctx> {
     }
 }
 
+impl<'ctx> Tensor<'ctx> {
+    /// Writes the rows of `rows` into this tensor at `indices` when
+    /// computed, and returns this tensor (a view of it) as the node: for
+    /// this tensor `ne = [n, r, a2, a3]`, `rows` `ne = [n, k, a2, a3]` (f32
+    /// or f16) and i32 or i64 `indices` `ne = [k, i2, i3]` with `i2`, `i3`
+    /// dividing `a2`, `a3`, row `j` of matrix `(i2, i3)` of `rows` goes to
+    /// row `indices[j, i2 % i2, i3 % i3]`, converted (quantized) to this
+    /// tensor's type. Later writes of one index win.
+    ///
+    /// The indices are checked before every computation as
+    /// [`Tensor::get_rows`]' are (in `0..r`, a graph input).
+    ///
+    /// # Errors
+    /// [`Error::Op`](crate::Error::Op) when the shapes or types do not
+    /// match, the rows are not dense, or this tensor overlaps itself;
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory).
+    pub fn set_rows(self, rows: Tensor<'ctx>, indices: Tensor<'ctx>) -> Result<Tensor<'ctx>> {
+        let operands = [self, rows, indices];
+        let rules = Rules::new("set_rows", &operands)?;
+        let (na, nb, nc) = (self.ne(), rows.ne(), indices.ne());
+        rules.require(matches!(rows.ty(), Type::F32 | Type::F16), || {
+            "the rows must be f32 or f16".into()
+        })?;
+        rules.require(matches!(indices.ty(), Type::I32 | Type::I64), || {
+            "the indices must be i32 or i64".into()
+        })?;
+        rules.require(
+            na[0] == nb[0] && na[2] == nb[2] && na[3] == nb[3] && nb[1] == nc[0] && nc[3] == 1,
+            || "rows must match the tensor but in ne[1], one index per row".into(),
+        )?;
+        rules.require(
+            nc[1] >= 1 && nc[2] >= 1 && nb[2] % nc[1] == 0 && nb[3] % nc[2] == 0,
+            || "the indices' ne[1], ne[2] must divide the rows' ne[2], ne[3]".into(),
+        )?;
+        rules.require(
+            crate::ops::unary::ggml_rows_dense(&self) && crate::ops::unary::ggml_rows_dense(&rows),
+            || "ggml needs dense rows".into(),
+        )?;
+        rules.reserve_result(self.ty(), &na, Some(&self))?;
+        // SAFETY: live tensors meeting ggml_set_rows' assertions; room for
+        // the view reserved.
+        rules.wrap(unsafe {
+            ggml_sys::ggml_set_rows(
+                rules.context().as_ptr(),
+                self.as_ptr(),
+                rows.as_ptr(),
+                indices.as_ptr(),
+            )
+        })
+    }
+}
+
+/// The CPU's `set_rows`: f32 or f16 rows into a tensor of a type the CPU
+/// converts f32 to (f32, f16, bf16, the quantized types with a quantizer),
+/// dense rows on both sides.
+fn cpu_set_rows(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
+    let [rows, idx, dst] = crate::ops::sources::<3>(node)?;
+    let td = node.ty();
+    let converts =
+        matches!(td, Type::F32 | Type::F16 | Type::BF16) || crate::ops::cpu_can_quantize_to(td);
+    if !matches!(rows.ty(), Type::F32 | Type::F16) || !converts || dst.ty() != td {
+        return Err("the CPU writes f32 or f16 rows into f32, f16, bf16 or a type it quantizes to");
+    }
+    if !matches!(idx.ty(), Type::I32 | Type::I64) {
+        return Err("i32 or i64 indices");
+    }
+    if !rows.rows_are_dense() || !node.rows_are_dense() {
+        return Err("the CPU needs dense rows");
+    }
+    Ok(())
+}
+
 /// The CPU's `get_rows` kernels: the row types they have (float types,
 /// i32, and the quantized types with a CPU dequantizer), dense rows, an f32
 /// (i32) result of the op's shape, at most `i32::MAX` indices.
@@ -106,6 +193,7 @@ fn cpu_get_rows(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
 fn index_source(node: &Tensor<'_>) -> Option<(usize, i64)> {
     match node.op() {
         ggml_sys::GGML_OP_GET_ROWS => Some((1, node.src(0)?.ne()[1])),
+        ggml_sys::GGML_OP_SET_ROWS => Some((1, node.ne()[1])),
         _ => None,
     }
 }
@@ -138,7 +226,12 @@ pub(crate) fn plan_index_checks(
 ) -> Vec<IndexCheck> {
     let reads_indices = |t: *mut ggml_sys::ggml_tensor| {
         // SAFETY: a live tensor of the graph being built; a field read.
-        unsafe { (*t).op == ggml_sys::GGML_OP_GET_ROWS }
+        unsafe {
+            matches!(
+                (*t).op,
+                ggml_sys::GGML_OP_GET_ROWS | ggml_sys::GGML_OP_SET_ROWS
+            )
+        }
     };
     if !order.iter().any(|&t| reads_indices(t)) {
         return Vec::new();
@@ -209,11 +302,11 @@ pub(crate) fn check_indices(ctx: &crate::Context, checks: &[IndexCheck]) -> Resu
             });
         }
         let idx = node.src(src).expect("checked when planned");
-        let values = read_i32(&idx)?;
+        let values = read_indices(&idx)?;
         if let Some((at, &v)) = values
             .iter()
             .enumerate()
-            .find(|(_, &v)| v < 0 || i64::from(v) >= bound)
+            .find(|(_, &v)| v < 0 || v >= bound)
         {
             let operands = (0..ggml_sys::GGML_MAX_SRC as usize)
                 .map_while(|i| node.src(i))
@@ -232,8 +325,10 @@ pub(crate) fn check_indices(ctx: &crate::Context, checks: &[IndexCheck]) -> Resu
     Ok(())
 }
 
-/// The i32 values of `t` in ggml's order (any strides), wherever they are.
-fn read_i32(t: &Tensor<'_>) -> Result<Vec<i32>> {
+/// The i32 or i64 values of `t` in ggml's order (any strides), wherever
+/// they are.
+fn read_indices(t: &Tensor<'_>) -> Result<Vec<i64>> {
+    let wide = t.ty() == Type::I64;
     let ne = t.ne();
     let nb = t.nb();
     let n = t.len();
@@ -266,7 +361,13 @@ fn read_i32(t: &Tensor<'_>) -> Result<Vec<i32>> {
                     // SAFETY: inside the tensor's span (its strides and shape
                     // were checked when it was made), in memory the caller
                     // keeps alive and unwritten.
-                    out.push(unsafe { base.add(off).cast::<i32>().read_unaligned() });
+                    out.push(unsafe {
+                        if wide {
+                            base.add(off).cast::<i64>().read_unaligned()
+                        } else {
+                            i64::from(base.add(off).cast::<i32>().read_unaligned())
+                        }
+                    });
                 }
             }
         }
