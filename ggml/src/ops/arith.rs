@@ -148,6 +148,21 @@ macro_rules! binary_ops {
                 ..BASE
             },)*
             Decl {
+                name: "scale_bias",
+                family: Family::Binary,
+                builders: &["ggml_scale_bias", "ggml_scale_bias_inplace"],
+                op: ggml_sys::GGML_OP_SCALE,
+                arity: 1,
+                cpu: cpu_scale,
+                build: |_, t, p| scale_bias(t[0], p.f[0], p.f[1], p.inplace()),
+                raw: |_, ctx, t, p| {
+                    let f = if p.inplace() { ggml_sys::ggml_scale_bias_inplace } else { ggml_sys::ggml_scale_bias };
+                    // SAFETY: none (the fuzzer's raw direction).
+                    unsafe { f(ctx, t[0], p.f[0], p.f[1]) }
+                },
+                ..BASE
+            },
+            Decl {
                 name: "scale",
                 family: Family::Binary,
                 builders: &["ggml_scale", "ggml_scale_inplace"],
@@ -236,6 +251,23 @@ fn binary<'a>(
     rules.wrap(unsafe { f(ctx.as_ptr(), a.as_ptr(), b.as_ptr()) })
 }
 
+/// `a * s + b`, or in place (as [`scale`]).
+fn scale_bias(a: Tensor<'_>, s: f32, b: f32, inplace: bool) -> Result<Tensor<'_>> {
+    if !a.layout().is_padded_1d() {
+        return Err(a.not_contiguous("scale_bias"));
+    }
+    let operands = [a];
+    let rules = Rules::new("scale_bias", &operands)?;
+    rules.reserve_result(a.ty(), &a.ne(), inplace.then_some(&a))?;
+    let f = if inplace {
+        ggml_sys::ggml_scale_bias_inplace
+    } else {
+        ggml_sys::ggml_scale_bias
+    };
+    // SAFETY: a live tensor, padded 1-d as ggml asserts; room reserved.
+    rules.wrap(unsafe { f(rules.context().as_ptr(), a.as_ptr(), s, b) })
+}
+
 /// `a * s`, or in place. ggml needs `a`'s rows dense and its dimensions 2
 /// and 3 dense over 1.
 fn scale(a: Tensor<'_>, s: f32, inplace: bool) -> Result<Tensor<'_>> {
@@ -261,6 +293,22 @@ impl<'ctx> Tensor<'ctx> {
     /// As [`Context::scale`].
     pub fn scale(self, s: f32) -> Result<Tensor<'ctx>> {
         scale(self, s, false)
+    }
+
+    /// `self * s + b` (on the CPU: contiguous f32 and bf16).
+    ///
+    /// # Errors
+    /// As [`Context::scale`].
+    pub fn scale_bias(self, s: f32, b: f32) -> Result<Tensor<'ctx>> {
+        scale_bias(self, s, b, false)
+    }
+
+    /// [`Tensor::scale_bias`] in place.
+    ///
+    /// # Errors
+    /// As [`Tensor::scale_inplace`].
+    pub fn scale_bias_inplace(self, s: f32, b: f32) -> Result<Tensor<'ctx>> {
+        scale_bias(self, s, b, true)
     }
 
     /// `self * s` written into this tensor (the result is a view of it).

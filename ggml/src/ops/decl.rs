@@ -68,6 +68,8 @@ pub enum Family {
     Attention,
     /// Rust closures as graph nodes.
     Custom,
+    /// Masks, fills and padding.
+    Fill,
 }
 
 impl Family {
@@ -86,6 +88,7 @@ impl Family {
             Family::Reduce => "reduce",
             Family::Attention => "attention",
             Family::Custom => "custom",
+            Family::Fill => "fill",
         }
     }
 }

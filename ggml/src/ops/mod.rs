@@ -30,6 +30,7 @@
 //! - [`rope`], `rope`, `rope_ext` (YaRN, frequency factors);
 //! - [`attention`], `flash_attn_ext`;
 //! - [`custom`], Rust closures as graph nodes;
+//! - [`fill`], `diag_mask_inf`, `diag_mask_zero`, `tri`, `fill`, `arange`, `pad`, `pad_ext`;
 //! - [`matmul`], `mul_mat`;
 //! - [`reduce`], `sum`, `sum_rows`, `mean`, `argmax`, `cumsum`, `count_equal`;
 //! - [`layout`], `view`, `reshape`, `permute`, `transpose`, `cont`, `cpy`;
@@ -41,6 +42,7 @@ pub use attention::{FlashAttn, Precision};
 pub use custom::{CustomCall, Tasks};
 pub(crate) use decl::op_error;
 pub use decl::{catalog, Build, Decl, Family, Params, RawBuild, Sub};
+pub use fill::Triangle;
 pub use glu::GluOp;
 pub(crate) use layout::cpu_copy as layout_cpu_copy;
 pub use rope::{Rope, RopeMode};
@@ -57,6 +59,7 @@ use crate::types::Type;
 pub mod arith;
 pub mod attention;
 pub mod custom;
+pub mod fill;
 pub mod glu;
 pub mod layout;
 pub mod matmul;
@@ -84,6 +87,7 @@ const FAMILIES: &[&[Decl]] = &[
     attention::DECLS,
     movement::DECLS,
     custom::DECLS,
+    fill::DECLS,
 ];
 
 /// A declaration with the defaults of an op that computes nothing and has
