@@ -27,8 +27,8 @@ pub struct Graph<'ctx> {
     checked: Cell<Option<(usize, u64)>>,
     /// Unique per graph of the process (the scheduler's bookkeeping).
     id: u64,
-    /// Nodes whose indices are read and checked before each computation.
-    index_checks: Vec<crate::ops::rows::IndexCheck>,
+    /// Nodes whose operands' contents are checked before each computation.
+    index_checks: Vec<crate::ops::contents::ContentCheck>,
 }
 
 /// Hashes tensor addresses with one multiply (SipHash's DoS resistance buys
@@ -195,7 +195,7 @@ impl Context {
             // (shallow recursion in ggml); the graph has room for all of them.
             unsafe { handle.expand(node) };
         }
-        let index_checks = crate::ops::rows::plan_index_checks(self, &order);
+        let index_checks = crate::ops::contents::plan(self, &order);
         Ok(Graph {
             raw,
             ctx: self,
@@ -212,14 +212,15 @@ impl Context {
 }
 
 impl<'ctx> Graph<'ctx> {
-    /// Checks the indices that nodes of the graph read (`get_rows`, ...):
-    /// before every computation, with the memory pinned and the data token
-    /// held by the caller.
+    /// Checks the contents that nodes of the graph need checked (the
+    /// indices of `get_rows`, ...; see `ops::contents`): before every
+    /// computation, with the memory pinned and the data token held by the
+    /// caller.
     pub(crate) fn check_indices(&self) -> Result<()> {
         if self.index_checks.is_empty() {
             return Ok(());
         }
-        crate::ops::rows::check_indices(self.ctx, &self.index_checks)
+        crate::ops::contents::check(self.ctx, &self.index_checks)
     }
 
     /// The raw graph, for calls into `ggml-sys`.

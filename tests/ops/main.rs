@@ -10,6 +10,7 @@ mod attention;
 mod coverage;
 mod custom;
 mod eval;
+mod experts;
 mod fill;
 mod glu;
 mod graphs;

@@ -31,8 +31,8 @@
 //! - [`attention`], `flash_attn_ext`;
 //! - [`custom`], Rust closures as graph nodes;
 //! - [`fill`], `diag_mask_inf`, `diag_mask_zero`, `tri`, `fill`, `arange`, `pad`, `pad_ext`;
-//! - [`matmul`], `mul_mat`;
-//! - [`reduce`], `sum`, `sum_rows`, `mean`, `argmax`, `cumsum`, `count_equal`;
+//! - [`matmul`], `mul_mat`, `mul_mat_id` (experts), `out_prod`;
+//! - [`reduce`], `sum`, `sum_rows`, `mean`, `argmax`, `cumsum`, `count_equal`, `argsort`, `top_k`;
 //! - [`layout`], `view`, `reshape`, `permute`, `transpose`, `cont`, `cpy`;
 //! - [`movement`], `cont_4d`, `dup`, `cast`, `repeat`, `repeat_4d`, `concat`.
 
@@ -45,6 +45,7 @@ pub use decl::{catalog, Build, Decl, Family, Params, RawBuild, Sub};
 pub use fill::Triangle;
 pub use glu::GluOp;
 pub(crate) use layout::cpu_copy as layout_cpu_copy;
+pub use reduce::SortOrder;
 pub use rope::{Rope, RopeMode};
 pub use softmax::SoftMax;
 pub use unary::UnaryOp;
@@ -58,6 +59,7 @@ use crate::types::Type;
 
 pub mod arith;
 pub mod attention;
+pub(crate) mod contents;
 pub mod custom;
 pub mod fill;
 pub mod glu;

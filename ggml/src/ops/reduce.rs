@@ -6,9 +6,10 @@
 //! values in `int`. Types: `sum` f32, f16, bf16 (result of the same type);
 //! the others f32 (`count_equal`: i32, result i64).
 //!
-//! Not here yet: `argsort` and `top_k`, whose CPU kernels sort with a
-//! comparison that NaN breaks (undefined behaviour in `std::sort`): they
-//! need a check of the data before computing.
+//! Sorting: `argsort` (a NaN would break `std::sort`'s ordering, which may
+//! then read out of bounds: its input is checked before every computation,
+//! see [`super::contents`]) and `top_k` (a heap selection, in bounds
+//! whatever the values). The CPU sorts f32 rows.
 
 use crate::error::Result;
 use crate::ops::{fits_int, Decl, Family, Rules, BASE};
@@ -54,6 +55,36 @@ pub(crate) const DECLS: &[Decl] = &[
     reduce_decl!("mean", GGML_OP_MEAN, ggml_mean, cpu_rows_f32, true),
     reduce_decl!("argmax", GGML_OP_ARGMAX, ggml_argmax, cpu_rows_f32, false),
     reduce_decl!("cumsum", GGML_OP_CUMSUM, ggml_cumsum, cpu_rows_f32, false),
+    Decl {
+        name: "argsort",
+        family: Family::Reduce,
+        builders: &["ggml_argsort", "ggml_argsort_top_k"],
+        op: ggml_sys::GGML_OP_ARGSORT,
+        arity: 1,
+        cpu: cpu_sort,
+        build: |_, t, p| {
+            t[0].argsort(if p.flag(1) {
+                SortOrder::Descending
+            } else {
+                SortOrder::Ascending
+            })
+        },
+        // SAFETY: none (the fuzzer's raw direction).
+        raw: |_, ctx, t, p| unsafe { ggml_sys::ggml_argsort(ctx, t[0], u32::from(p.flag(1))) },
+        ..BASE
+    },
+    Decl {
+        name: "top_k",
+        family: Family::Reduce,
+        builders: &["ggml_top_k"],
+        op: ggml_sys::GGML_OP_TOP_K,
+        arity: 1,
+        cpu: cpu_sort,
+        build: |_, t, p| t[0].top_k(p.i[0]),
+        // SAFETY: none (the fuzzer's raw direction).
+        raw: |_, ctx, t, p| unsafe { ggml_sys::ggml_top_k(ctx, t[0], p.i[0] as i32) },
+        ..BASE
+    },
     Decl {
         name: "count_equal",
         family: Family::Reduce,
@@ -176,6 +207,100 @@ impl<'ctx> Tensor<'ctx> {
             ggml_sys::ggml_count_equal(rules.context().as_ptr(), self.as_ptr(), b.as_ptr())
         })
     }
+}
+
+/// The order of [`Tensor::argsort`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortOrder {
+    /// Smallest first.
+    Ascending,
+    /// Largest first.
+    Descending,
+}
+
+impl<'ctx> Tensor<'ctx> {
+    /// The indices that sort each row (i32, this tensor's shape). The
+    /// values are checked for NaN before every computation and must be a
+    /// graph input (see [`super::contents`]); ties in no particular order.
+    ///
+    /// # Errors
+    /// [`Error::Op`](crate::Error::Op) for rows longer than `i32::MAX`;
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory). On the CPU: f32
+    /// rows of whole matrices at one stride.
+    pub fn argsort(self, order: SortOrder) -> Result<Tensor<'ctx>> {
+        let operands = [self];
+        let rules = Rules::new("argsort", &operands)?;
+        rules.require(fits_int(self.ne()[0]), || {
+            "rows of at most i32::MAX values".into()
+        })?;
+        rules.reserve_result(Type::I32, &self.ne(), None)?;
+        let order = match order {
+            SortOrder::Ascending => ggml_sys::GGML_SORT_ORDER_ASC,
+            SortOrder::Descending => ggml_sys::GGML_SORT_ORDER_DESC,
+        };
+        // SAFETY: a live tensor with rows within i32 (the builder's
+        // assertion); room reserved.
+        rules
+            .wrap(unsafe { ggml_sys::ggml_argsort(rules.context().as_ptr(), self.as_ptr(), order) })
+    }
+
+    /// The indices of the `k` largest values of each row, largest first: a
+    /// view of [`Tensor::argsort`] (descending), whose input rule applies.
+    ///
+    /// # Errors
+    /// As [`Tensor::top_k`].
+    pub fn argsort_top_k(self, k: i64) -> Result<Tensor<'ctx>> {
+        let operands = [self];
+        let rules = Rules::new("argsort", &operands)?;
+        let ne = self.ne();
+        rules.require((0..=ne[0]).contains(&k) && fits_int(ne[0]), || {
+            format!("k {k} must be 0 to the row length {}", ne[0])
+        })?;
+        rules.reserve_result(Type::I32, &ne, None)?;
+        rules.context().reserve_view("argsort_top_k")?;
+        // SAFETY: a live tensor, 0 ≤ k ≤ ne[0] (the builder's assertion);
+        // room for the sort and its view reserved.
+        rules.wrap(unsafe {
+            ggml_sys::ggml_argsort_top_k(rules.context().as_ptr(), self.as_ptr(), k as i32)
+        })
+    }
+
+    /// The indices of the `k` largest values of each row, in no particular
+    /// order (i32, `ne = [k, ne1, ne2, ne3]`).
+    ///
+    /// # Errors
+    /// [`Error::Op`](crate::Error::Op) unless `0 ≤ k ≤` the row length;
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory). On the CPU: f32.
+    pub fn top_k(self, k: i64) -> Result<Tensor<'ctx>> {
+        let operands = [self];
+        let rules = Rules::new("top_k", &operands)?;
+        let ne = self.ne();
+        rules.require((0..=ne[0]).contains(&k) && fits_int(ne[0]), || {
+            format!("k {k} must be 0 to the row length {}", ne[0])
+        })?;
+        rules.reserve_result(Type::I32, &[k, ne[1], ne[2], ne[3]], None)?;
+        // SAFETY: a live tensor, 0 ≤ k ≤ ne[0] (the builder's assertion and
+        // a non-negative size); room reserved.
+        rules.wrap(unsafe {
+            ggml_sys::ggml_top_k(rules.context().as_ptr(), self.as_ptr(), k as i32)
+        })
+    }
+}
+
+/// The CPU's sorts: f32 rows of dense values reached at one row stride
+/// (`i·nb[1]`), an i32 result with dense rows.
+fn cpu_sort(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
+    let [a] = crate::ops::sources::<1>(node)?;
+    if a.ty() != Type::F32 || node.ty() != Type::I32 {
+        return Err("the CPU sorts f32 rows into i32 indices");
+    }
+    if !a.rows_are_dense() || !crate::ops::glu::rows_at_one_stride(&a) || !node.rows_are_dense() {
+        return Err("the CPU reads rows at one stride (row i at i·nb[1])");
+    }
+    if !crate::ops::glu::rows_at_one_stride(node) {
+        return Err("the result's rows at one stride");
+    }
+    Ok(())
 }
 
 /// Rows of dense values and a row length within `int`.
