@@ -251,3 +251,22 @@ fn refusals_name_the_op_and_the_rule() -> Result<()> {
     ));
     Ok(())
 }
+
+#[test]
+fn adding_to_intermediate_quantized_types_is_refused() -> Result<()> {
+    // ggml's add kernel lists the quantized types it re-quantizes into;
+    // Q8_1 and Q8_K (which have quantizers) are not among them: it aborts.
+    for ty in [Type::Q8_1, Type::Q8_K] {
+        let ctx = Context::new(1 << 20)?;
+        let q = ctx.new_tensor(ty, &[2, 256])?;
+        let f = ctx.new_tensor(Type::F32, &[2, 256])?;
+        let y = q.add(f)?;
+        let graph = ctx.build_graph(&[y])?;
+        let mut data = ctx.data()?;
+        assert!(
+            matches!(crate::common::compute(&graph, &mut data), Err(Error::UnsupportedNode { op: "add", .. })),
+            "{ty}"
+        );
+    }
+    Ok(())
+}

@@ -84,6 +84,11 @@ fn cpu_add(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
     if !ta.can_dequantize() || !crate::ops::cpu_can_quantize_to(ta) {
         return Err("the CPU cannot both dequantize and quantize rows of this type");
     }
+    // ggml_compute_forward_add lists the quantized types it adds to: the
+    // intermediate Q8_1 and Q8_K are not among them (it aborts).
+    if matches!(ta, Type::Q8_1 | Type::Q8_K) {
+        return Err("the CPU does not add to Q8_1 or Q8_K tensors");
+    }
     if a.ne() != b.ne() {
         return Err(
             "a quantized left operand needs a right operand of the same shape (no broadcasting)",
