@@ -14,6 +14,7 @@ mod experts;
 mod fill;
 mod glu;
 mod graphs;
+mod misc;
 mod movement;
 mod norm;
 mod reduce;

@@ -264,7 +264,10 @@ fn adding_to_intermediate_quantized_types_is_refused() -> Result<()> {
         let graph = ctx.build_graph(&[y])?;
         let mut data = ctx.data()?;
         assert!(
-            matches!(crate::common::compute(&graph, &mut data), Err(Error::UnsupportedNode { op: "add", .. })),
+            matches!(
+                crate::common::compute(&graph, &mut data),
+                Err(Error::UnsupportedNode { op: "add", .. })
+            ),
             "{ty}"
         );
     }

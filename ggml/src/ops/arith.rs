@@ -107,6 +107,19 @@ fn cpu_add(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
     Ok(())
 }
 
+/// CPU kernel of `add_id`: f32 rows, i32 ids, an f32 result, dense rows.
+fn cpu_add_id(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
+    let [a, b, ids] = crate::ops::sources::<3>(node)?;
+    if a.ty() != Type::F32 || b.ty() != Type::F32 || ids.ty() != Type::I32 || node.ty() != Type::F32
+    {
+        return Err("the CPU adds f32 rows picked by i32 ids");
+    }
+    if !a.rows_are_dense() || !b.rows_are_dense() || !node.rows_are_dense() {
+        return Err("dense rows");
+    }
+    Ok(())
+}
+
 /// CPU kernel of `scale` (`ggml_compute_forward_scale`): f32 or bf16,
 /// result of the same type, both contiguous (the kernels assert it), rows and
 /// row counts within `int`.
@@ -152,6 +165,33 @@ macro_rules! binary_ops {
                 },
                 ..BASE
             },)*
+            Decl {
+                name: "add_cast",
+                family: Family::Binary,
+                builders: &["ggml_add_cast"],
+                op: ggml_sys::GGML_OP_ADD,
+                arity: 2,
+                cpu: cpu_add,
+                build: |_, t, p| t[0].add_cast(t[1], Type::ALL[p.i[0].unsigned_abs() as usize % Type::ALL.len()]),
+                raw: |_, ctx, t, p| {
+                    let ty = Type::ALL[p.i[0].unsigned_abs() as usize % Type::ALL.len()];
+                    // SAFETY: none (the fuzzer's raw direction).
+                    unsafe { ggml_sys::ggml_add_cast(ctx, t[0], t[1], ty.as_raw()) }
+                },
+                ..BASE
+            },
+            Decl {
+                name: "add_id",
+                family: Family::Binary,
+                builders: &["ggml_add_id"],
+                op: ggml_sys::GGML_OP_ADD_ID,
+                arity: 3,
+                cpu: cpu_add_id,
+                build: |_, t, _| t[0].add_id(t[1], t[2]),
+                // SAFETY: none (the fuzzer's raw direction).
+                raw: |_, ctx, t, _| unsafe { ggml_sys::ggml_add_id(ctx, t[0], t[1], t[2]) },
+                ..BASE
+            },
             Decl {
                 name: "scale_bias",
                 family: Family::Binary,
@@ -292,6 +332,67 @@ fn scale(a: Tensor<'_>, s: f32, inplace: bool) -> Result<Tensor<'_>> {
 }
 
 impl<'ctx> Tensor<'ctx> {
+    /// `self + b` into a new tensor of type `ty` (`ggml_add_cast`): this
+    /// tensor f16, bf16 or quantized, `b`'s rows as long as its own and
+    /// repeating to its shape. The CPU adds an f32 `b` to f16 and bf16 into
+    /// f32, and to a quantized tensor into its own type.
+    ///
+    /// # Errors
+    /// [`Error::Op`] when the shapes or this tensor's type do not fit;
+    /// [`Error::BlockSize`](crate::Error::BlockSize), [`Error::OutOfMemory`].
+    pub fn add_cast(self, b: Tensor<'ctx>, ty: Type) -> Result<Tensor<'ctx>> {
+        let operands = [self, b];
+        let rules = Rules::new("add_cast", &operands)?;
+        let (na, nb) = (self.ne(), b.ne());
+        rules.require(nb[0] == na[0] && can_broadcast(&nb, &na), || {
+            "b's rows must be as long and repeat to the tensor".into()
+        })?;
+        let ta = self.ty();
+        rules.require(
+            ta.is_quantized() || matches!(ta, Type::F16 | Type::BF16),
+            || "the tensor must be f16, bf16 or quantized".into(),
+        )?;
+        rules.reserve_result(ty, &na, None)?;
+        // SAFETY: live tensors meeting ggml_add_cast's assertions; the
+        // result's shape checked for `ty` and its room reserved.
+        rules.wrap(unsafe {
+            ggml_sys::ggml_add_cast(
+                rules.context().as_ptr(),
+                self.as_ptr(),
+                b.as_ptr(),
+                ty.as_raw(),
+            )
+        })
+    }
+
+    /// Adds to each row `(i1, i2)` of this tensor (f32 `[n, e, t]`) row
+    /// `ids[i1, i2]` of `b` (f32 `[n, b1]`): per-expert biases. The ids
+    /// (i32 `[e, t]`) are checked before every computation (in `0..b1`, a
+    /// graph input: see [`crate::ops::contents`]).
+    ///
+    /// # Errors
+    /// [`Error::Op`] when the shapes or types do not fit;
+    /// [`Error::OutOfMemory`].
+    pub fn add_id(self, b: Tensor<'ctx>, ids: Tensor<'ctx>) -> Result<Tensor<'ctx>> {
+        let operands = [self, b, ids];
+        let rules = Rules::new("add_id", &operands)?;
+        let (na, nb, ni) = (self.ne(), b.ne(), ids.ne());
+        rules.require(ids.ty() == Type::I32, || "the ids must be i32".into())?;
+        rules.require(na[0] == nb[0] && na[1] == ni[0] && na[2] == ni[1], || {
+            "b's rows as long as the tensor's, one id per row of it".into()
+        })?;
+        rules.reserve_result(self.ty(), &na, None)?;
+        // SAFETY: live tensors meeting ggml_add_id's assertions; room reserved.
+        rules.wrap(unsafe {
+            ggml_sys::ggml_add_id(
+                rules.context().as_ptr(),
+                self.as_ptr(),
+                b.as_ptr(),
+                ids.as_ptr(),
+            )
+        })
+    }
+
     /// `self * s`: see [`Context::scale`].
     ///
     /// # Errors

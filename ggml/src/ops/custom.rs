@@ -102,6 +102,15 @@ pub(crate) const DECLS: &[Decl] = &[
         op: ggml_sys::GGML_OP_CUSTOM,
         arity: 1,
         cpu: cpu_custom,
+        build: |_, t, p| {
+            let shape: Vec<usize> =
+                p.i.iter()
+                    .take(2)
+                    .map(|&n| n.unsigned_abs().min(64) as usize)
+                    .collect();
+            t[0].context()
+                .custom(&shape, &t[..1], tasks_of(p), fuzz_closure(p))
+        },
         ..BASE
     },
     Decl {
@@ -118,32 +127,51 @@ pub(crate) const DECLS: &[Decl] = &[
         name: "map_custom2",
         family: Family::Custom,
         op: ggml_sys::GGML_OP_MAP_CUSTOM2,
+        arity: 2,
         cpu: cpu_custom,
+        build: |_, t, p| t[0].map_custom2(t[1], tasks_of(p), fuzz_closure(p)),
         ..BASE
     },
     Decl {
         name: "map_custom3",
         family: Family::Custom,
         op: ggml_sys::GGML_OP_MAP_CUSTOM3,
+        arity: 3,
         cpu: cpu_custom,
+        build: |_, t, p| t[0].map_custom3(t[1], t[2], tasks_of(p), fuzz_closure(p)),
         ..BASE
     },
 ];
 
 fn fuzz_build<'a>(_: &Decl, t: &[Tensor<'a>], p: &Params) -> Result<Tensor<'a>> {
-    let tasks = NonZeroUsize::new(p.i[0].unsigned_abs().min(64) as usize)
-        .map_or(Tasks::All, Tasks::Exactly);
+    t[0].map_custom1(tasks_of(p), fuzz_closure(p))
+}
+
+/// The fuzzer's task count: `Params::i[3]` (0: all).
+fn tasks_of(p: &Params) -> Tasks {
+    NonZeroUsize::new(p.i[3].unsigned_abs().min(64) as usize).map_or(Tasks::All, Tasks::Exactly)
+}
+
+/// The fuzzer's closure: reads every input whole and writes each row's
+/// index, panicking on the thread of the first row when bit 1 of
+/// `Params::flags` is set.
+fn fuzz_closure(p: &Params) -> impl Fn(CustomCall<'_>) + Send + Sync + 'static {
     let panics = p.flag(1);
-    t[0].map_custom1(tasks, move |call| {
+    move |call| {
         if panics && call.first_row == 0 {
             panic!("asked to");
         }
+        let seen = call
+            .inputs
+            .iter()
+            .map(|a| a.iter().filter(|v| v.is_nan()).count())
+            .sum::<usize>();
         let first = call.first_row;
         let mut out = call.out;
         for (i, mut row) in out.outer_iter_mut().enumerate() {
-            row.fill((first + i) as f32);
+            row.fill((first + i + seen.min(1)) as f32);
         }
-    })
+    }
 }
 
 /// Whether `t` can be an operand: f32 with strides of whole elements.

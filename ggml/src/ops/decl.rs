@@ -70,6 +70,8 @@ pub enum Family {
     Custom,
     /// Masks, fills and padding.
     Fill,
+    /// Vision-transformer windows and relative positions.
+    Vision,
 }
 
 impl Family {
@@ -89,6 +91,7 @@ impl Family {
             Family::Attention => "attention",
             Family::Custom => "custom",
             Family::Fill => "fill",
+            Family::Vision => "vision",
         }
     }
 }

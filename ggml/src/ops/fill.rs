@@ -164,6 +164,87 @@ pub(crate) const DECLS: &[Decl] = &[
     },
 ];
 
+/// More declarations of the family: `diag`, `pad_reflect_1d`,
+/// `timestep_embedding`, `roll`.
+pub(crate) const MORE: &[Decl] = &[
+    Decl {
+        name: "diag",
+        family: Family::Fill,
+        builders: &["ggml_diag"],
+        op: ggml_sys::GGML_OP_DIAG,
+        arity: 1,
+        cpu: cpu_f32_rows,
+        build: |_, t, _| t[0].diag(),
+        // SAFETY: none (the fuzzer's raw direction).
+        raw: |_, ctx, t, _| unsafe { ggml_sys::ggml_diag(ctx, t[0]) },
+        ..BASE
+    },
+    Decl {
+        name: "pad_reflect_1d",
+        family: Family::Fill,
+        builders: &["ggml_pad_reflect_1d"],
+        op: ggml_sys::GGML_OP_PAD_REFLECT_1D,
+        arity: 1,
+        cpu: cpu_f32_rows,
+        build: |_, t, p| t[0].pad_reflect_1d(p.i[0], p.i[1]),
+        // SAFETY: none (the fuzzer's raw direction).
+        raw: |_, ctx, t, p| unsafe {
+            ggml_sys::ggml_pad_reflect_1d(ctx, t[0], p.i[0] as i32, p.i[1] as i32)
+        },
+        ..BASE
+    },
+    Decl {
+        name: "timestep_embedding",
+        family: Family::Fill,
+        builders: &["ggml_timestep_embedding"],
+        op: ggml_sys::GGML_OP_TIMESTEP_EMBEDDING,
+        arity: 1,
+        cpu: cpu_f32_rows,
+        build: |_, t, p| t[0].timestep_embedding(p.i[0], p.i[1]),
+        // SAFETY: none (the fuzzer's raw direction).
+        raw: |_, ctx, t, p| unsafe {
+            ggml_sys::ggml_timestep_embedding(ctx, t[0], p.i[0] as i32, p.i[1] as i32)
+        },
+        ..BASE
+    },
+    Decl {
+        name: "roll",
+        family: Family::Fill,
+        builders: &["ggml_roll"],
+        op: ggml_sys::GGML_OP_ROLL,
+        arity: 1,
+        cpu: cpu_f32_rows,
+        build: |_, t, p| t[0].roll(p.i),
+        raw: |_, ctx, t, p| {
+            let s = p.i.map(|x| x as i32);
+            // SAFETY: none (the fuzzer's raw direction).
+            unsafe { ggml_sys::ggml_roll(ctx, t[0], s[0], s[1], s[2], s[3]) }
+        },
+        ..BASE
+    },
+];
+
+/// The CPU kernels of `diag`, `pad_reflect_1d`, `timestep_embedding` and
+/// `roll`: f32 with dense rows on both sides.
+fn cpu_f32_rows(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
+    let [a] = crate::ops::sources::<1>(node)?;
+    if a.ty() != Type::F32
+        || node.ty() != Type::F32
+        || !a.rows_are_dense()
+        || !node.rows_are_dense()
+    {
+        return Err("the CPU computes f32 with dense rows");
+    }
+    let linear = matches!(
+        node.op(),
+        ggml_sys::GGML_OP_PAD_REFLECT_1D | ggml_sys::GGML_OP_ROLL
+    );
+    if linear && (!a.is_contiguous() || !node.is_contiguous()) {
+        return Err("the CPU reflects and rolls contiguous tensors");
+    }
+    Ok(())
+}
+
 /// Builds `diag_mask_inf` (`inf`) or `diag_mask_zero`.
 fn diag_mask(a: Tensor<'_>, n_past: i64, inf: bool, inplace: bool) -> Result<Tensor<'_>> {
     let operands = [a];
@@ -351,6 +432,132 @@ impl<'ctx> Tensor<'ctx> {
     /// As [`Tensor::pad_ext`].
     pub fn pad(self, after: [i64; 4]) -> Result<Tensor<'ctx>> {
         self.pad_ext(after.map(|a| (0, a)), false)
+    }
+}
+
+impl<'ctx> Tensor<'ctx> {
+    /// The diagonal matrices of rows: for this tensor `[n, 1, a2, a3]`, the
+    /// `[n, n, a2, a3]` tensor with each row on a diagonal, zeros elsewhere.
+    ///
+    /// # Errors
+    /// [`Error::Op`](crate::Error::Op) unless `ne[1]` is 1;
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory). On the CPU: f32.
+    pub fn diag(self) -> Result<Tensor<'ctx>> {
+        let operands = [self];
+        let rules = Rules::new("diag", &operands)?;
+        let ne = self.ne();
+        rules.require(ne[1] == 1, || "one row per matrix (ne[1] = 1)".into())?;
+        rules.reserve_result(self.ty(), &[ne[0], ne[0], ne[2], ne[3]], None)?;
+        // SAFETY: a live tensor of single-row matrices (the builder's
+        // assertion); room reserved.
+        rules.wrap(unsafe { ggml_sys::ggml_diag(rules.context().as_ptr(), self.as_ptr()) })
+    }
+
+    /// Each row mirrored at its ends: `p0` values before, `p1` after
+    /// (`[a, b, c, d]` with 1 and 1 is `[b, a, b, c, d, c]`).
+    ///
+    /// # Errors
+    /// [`Error::Op`](crate::Error::Op) unless `0 ≤ p0, p1 < ne[0]` and this
+    /// tensor is contiguous f32; [`Error::OutOfMemory`](crate::Error::OutOfMemory).
+    pub fn pad_reflect_1d(self, p0: i64, p1: i64) -> Result<Tensor<'ctx>> {
+        let operands = [self];
+        let rules = Rules::new("pad_reflect_1d", &operands)?;
+        let ne = self.ne();
+        rules.require(
+            (0..ne[0]).contains(&p0) && (0..ne[0]).contains(&p1) && fits_int(ne[0]),
+            || {
+                format!(
+                    "pads {p0}, {p1} must be 0 to the row length {} (exclusive)",
+                    ne[0]
+                )
+            },
+        )?;
+        rules.require(self.ty() == Type::F32 && self.is_contiguous(), || {
+            "a contiguous f32 tensor".into()
+        })?;
+        rules.reserve_result(Type::F32, &[ne[0] + p0 + p1, ne[1], ne[2], ne[3]], None)?;
+        // SAFETY: a live contiguous f32 tensor, pads within its rows (the
+        // builder's assertions); room reserved.
+        rules.wrap(unsafe {
+            ggml_sys::ggml_pad_reflect_1d(
+                rules.context().as_ptr(),
+                self.as_ptr(),
+                p0 as i32,
+                p1 as i32,
+            )
+        })
+    }
+
+    /// Sinusoidal embeddings of the timesteps in this f32 vector: `[dim, n]`
+    /// with `cos` then `sin` of `t · max_period^(-j / (dim/2))` (a 0 last
+    /// when `dim` is odd).
+    ///
+    /// # Errors
+    /// [`Error::Op`](crate::Error::Op) for a negative `dim`, or timesteps
+    /// that are not an f32 vector with dense values;
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory).
+    pub fn timestep_embedding(self, dim: i64, max_period: i64) -> Result<Tensor<'ctx>> {
+        let operands = [self];
+        let rules = Rules::new("timestep_embedding", &operands)?;
+        let ne = self.ne();
+        rules.require(
+            (0..=i64::from(i32::MAX)).contains(&dim) && fits_int(max_period.abs()),
+            || "dim 0 to i32::MAX".into(),
+        )?;
+        rules.require(
+            self.ty() == Type::F32
+                && self.rows_are_dense()
+                && ne[1] == 1
+                && ne[2] == 1
+                && ne[3] == 1,
+            || "timesteps are a dense f32 vector".into(),
+        )?;
+        rules.reserve_result(Type::F32, &[dim, ne[0], 1, 1], None)?;
+        // SAFETY: a live dense f32 vector; dim fits the result (room
+        // reserved); the builder asserts nothing.
+        rules.wrap(unsafe {
+            ggml_sys::ggml_timestep_embedding(
+                rules.context().as_ptr(),
+                self.as_ptr(),
+                dim as i32,
+                max_period as i32,
+            )
+        })
+    }
+
+    /// Each dimension rotated by `shifts[d]` (elements leaving one end come
+    /// back at the other; `|shift| < ne[d]`).
+    ///
+    /// # Errors
+    /// [`Error::Op`](crate::Error::Op) for a shift as long as its dimension
+    /// (so any shift of an empty tensor), or rows that are not dense;
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory). On the CPU: f32.
+    pub fn roll(self, shifts: [i64; 4]) -> Result<Tensor<'ctx>> {
+        let operands = [self];
+        let rules = Rules::new("roll", &operands)?;
+        let ne = self.ne();
+        rules.require(
+            shifts
+                .iter()
+                .zip(&ne)
+                .all(|(s, &n)| s.unsigned_abs() < n as u64),
+            || format!("shifts {shifts:?} must each be shorter than their dimension of {ne:?}"),
+        )?;
+        rules.require(self.rows_are_dense(), || "ggml needs dense rows".into())?;
+        rules.reserve_result(self.ty(), &ne, None)?;
+        let s = shifts.map(|x| x as i32);
+        // SAFETY: a live tensor with dense rows and |shift| < ne per
+        // dimension (the builder's assertions); room reserved.
+        rules.wrap(unsafe {
+            ggml_sys::ggml_roll(
+                rules.context().as_ptr(),
+                self.as_ptr(),
+                s[0],
+                s[1],
+                s[2],
+                s[3],
+            )
+        })
     }
 }
 

@@ -30,8 +30,10 @@
 //! - [`rope`], `rope`, `rope_ext` (YaRN, frequency factors);
 //! - [`attention`], `flash_attn_ext`;
 //! - [`custom`], Rust closures as graph nodes;
-//! - [`fill`], `diag_mask_inf`, `diag_mask_zero`, `tri`, `fill`, `arange`, `pad`, `pad_ext`;
+//! - [`fill`], `diag_mask_inf`, `diag_mask_zero`, `tri`, `fill`, `arange`, `pad`, `pad_ext`,
+//!   `pad_reflect_1d`, `diag`, `timestep_embedding`, `roll`;
 //! - [`matmul`], `mul_mat`, `mul_mat_id` (experts), `out_prod`;
+//! - [`vision`], `win_part`, `win_unpart`, `get_rel_pos`, `add_rel_pos`;
 //! - [`reduce`], `sum`, `sum_rows`, `mean`, `argmax`, `cumsum`, `count_equal`, `argsort`, `top_k`;
 //! - [`layout`], `view`, `reshape`, `permute`, `transpose`, `cont`, `cpy`;
 //! - [`movement`], `cont_4d`, `dup`, `cast`, `repeat`, `repeat_4d`, `concat`.
@@ -72,6 +74,7 @@ pub mod rope;
 pub mod rows;
 pub mod softmax;
 pub mod unary;
+pub mod vision;
 
 /// Every family's declarations. Nodes of other ops (made through raw
 /// calls) are refused when computed.
@@ -90,6 +93,8 @@ const FAMILIES: &[&[Decl]] = &[
     movement::DECLS,
     custom::DECLS,
     fill::DECLS,
+    fill::MORE,
+    vision::DECLS,
 ];
 
 /// A declaration with the defaults of an op that computes nothing and has
