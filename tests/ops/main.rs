@@ -19,4 +19,5 @@ mod movement;
 mod norm;
 mod reduce;
 mod rows;
+mod set;
 mod unary;

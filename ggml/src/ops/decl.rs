@@ -72,6 +72,8 @@ pub enum Family {
     Fill,
     /// Vision-transformer windows and relative positions.
     Vision,
+    /// Writes into strided views (`set`, `acc`).
+    Set,
 }
 
 impl Family {
@@ -92,6 +94,7 @@ impl Family {
             Family::Custom => "custom",
             Family::Fill => "fill",
             Family::Vision => "vision",
+            Family::Set => "set",
         }
     }
 }

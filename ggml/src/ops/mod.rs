@@ -33,6 +33,7 @@
 //! - [`fill`], `diag_mask_inf`, `diag_mask_zero`, `tri`, `fill`, `arange`, `pad`, `pad_ext`,
 //!   `pad_reflect_1d`, `diag`, `timestep_embedding`, `roll`;
 //! - [`matmul`], `mul_mat`, `mul_mat_id` (experts), `out_prod`;
+//! - [`set`], `set`, `set_1d`, `set_2d`, `acc` (writes into strided views);
 //! - [`vision`], `win_part`, `win_unpart`, `get_rel_pos`, `add_rel_pos`;
 //! - [`reduce`], `sum`, `sum_rows`, `mean`, `argmax`, `cumsum`, `count_equal`, `argsort`, `top_k`;
 //! - [`layout`], `view`, `reshape`, `permute`, `transpose`, `cont`, `cpy`;
@@ -49,6 +50,7 @@ pub use glu::GluOp;
 pub(crate) use layout::cpu_copy as layout_cpu_copy;
 pub use reduce::SortOrder;
 pub use rope::{Rope, RopeMode};
+pub use set::ViewAt;
 pub use softmax::SoftMax;
 pub use unary::UnaryOp;
 
@@ -72,6 +74,7 @@ pub mod norm;
 pub mod reduce;
 pub mod rope;
 pub mod rows;
+pub mod set;
 pub mod softmax;
 pub mod unary;
 pub mod vision;
@@ -95,6 +98,7 @@ const FAMILIES: &[&[Decl]] = &[
     fill::DECLS,
     fill::MORE,
     vision::DECLS,
+    set::DECLS,
 ];
 
 /// A declaration with the defaults of an op that computes nothing and has
