@@ -7,6 +7,7 @@
 mod common;
 
 mod attention;
+mod backward;
 mod coverage;
 mod custom;
 mod eval;

@@ -1,5 +1,6 @@
 //! Preconditions on tensor contents, which no shape rule can see: the
-//! indices of `get_rows`, `set_rows`, `mul_mat_id` and `add_id` (ggml aborts, or
+//! indices of `get_rows`, `get_rows_back`, `set_rows`, `mul_mat_id` and
+//! `add_id` (ggml aborts, or
 //! writes out of bounds, on one out of range) and the values `argsort`
 //! sorts (a NaN breaks the ordering `std::sort` relies on, which may then
 //! read out of bounds).
@@ -39,6 +40,7 @@ fn rule_of(node: &Tensor<'_>) -> Option<(usize, Rule)> {
         ggml_sys::GGML_OP_MUL_MAT_ID => Some((2, Rule::Below(node.src(0)?.ne()[2]))),
         ggml_sys::GGML_OP_ARGSORT => Some((0, Rule::NotNan)),
         ggml_sys::GGML_OP_ADD_ID => Some((2, Rule::Below(node.src(1)?.ne()[1]))),
+        ggml_sys::GGML_OP_GET_ROWS_BACK => Some((1, Rule::Below(node.ne()[1]))),
         _ => None,
     }
 }
@@ -52,6 +54,7 @@ fn has_rule(op: ggml_sys::ggml_op) -> bool {
             | ggml_sys::GGML_OP_MUL_MAT_ID
             | ggml_sys::GGML_OP_ARGSORT
             | ggml_sys::GGML_OP_ADD_ID
+            | ggml_sys::GGML_OP_GET_ROWS_BACK
     )
 }
 

@@ -74,6 +74,8 @@ pub enum Family {
     Vision,
     /// Writes into strided views (`set`, `acc`).
     Set,
+    /// Gradients (`silu_back`, `get_rows_back`, ...).
+    Backward,
 }
 
 impl Family {
@@ -95,6 +97,7 @@ impl Family {
             Family::Fill => "fill",
             Family::Vision => "vision",
             Family::Set => "set",
+            Family::Backward => "backward",
         }
     }
 }

@@ -33,6 +33,7 @@
 //! - [`fill`], `diag_mask_inf`, `diag_mask_zero`, `tri`, `fill`, `arange`, `pad`, `pad_ext`,
 //!   `pad_reflect_1d`, `diag`, `timestep_embedding`, `roll`;
 //! - [`matmul`], `mul_mat`, `mul_mat_id` (experts), `out_prod`;
+//! - [`backward`], `silu_back`, `rms_norm_back`, `soft_max_ext_back`, `get_rows_back`, `repeat_back`;
 //! - [`set`], `set`, `set_1d`, `set_2d`, `acc` (writes into strided views);
 //! - [`vision`], `win_part`, `win_unpart`, `get_rel_pos`, `add_rel_pos`;
 //! - [`reduce`], `sum`, `sum_rows`, `mean`, `argmax`, `cumsum`, `count_equal`, `argsort`, `top_k`;
@@ -63,6 +64,7 @@ use crate::types::Type;
 
 pub mod arith;
 pub mod attention;
+pub mod backward;
 pub(crate) mod contents;
 pub mod custom;
 pub mod fill;
@@ -99,6 +101,7 @@ const FAMILIES: &[&[Decl]] = &[
     fill::MORE,
     vision::DECLS,
     set::DECLS,
+    backward::DECLS,
 ];
 
 /// A declaration with the defaults of an op that computes nothing and has
