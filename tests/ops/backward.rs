@@ -110,3 +110,51 @@ fn scatter_and_tile_gradients() -> Result<()> {
     ));
     Ok(())
 }
+
+#[test]
+fn cross_entropy_loss_and_its_gradient() -> Result<()> {
+    let logits = eval::input(&[4, 7], 125, 3.0);
+    // Target distributions: a soft max of other values.
+    let raw = eval::input(&[4, 7], 126, 2.0);
+    let mut labels = raw.mapv(f32::exp);
+    for mut row in labels.outer_iter_mut() {
+        let s: f32 = row.sum();
+        row /= s;
+    }
+    let ctx = Context::new(1 << 20)?;
+    let (tl, tt) = (
+        ctx.tensor_from_array(&logits)?,
+        ctx.tensor_from_array(&labels)?,
+    );
+    let g = ctx.tensor_from_array(&arr1(&[2.0f32]))?;
+    let got = eval::compute(
+        &ctx,
+        &[
+            tl.cross_entropy_loss(tt)?,
+            g.cross_entropy_loss_back(tl, tt)?,
+        ],
+    )?;
+    let rows = 4.0f64;
+    let mut loss = 0.0f64;
+    let mut grad = logits.clone();
+    for ((lr, tr), mut gr) in logits
+        .outer_iter()
+        .zip(labels.outer_iter())
+        .zip(grad.outer_iter_mut())
+    {
+        let max = lr.iter().copied().fold(f32::MIN, f32::max);
+        let z: f64 = lr.iter().map(|&v| f64::from(v - max).exp()).sum();
+        for ((&l, &t), o) in lr.iter().zip(tr.iter()).zip(gr.iter_mut()) {
+            let log_p = f64::from(l - max) - z.ln();
+            loss -= f64::from(t) * log_p;
+            *o = ((log_p.exp() - f64::from(t)) * 2.0 / rows) as f32;
+        }
+    }
+    assert_close(
+        &got[0],
+        &ArrayD::from_elem(IxDyn(&[1]), (loss / rows) as f32),
+        TOL,
+        "cross_entropy_loss",
+    )?;
+    assert_close(&got[1], &grad, TOL, "cross_entropy_loss_back")
+}

@@ -1,6 +1,7 @@
 //! The backward ops ggml's automatic differentiation builds, for use in
-//! hand-written backward passes: `silu_back`, `rms_norm_back`,
-//! `soft_max_ext_back`, `get_rows_back`, `repeat_back`.
+//! hand-written backward passes and training: `silu_back`,
+//! `rms_norm_back`, `soft_max_ext_back`, `get_rows_back`, `repeat_back`,
+//! `cross_entropy_loss` and its gradient.
 //!
 //! Rules checked here beyond ggml's builders, whose kernels assume them
 //! (several with debug-only assertions): operands of one shape, f32 (f16
@@ -73,6 +74,33 @@ pub(crate) const DECLS: &[Decl] = &[
         ..BASE
     },
     Decl {
+        name: "cross_entropy_loss",
+        family: Family::Backward,
+        builders: &["ggml_cross_entropy_loss"],
+        op: ggml_sys::GGML_OP_CROSS_ENTROPY_LOSS,
+        arity: 2,
+        cpu: cpu_loss,
+        backward: true,
+        build: |_, t, _| t[0].cross_entropy_loss(t[1]),
+        // SAFETY: none (the fuzzer's raw direction).
+        raw: |_, ctx, t, _| unsafe { ggml_sys::ggml_cross_entropy_loss(ctx, t[0], t[1]) },
+        ..BASE
+    },
+    Decl {
+        name: "cross_entropy_loss_back",
+        family: Family::Backward,
+        builders: &["ggml_cross_entropy_loss_back"],
+        op: ggml_sys::GGML_OP_CROSS_ENTROPY_LOSS_BACK,
+        arity: 3,
+        cpu: cpu_loss,
+        build: |_, t, _| t[0].cross_entropy_loss_back(t[1], t[2]),
+        // SAFETY: none (the fuzzer's raw direction).
+        raw: |_, ctx, t, _| unsafe {
+            ggml_sys::ggml_cross_entropy_loss_back(ctx, t[0], t[1], t[2])
+        },
+        ..BASE
+    },
+    Decl {
         name: "repeat_back",
         family: Family::Backward,
         builders: &["ggml_repeat_back"],
@@ -135,6 +163,60 @@ fn soft_max_back<'a>(
 }
 
 impl<'ctx> Tensor<'ctx> {
+    /// The cross-entropy loss of these logits (f32, a distribution per row
+    /// after soft max) against the target distributions `labels`:
+    /// `-Σ labels · log_softmax(logits) / rows`, one f32 value.
+    ///
+    /// # Errors
+    /// [`Error::Op`](crate::Error::Op) unless both are contiguous f32 of
+    /// one shape; [`Error::OutOfMemory`](crate::Error::OutOfMemory).
+    pub fn cross_entropy_loss(self, labels: Tensor<'ctx>) -> Result<Tensor<'ctx>> {
+        let operands = [self, labels];
+        let rules = Rules::new("cross_entropy_loss", &operands)?;
+        same_contiguous(&rules, &operands, &[Type::F32])?;
+        rules.reserve_result(Type::F32, &[1, 1, 1, 1], None)?;
+        // SAFETY: live contiguous f32 tensors of one shape (the builder's
+        // assertion and the kernel's); room reserved.
+        rules.wrap(unsafe {
+            ggml_sys::ggml_cross_entropy_loss(
+                rules.context().as_ptr(),
+                self.as_ptr(),
+                labels.as_ptr(),
+            )
+        })
+    }
+
+    /// The gradient of [`Tensor::cross_entropy_loss`] with respect to the
+    /// logits, given this loss gradient (one f32 value) and the forward
+    /// pass's logits and labels.
+    ///
+    /// # Errors
+    /// [`Error::Op`](crate::Error::Op) unless this is one value and the
+    /// others contiguous f32 of one shape; [`Error::OutOfMemory`](crate::Error::OutOfMemory).
+    pub fn cross_entropy_loss_back(
+        self,
+        logits: Tensor<'ctx>,
+        labels: Tensor<'ctx>,
+    ) -> Result<Tensor<'ctx>> {
+        let operands = [self, logits, labels];
+        let rules = Rules::new("cross_entropy_loss_back", &operands)?;
+        rules.require(self.len() == 1 && self.ty() == Type::F32, || {
+            "the loss gradient must be one f32 value".into()
+        })?;
+        same_contiguous(&rules, &operands[1..], &[Type::F32])?;
+        rules.reserve_result(Type::F32, &logits.ne(), None)?;
+        // SAFETY: a scalar gradient and contiguous f32 tensors of one shape
+        // (the builder's and kernel's assertions); room reserved.
+        rules.wrap(unsafe {
+            ggml_sys::ggml_cross_entropy_loss_back(
+                rules.context().as_ptr(),
+                self.as_ptr(),
+                logits.as_ptr(),
+                labels.as_ptr(),
+            )
+        })
+    }
+
     /// The gradient of `silu` at `x` given this output gradient `dy`:
     /// `dy · s · (1 + x · (1 - s))`, `s = sigmoid(x)`.
     ///
@@ -276,6 +358,30 @@ fn cpu_same_shape(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
         && f32::from_bits(node.op_params()[1] as u32) != 0.0
     {
         return Err("no ALiBi in the soft max gradient");
+    }
+    Ok(())
+}
+
+/// The CPU's cross-entropy loss and its gradient: contiguous f32
+/// operands of one shape (a scalar gradient), an f32 result.
+fn cpu_loss(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
+    let back = node.op() == ggml_sys::GGML_OP_CROSS_ENTROPY_LOSS_BACK;
+    let srcs: Vec<Tensor<'_>> = (0..3).map_while(|i| node.src(i)).collect();
+    let (pair, rest) = if back {
+        (&srcs[1..], &srcs[..1])
+    } else {
+        (&srcs[..], &srcs[..0])
+    };
+    if pair.len() != 2 || pair[0].ne() != pair[1].ne() {
+        return Err("logits and labels of one shape");
+    }
+    for t in pair.iter().chain(rest).chain([node]) {
+        if t.ty() != Type::F32 || !t.is_contiguous() {
+            return Err("contiguous f32");
+        }
+    }
+    if (!back && node.len() != 1) || (back && (rest[0].len() != 1 || node.ne() != pair[0].ne())) {
+        return Err("a scalar loss and a gradient of the logits' shape");
     }
     Ok(())
 }
