@@ -472,3 +472,100 @@ fn flash_attention_rules() -> Result<()> {
     ));
     Ok(())
 }
+
+#[test]
+fn rope_back_offsets_and_multi_sections() -> Result<()> {
+    let (tokens, heads, dim) = (3, 2, 16);
+    let x = eval::input(&[tokens, heads, dim], 45, 1.0);
+    let pos = [4i32, 9, 1];
+    let ctx = Context::new(1 << 20)?;
+    let t = ctx.tensor_from_array(&x)?;
+    let p = ctx.tensor_from_array(&ggml::ndarray::arr1(&pos))?;
+    // M-RoPE with every section reading the same position is NeoX RoPE.
+    let p4 = ctx.tensor_from_array(&ggml::ndarray::arr1(&[pos, pos, pos, pos].concat()))?;
+    let neox = Rope {
+        mode: RopeMode::Neox,
+        freq_base: 100.0,
+        ..Rope::new(16)
+    };
+    let multi = Rope {
+        mode: RopeMode::Multi,
+        ..neox
+    };
+    let forward = t.rope_ext(p, None, &neox)?;
+    let round_trip = forward.rope_ext_back(p, None, &neox)?;
+    let shifted = Rope {
+        offset: 4,
+        ..Rope::new(8)
+    };
+    let got = eval::compute(
+        &ctx,
+        &[
+            round_trip,
+            t.rope_ext(p, None, &shifted)?,
+            t.rope_multi(p4, None, [3, 3, 2, 0], &multi)?,
+            forward,
+        ],
+    )?;
+    let tol = Tol {
+        abs: 1e-5,
+        rel: 1e-4,
+    };
+    assert_close(&got[0], &x, tol, "rope_ext_back undoes rope_ext")?;
+    // An offset of 4: dimensions 4..12 rotated as a row of their own.
+    let inner = x
+        .slice(ggml::ndarray::s![.., .., 4..12])
+        .to_owned()
+        .into_dyn();
+    let mut want = x.clone();
+    want.slice_mut(ggml::ndarray::s![.., .., 4..12])
+        .assign(&rope_ref(&inner, &pos, &Rope::new(8), None));
+    assert_close(&got[1], &want, tol, "rope with an offset")?;
+    assert_close(&got[2], &got[3], tol, "M-RoPE of equal positions")?;
+
+    assert!(
+        matches!(
+            t.rope_multi(p4, None, [-1, 4, 0, 0], &multi),
+            Err(Error::Op(_))
+        ),
+        "a negative section"
+    );
+    assert!(
+        matches!(
+            t.rope_multi(p4, None, [0, 0, 0, 0], &multi),
+            Err(Error::Op(_))
+        ),
+        "sections adding up to 0"
+    );
+    assert!(
+        matches!(
+            t.rope_multi(p, None, [4, 4, 0, 0], &multi),
+            Err(Error::Op(_))
+        ),
+        "one position per token"
+    );
+    let vision = Rope {
+        mode: RopeMode::Vision,
+        ..Rope::new(4)
+    };
+    assert!(
+        matches!(
+            t.rope_multi(p4, None, [2, 2, 0, 0], &vision),
+            Err(Error::Op(_))
+        ),
+        "vision with n_dims not half the row"
+    );
+    assert!(
+        matches!(t.rope_ext(p, None, &multi), Err(Error::Op(_))),
+        "a multi mode through rope_ext"
+    );
+    let odd = Rope {
+        offset: 3,
+        ..Rope::new(8)
+    };
+    assert!(
+        matches!(t.rope_ext(p, None, &odd), Err(Error::Op(_))),
+        "an odd offset"
+    );
+    Ok(())
+}
