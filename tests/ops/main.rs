@@ -20,5 +20,6 @@ mod movement;
 mod norm;
 mod reduce;
 mod rows;
+mod sequence;
 mod set;
 mod unary;

@@ -76,6 +76,8 @@ pub enum Family {
     Set,
     /// Gradients (`silu_back`, `get_rows_back`, ...).
     Backward,
+    /// Sequence models (`ssm_conv`, ...).
+    Sequence,
 }
 
 impl Family {
@@ -98,6 +100,7 @@ impl Family {
             Family::Vision => "vision",
             Family::Set => "set",
             Family::Backward => "backward",
+            Family::Sequence => "sequence",
         }
     }
 }

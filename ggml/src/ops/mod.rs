@@ -34,6 +34,7 @@
 //!   `pad_reflect_1d`, `diag`, `timestep_embedding`, `roll`;
 //! - [`matmul`], `mul_mat`, `mul_mat_id` (experts), `out_prod`;
 //! - [`backward`], `silu_back`, `rms_norm_back`, `soft_max_ext_back`, `get_rows_back`, `repeat_back`;
+//! - [`sequence`], `ssm_conv`;
 //! - [`set`], `set`, `set_1d`, `set_2d`, `acc` (writes into strided views);
 //! - [`vision`], `win_part`, `win_unpart`, `get_rel_pos`, `add_rel_pos`;
 //! - [`reduce`], `sum`, `sum_rows`, `mean`, `argmax`, `cumsum`, `count_equal`, `argsort`, `top_k`;
@@ -76,6 +77,7 @@ pub mod norm;
 pub mod reduce;
 pub mod rope;
 pub mod rows;
+pub mod sequence;
 pub mod set;
 pub mod softmax;
 pub mod unary;
@@ -102,6 +104,7 @@ const FAMILIES: &[&[Decl]] = &[
     vision::DECLS,
     set::DECLS,
     backward::DECLS,
+    sequence::DECLS,
 ];
 
 /// A declaration with the defaults of an op that computes nothing and has
