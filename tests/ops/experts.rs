@@ -158,3 +158,50 @@ fn nan_values_are_not_sorted() -> Result<()> {
     let _ = Type::F32;
     Ok(())
 }
+
+#[test]
+fn triangular_solves() -> Result<()> {
+    // A lower triangular 4×4 with a safe diagonal; B 4 rows of 3 columns
+    // (ndarray [n, k] is ggml's [k, n]).
+    let a = Array2::from_shape_fn((4, 4), |(i, j)| {
+        if j > i {
+            0.0f32
+        } else if i == j {
+            2.0 + i as f32
+        } else {
+            (i * 4 + j) as f32 * 0.1
+        }
+    });
+    let b = Array2::from_shape_fn((4, 3), |(i, j)| (i * 3 + j) as f32 * 0.3 - 1.0);
+    let ctx = Context::new(1 << 20)?;
+    let x = ctx
+        .tensor_from_array(&a)?
+        .solve_tri(ctx.tensor_from_array(&b)?)?;
+    let got = &eval::compute(&ctx, &[x])?[0];
+    // Forward substitution in f64.
+    let mut want = Array2::<f64>::zeros((4, 3));
+    for c in 0..3 {
+        for i in 0..4 {
+            let sum: f64 = (0..i).map(|t| f64::from(a[[i, t]]) * want[[t, c]]).sum();
+            want[[i, c]] = (f64::from(b[[i, c]]) - sum) / f64::from(a[[i, i]]);
+        }
+    }
+    assert_close(
+        got,
+        &want.mapv(|v| v as f32).into_dyn(),
+        Tol {
+            abs: 1e-5,
+            rel: 1e-5,
+        },
+        "solve_tri",
+    )?;
+    let wrong = ctx.new_tensor(Type::F32, &[3, 4])?;
+    assert!(
+        matches!(
+            wrong.solve_tri(ctx.tensor_from_array(&b)?),
+            Err(Error::Op(_))
+        ),
+        "not square"
+    );
+    Ok(())
+}

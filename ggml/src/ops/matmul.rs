@@ -1,4 +1,5 @@
-//! Matrix products.
+//! Matrix products: `mul_mat`, `mul_mat_id` (mixtures of experts),
+//! `out_prod`, and `solve_tri` (triangular solves).
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -61,6 +62,18 @@ pub(crate) const DECLS: &[Decl] = &[
         ..BASE
     },
     Decl {
+        name: "solve_tri",
+        family: Family::MatMul,
+        builders: &["ggml_solve_tri"],
+        op: ggml_sys::GGML_OP_SOLVE_TRI,
+        arity: 2,
+        cpu: cpu_solve_tri,
+        build: |_, t, _| t[0].solve_tri(t[1]),
+        // SAFETY: none (the fuzzer's raw direction).
+        raw: |_, ctx, t, _| unsafe { ggml_sys::ggml_solve_tri(ctx, t[0], t[1], true, true, false) },
+        ..BASE
+    },
+    Decl {
         name: "out_prod",
         family: Family::MatMul,
         builders: &["ggml_out_prod"],
@@ -89,6 +102,23 @@ fn cpu_mul_mat_id(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
     }
     if !crate::ops::fits_int(a.ne()[0]) {
         return Err("the CPU's dot products count in int");
+    }
+    Ok(())
+}
+
+/// The CPU's `solve_tri`: contiguous f32 operands and result of the op's
+/// shapes.
+fn cpu_solve_tri(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
+    let [a, b] = crate::ops::sources::<2>(node)?;
+    let (na, nb) = (a.ne(), b.ne());
+    if a.ty() != Type::F32 || b.ty() != Type::F32 || node.ty() != Type::F32 {
+        return Err("the CPU solves f32");
+    }
+    if !a.is_contiguous() || !b.is_contiguous() || !node.is_contiguous() || node.ne() != nb {
+        return Err("contiguous operands and result");
+    }
+    if na[0] != na[1] || na[1] != nb[1] || na[2] != nb[2] || na[3] != nb[3] {
+        return Err("a square [n, n] and b [k, n] of one batch");
     }
     Ok(())
 }
@@ -159,6 +189,44 @@ impl<'ctx> Tensor<'ctx> {
                 self.as_ptr(),
                 b.as_ptr(),
                 ids.as_ptr(),
+            )
+        })
+    }
+
+    /// Solves `A · X = B` for `X`, this tensor being the lower triangular
+    /// `A` (f32 `[n, n]`, its diagonal not zero: a zero gives infinities)
+    /// and `b` the right-hand sides (f32 `[k, n]`: `k` columns of `n` rows,
+    /// in ggml's order), batched over dimensions 2 and 3.
+    ///
+    /// # Errors
+    /// [`Error::Op`] for types, shapes or layouts that do not fit;
+    /// [`Error::OutOfMemory`].
+    pub fn solve_tri(self, b: Tensor<'ctx>) -> Result<Tensor<'ctx>> {
+        let operands = [self, b];
+        let rules = Rules::new("solve_tri", &operands)?;
+        let (na, nb) = (self.ne(), b.ne());
+        rules.require(self.ty() == Type::F32 && b.ty() == Type::F32, || {
+            "f32 operands".into()
+        })?;
+        rules.require(
+            na[0] == na[1] && na[1] == nb[1] && na[2] == nb[2] && na[3] == nb[3],
+            || "a square [n, n] and b [k, n] of one batch".into(),
+        )?;
+        rules.require(self.is_contiguous() && b.is_contiguous(), || {
+            "contiguous operands".into()
+        })?;
+        rules.reserve_result(Type::F32, &nb, None)?;
+        // SAFETY: live contiguous f32 tensors meeting ggml_solve_tri's
+        // assertions (the lower, left, non-unit variant it supports); room
+        // reserved.
+        rules.wrap(unsafe {
+            ggml_sys::ggml_solve_tri(
+                rules.context().as_ptr(),
+                self.as_ptr(),
+                b.as_ptr(),
+                true,
+                true,
+                false,
             )
         })
     }
