@@ -8,6 +8,7 @@ mod common;
 
 mod attention;
 mod backward;
+mod conv;
 mod coverage;
 mod custom;
 mod eval;

@@ -78,6 +78,8 @@ pub enum Family {
     Backward,
     /// Sequence models (`ssm_conv`, ...).
     Sequence,
+    /// Convolutions and pooling.
+    Conv,
 }
 
 impl Family {
@@ -101,6 +103,7 @@ impl Family {
             Family::Set => "set",
             Family::Backward => "backward",
             Family::Sequence => "sequence",
+            Family::Conv => "conv",
         }
     }
 }

@@ -35,6 +35,7 @@
 //! - [`matmul`], `mul_mat`, `mul_mat_id` (experts), `out_prod`;
 //! - [`backward`], `silu_back`, `rms_norm_back`, `soft_max_ext_back`, `get_rows_back`, `repeat_back`;
 //! - [`sequence`], `ssm_conv`;
+//! - [`conv`], `im2col`, `pool_1d`, `pool_2d`;
 //! - [`set`], `set`, `set_1d`, `set_2d`, `acc` (writes into strided views);
 //! - [`vision`], `win_part`, `win_unpart`, `get_rel_pos`, `add_rel_pos`;
 //! - [`reduce`], `sum`, `sum_rows`, `mean`, `argmax`, `cumsum`, `count_equal`, `argsort`, `top_k`;
@@ -44,6 +45,7 @@
 mod decl;
 
 pub use attention::{FlashAttn, Precision};
+pub use conv::{Conv, Pool};
 pub use custom::{CustomCall, Tasks};
 pub(crate) use decl::op_error;
 pub use decl::{catalog, Build, Decl, Family, Params, RawBuild, Sub};
@@ -67,6 +69,7 @@ pub mod arith;
 pub mod attention;
 pub mod backward;
 pub(crate) mod contents;
+pub mod conv;
 pub mod custom;
 pub mod fill;
 pub mod glu;
@@ -105,6 +108,7 @@ const FAMILIES: &[&[Decl]] = &[
     set::DECLS,
     backward::DECLS,
     sequence::DECLS,
+    conv::DECLS,
 ];
 
 /// A declaration with the defaults of an op that computes nothing and has

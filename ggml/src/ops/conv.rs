@@ -1,0 +1,374 @@
+//! Convolution building blocks and pooling: `im2col` (the patches a
+//! convolution multiplies, 1-D or 2-D), `pool_1d` and `pool_2d` (average
+//! or maximum over windows).
+//!
+//! Rules checked here that ggml leaves to division by zero or to its
+//! kernels: strides and dilations of at least 1, paddings not negative,
+//! kernels of at least one element, outputs of at least one element;
+//! `im2col`'s data f32 and contiguous (its kernel reads planes densely),
+//! the result f16 or f32; pooling of f32 or f16 (the kernels' debug-only
+//! assertion), rows reached at one stride, the 2-D form contiguous.
+
+use crate::error::Result;
+use crate::ops::{fits_int, Decl, Family, Rules, BASE};
+use crate::tensor::Tensor;
+use crate::types::Type;
+
+/// The parameters of [`Tensor::im2col`]: per spatial dimension (width,
+/// height) the stride, padding and dilation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv {
+    /// Strides (at least 1).
+    pub stride: [i32; 2],
+    /// Zero padding on each side (at least 0).
+    pub padding: [i32; 2],
+    /// Dilations (at least 1).
+    pub dilation: [i32; 2],
+}
+
+impl Default for Conv {
+    fn default() -> Self {
+        Conv {
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+        }
+    }
+}
+
+/// The pooling function of [`Tensor::pool_1d`] and [`Tensor::pool_2d`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// The mean of the window's values inside the input.
+    Avg,
+    /// Their maximum.
+    Max,
+}
+
+impl Pool {
+    fn as_raw(self) -> ggml_sys::ggml_op_pool {
+        match self {
+            Pool::Avg => ggml_sys::GGML_OP_POOL_AVG,
+            Pool::Max => ggml_sys::GGML_OP_POOL_MAX,
+        }
+    }
+}
+
+/// The declarations. Generic builders: strides, paddings and kernel sizes
+/// from `Params::i`; bit 1 2-D; bit 2 f16 patches (`im2col`) or maximum
+/// pooling.
+pub(crate) const DECLS: &[Decl] = &[
+    Decl {
+        name: "im2col",
+        family: Family::Conv,
+        builders: &["ggml_im2col"],
+        op: ggml_sys::GGML_OP_IM2COL,
+        arity: 2,
+        cpu: cpu_im2col,
+        backward: true,
+        build: |_, t, p| {
+            let c = Conv {
+                stride: [p.i[0] as i32, p.i[1] as i32],
+                padding: [p.i[2] as i32, p.i[3] as i32],
+                dilation: [1, 1],
+            };
+            t[0].im2col(
+                t[1],
+                &c,
+                p.flag(1),
+                if p.flag(2) { Type::F16 } else { Type::F32 },
+            )
+        },
+        raw: |_, ctx, t, p| {
+            let ty = if p.flag(2) { Type::F16 } else { Type::F32 };
+            let v = p.i.map(|x| x as i32);
+            // SAFETY: none (the fuzzer's raw direction).
+            unsafe {
+                ggml_sys::ggml_im2col(
+                    ctx,
+                    t[0],
+                    t[1],
+                    v[0],
+                    v[1],
+                    v[2],
+                    v[3],
+                    1,
+                    1,
+                    p.flag(1),
+                    ty.as_raw(),
+                )
+            }
+        },
+        ..BASE
+    },
+    Decl {
+        name: "pool_1d",
+        family: Family::Conv,
+        builders: &["ggml_pool_1d"],
+        op: ggml_sys::GGML_OP_POOL_1D,
+        arity: 1,
+        cpu: cpu_pool,
+        build: |_, t, p| {
+            t[0].pool_1d(
+                if p.flag(2) { Pool::Max } else { Pool::Avg },
+                p.i[0],
+                p.i[1],
+                p.i[2],
+            )
+        },
+        ..BASE
+    },
+    Decl {
+        name: "pool_2d",
+        family: Family::Conv,
+        builders: &["ggml_pool_2d"],
+        op: ggml_sys::GGML_OP_POOL_2D,
+        arity: 1,
+        cpu: cpu_pool,
+        build: |_, t, p| {
+            let op = if p.flag(2) { Pool::Max } else { Pool::Avg };
+            t[0].pool_2d(op, [p.i[0], p.i[0]], [p.i[1], p.i[1]], [p.i[2], p.i[3]])
+        },
+        ..BASE
+    },
+];
+
+/// `(ins + 2p - d(k - 1) - 1) / s + 1`, ggml's output size, in i128 (no
+/// overflow for any i32 parameters).
+fn output_size(ins: i64, k: i64, s: i64, p: i64, d: i64) -> i128 {
+    (i128::from(ins) + 2 * i128::from(p) - i128::from(d) * (i128::from(k) - 1) - 1) / i128::from(s)
+        + 1
+}
+
+impl<'ctx> Tensor<'ctx> {
+    /// The patches a convolution of kernel `self` over `data` multiplies:
+    /// 2-D (`self` `[KW, KH, C, OC]`, `data` f32 `[W, H, C, N]`) gives
+    /// `[KW·KH·C, OW, OH, N]`; 1-D (`self` `[KW, C, OC]`, `data` `[W, C, N]`)
+    /// gives `[KW·C, OW, N]`, of type `ty` (f16 or f32). Only the kernel's
+    /// shape is read.
+    ///
+    /// # Errors
+    /// [`Error::Op`](crate::Error::Op) for the rules of the module docs or
+    /// shapes that do not fit; [`Error::OutOfMemory`](crate::Error::OutOfMemory).
+    pub fn im2col(
+        self,
+        data: Tensor<'ctx>,
+        conv: &Conv,
+        two_d: bool,
+        ty: Type,
+    ) -> Result<Tensor<'ctx>> {
+        let operands = [self, data];
+        let rules = Rules::new("im2col", &operands)?;
+        let (na, nb) = (self.ne(), data.ne());
+        let Conv {
+            stride,
+            padding,
+            dilation,
+        } = *conv;
+        let dims = if two_d { 2 } else { 1 };
+        rules.require((0..dims).all(|i| stride[i] >= 1 && dilation[i] >= 1 && padding[i] >= 0), || {
+            format!("strides {stride:?} and dilations {dilation:?} at least 1, paddings {padding:?} at least 0")
+        })?;
+        rules.require(na[0] >= 1 && (!two_d || na[1] >= 1), || {
+            "a kernel of at least one element".into()
+        })?;
+        if two_d {
+            rules.require(na[2] == nb[2], || {
+                "the kernel's channels (ne[2]) must be the data's".into()
+            })?;
+        } else {
+            rules.require(nb[1] == na[1] && nb[3] == 1, || {
+                "the kernel's channels (ne[1]) must be the data's; data 3-D".into()
+            })?;
+        }
+        let ow = output_size(
+            nb[0],
+            na[0],
+            stride[0].into(),
+            padding[0].into(),
+            dilation[0].into(),
+        );
+        let oh = if two_d {
+            output_size(
+                nb[1],
+                na[1],
+                stride[1].into(),
+                padding[1].into(),
+                dilation[1].into(),
+            )
+        } else {
+            1
+        };
+        rules.require(
+            ow > 0 && oh > 0 && ow <= i128::from(i32::MAX) && oh <= i128::from(i32::MAX),
+            || "the data is too small for the kernel (no output)".into(),
+        )?;
+        rules.require(data.ty() == Type::F32 && data.is_contiguous(), || {
+            "the data must be contiguous f32".into()
+        })?;
+        rules.require(matches!(ty, Type::F16 | Type::F32), || {
+            "patches are f16 or f32".into()
+        })?;
+        let rows = if two_d {
+            na[2].checked_mul(na[1]).and_then(|x| x.checked_mul(na[0]))
+        } else {
+            na[1].checked_mul(na[0])
+        };
+        let Some(rows) = rows.filter(|&r| fits_int(r)) else {
+            return Err(rules.broken("the patch length overflows".into()));
+        };
+        let ne = if two_d {
+            [rows, ow as i64, oh as i64, nb[3]]
+        } else {
+            [rows, ow as i64, nb[2], 1]
+        };
+        rules.reserve_result(ty, &ne, None)?;
+        let [s0, s1] = stride;
+        let [p0, p1] = padding;
+        let [d0, d1] = dilation;
+        // SAFETY: live tensors meeting ggml_im2col's assertions (matching
+        // channels, positive output sizes) with no zero divisor; room reserved.
+        rules.wrap(unsafe {
+            ggml_sys::ggml_im2col(
+                rules.context().as_ptr(),
+                self.as_ptr(),
+                data.as_ptr(),
+                s0,
+                s1,
+                p0,
+                p1,
+                d0,
+                d1,
+                two_d,
+                ty.as_raw(),
+            )
+        })
+    }
+
+    /// Pooling of each row over windows of `k` values every `s`, with `p`
+    /// values of padding each side: f32 `[(ne0 + 2p - k) / s + 1, ne1, ...]`.
+    ///
+    /// # Errors
+    /// [`Error::Op`](crate::Error::Op) for the rules of the module docs;
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory).
+    pub fn pool_1d(self, op: Pool, k: i64, s: i64, p: i64) -> Result<Tensor<'ctx>> {
+        let operands = [self];
+        let rules = Rules::new("pool_1d", &operands)?;
+        let ne = self.ne();
+        let int = |x: i64| (0..=i64::from(i32::MAX)).contains(&x);
+        rules.require(
+            k >= 1 && s >= 1 && p >= 0 && int(k) && int(s) && int(p) && p <= k,
+            || format!("k {k} and s {s} at least 1, p {p} from 0 to k"),
+        )?;
+        let out = output_size(ne[0], k, s, p, 1);
+        rules.require(out > 0 && out <= i128::from(i32::MAX), || {
+            "the rows are too short for the window (no output)".into()
+        })?;
+        rules.reserve_result(Type::F32, &[out as i64, ne[1], ne[2], ne[3]], None)?;
+        // SAFETY: a live tensor, positive window, stride and output size
+        // (the builder's assertion, no zero divisor); room reserved.
+        rules.wrap(unsafe {
+            ggml_sys::ggml_pool_1d(
+                rules.context().as_ptr(),
+                self.as_ptr(),
+                op.as_raw(),
+                k as i32,
+                s as i32,
+                p as i32,
+            )
+        })
+    }
+
+    /// Pooling of each plane (ggml's dimensions 0 and 1) over windows of
+    /// `k` every `s`, with `p` padding each side: f32.
+    ///
+    /// # Errors
+    /// As [`Tensor::pool_1d`].
+    pub fn pool_2d(self, op: Pool, k: [i64; 2], s: [i64; 2], p: [i64; 2]) -> Result<Tensor<'ctx>> {
+        let operands = [self];
+        let rules = Rules::new("pool_2d", &operands)?;
+        let ne = self.ne();
+        let int = |x: i64| (0..=i64::from(i32::MAX)).contains(&x);
+        let mut out = [0i64; 2];
+        for i in 0..2 {
+            rules.require(
+                k[i] >= 1
+                    && s[i] >= 1
+                    && p[i] >= 0
+                    && int(k[i])
+                    && int(s[i])
+                    && int(p[i])
+                    && p[i] <= k[i],
+                || format!("k {k:?} and s {s:?} at least 1, p {p:?} from 0 to k"),
+            )?;
+            let o = output_size(ne[i], k[i], s[i], p[i], 1);
+            rules.require(o > 0 && o <= i128::from(i32::MAX), || {
+                "the planes are too small for the window (no output)".into()
+            })?;
+            out[i] = o as i64;
+        }
+        rules.reserve_result(Type::F32, &[out[0], out[1], ne[2], ne[3]], None)?;
+        // SAFETY: a live tensor, positive windows, strides and output sizes
+        // (the builder's assertions, no zero divisor); room reserved.
+        rules.wrap(unsafe {
+            ggml_sys::ggml_pool_2d(
+                rules.context().as_ptr(),
+                self.as_ptr(),
+                op.as_raw(),
+                k[0] as i32,
+                k[1] as i32,
+                s[0] as i32,
+                s[1] as i32,
+                p[0] as f32,
+                p[1] as f32,
+            )
+        })
+    }
+}
+
+/// The CPU's `im2col`: contiguous f32 data, an f16 or f32 contiguous result.
+fn cpu_im2col(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
+    let [_, data] = crate::ops::sources::<2>(node)?;
+    if data.ty() != Type::F32
+        || !data.is_contiguous()
+        || !matches!(node.ty(), Type::F16 | Type::F32)
+        || !node.is_contiguous()
+    {
+        return Err("the CPU takes contiguous f32 data into contiguous f16 or f32 patches");
+    }
+    let p = node.op_params();
+    if p[0] < 1 || p[4] < 1 || (p[6] == 1 && (p[1] < 1 || p[5] < 1)) {
+        return Err("strides and dilations at least 1");
+    }
+    Ok(())
+}
+
+/// The CPU's pooling: f32 or f16 input (rows at one stride; 2-D contiguous),
+/// an f32 result, average or maximum, positive window and stride.
+fn cpu_pool(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
+    let [a] = crate::ops::sources::<1>(node)?;
+    if !matches!(a.ty(), Type::F32 | Type::F16) || node.ty() != Type::F32 || !node.is_contiguous() {
+        return Err("the CPU pools f32 and f16 into f32");
+    }
+    let two_d = node.op() == ggml_sys::GGML_OP_POOL_2D;
+    if !a.rows_are_dense()
+        || !crate::ops::glu::rows_at_one_stride(&a)
+        || (two_d && !a.is_contiguous())
+    {
+        return Err("rows at one stride (2-D: contiguous)");
+    }
+    let p = node.op_params();
+    let known = matches!(
+        p[0] as u32,
+        ggml_sys::GGML_OP_POOL_AVG | ggml_sys::GGML_OP_POOL_MAX
+    );
+    let (k, s) = if two_d {
+        (&p[1..3], &p[3..5])
+    } else {
+        (&p[1..2], &p[2..3])
+    };
+    if !known || k.iter().chain(s).any(|&v| v < 1) {
+        return Err("average or maximum over positive windows and strides");
+    }
+    Ok(())
+}
