@@ -96,3 +96,145 @@ fn pooling_windows() -> Result<()> {
     );
     Ok(())
 }
+
+/// A direct 2-D convolution: data `[n, c, h, w]`, kernel `[oc, c, kh, kw]`.
+fn conv2d_ref(data: &ArrayD<f32>, kernel: &ArrayD<f32>, s: usize, p: usize) -> ArrayD<f32> {
+    let (n, c, h, w) = (
+        data.shape()[0],
+        data.shape()[1],
+        data.shape()[2],
+        data.shape()[3],
+    );
+    let (oc, kh, kw) = (kernel.shape()[0], kernel.shape()[2], kernel.shape()[3]);
+    let (oh, ow) = ((h + 2 * p - kh) / s + 1, (w + 2 * p - kw) / s + 1);
+    ArrayD::from_shape_fn(IxDyn(&[n, oc, oh, ow]), |d| {
+        let mut sum = 0.0f64;
+        for ci in 0..c {
+            for y in 0..kh {
+                for x in 0..kw {
+                    let (iy, ix) = (
+                        (d[2] * s + y) as i64 - p as i64,
+                        (d[3] * s + x) as i64 - p as i64,
+                    );
+                    if (0..h as i64).contains(&iy) && (0..w as i64).contains(&ix) {
+                        sum += f64::from(data[[d[0], ci, iy as usize, ix as usize]])
+                            * f64::from(kernel[[d[1], ci, y, x]]);
+                    }
+                }
+            }
+        }
+        sum as f32
+    })
+}
+
+#[test]
+fn convolutions_match_their_definition() -> Result<()> {
+    let data = eval::input(&[2, 3, 6, 7], 143, 1.0);
+    let kernel = eval::input(&[4, 3, 3, 3], 144, 1.0);
+    let ctx = Context::new(8 << 20)?;
+    let (td, tk) = (
+        ctx.tensor_from_array(&data)?,
+        ctx.tensor_from_array_as(Type::F16, &kernel)?,
+    );
+    let k16 = eval::rounded(&kernel, Type::F16);
+    let conv = Conv {
+        stride: [2, 2],
+        padding: [1, 1],
+        dilation: [1, 1],
+    };
+    let got = eval::compute(&ctx, &[tk.conv_2d(td, &conv)?, tk.conv_2d_s1_ph(td)?])?;
+    // f16 patches times an f16 kernel, 27 products a value.
+    let tol = Tol {
+        abs: 2e-2,
+        rel: 5e-3,
+    };
+    assert_close(
+        &got[0],
+        &conv2d_ref(&eval::rounded(&data, Type::F16), &k16, 2, 1),
+        tol,
+        "conv_2d",
+    )?;
+    assert_close(
+        &got[1],
+        &conv2d_ref(&eval::rounded(&data, Type::F16), &k16, 1, 1),
+        tol,
+        "conv_2d_s1_ph",
+    )?;
+
+    // 1-D: data [n, c, l], kernel [oc, c, k]; one item (ggml's reshape
+    // keeps batch and channels apart only for one).
+    let d1 = eval::input(&[1, 3, 9], 145, 1.0);
+    let k1 = eval::input(&[4, 3, 3], 146, 1.0);
+    let (td1, tk1) = (
+        ctx.tensor_from_array(&d1)?,
+        ctx.tensor_from_array_as(Type::F16, &k1)?,
+    );
+    let got = &eval::compute(&ctx, &[tk1.conv_1d(td1, 1, 0, 1)?])?[0];
+    let (d1r, k1r) = (eval::rounded(&d1, Type::F16), eval::rounded(&k1, Type::F16));
+    let want = ArrayD::from_shape_fn(IxDyn(&[4, 7]), |d| {
+        (0..3)
+            .flat_map(|c| (0..3).map(move |k| (c, k)))
+            .map(|(c, k)| d1r[[0, c, d[1] + k]] * k1r[[d[0], c, k]])
+            .sum()
+    });
+    assert_close(got, &want, tol, "conv_1d")?;
+    assert!(
+        matches!(
+            tk.conv_2d(
+                td,
+                &Conv {
+                    stride: [0, 1],
+                    ..Conv::default()
+                }
+            ),
+            Err(Error::Op(_))
+        ),
+        "stride 0"
+    );
+    Ok(())
+}
+
+#[test]
+fn depthwise_convolutions() -> Result<()> {
+    // data [n=1, c=3, h=5, w=6]; kernel [c=3, 1, kh=3, kw=3].
+    let data = eval::input(&[1, 3, 5, 6], 147, 1.0);
+    let kernel = eval::input(&[3, 1, 3, 3], 148, 1.0);
+    let ctx = Context::new(8 << 20)?;
+    let (td, tk) = (
+        ctx.tensor_from_array(&data)?,
+        ctx.tensor_from_array_as(Type::F16, &kernel)?,
+    );
+    let conv = Conv {
+        stride: [1, 1],
+        padding: [1, 1],
+        dilation: [1, 1],
+    };
+    let got = &eval::compute(&ctx, &[tk.conv_2d_dw(td, &conv)?])?[0];
+    let (dr, kr) = (
+        eval::rounded(&data, Type::F16),
+        eval::rounded(&kernel, Type::F16),
+    );
+    let want = ArrayD::from_shape_fn(IxDyn(&[1, 3, 5, 6]), |d| {
+        let mut sum = 0.0f32;
+        for y in 0..3 {
+            for x in 0..3 {
+                let (iy, ix) = (d[2] as i64 + y - 1, d[3] as i64 + x - 1);
+                if (0..5).contains(&iy) && (0..6).contains(&ix) {
+                    sum += dr[[0, d[1], iy as usize, ix as usize]]
+                        * kr[[d[1], 0, y as usize, x as usize]];
+                }
+            }
+        }
+        sum
+    });
+    let got = got.clone().into_shape_with_order(IxDyn(&[1, 3, 5, 6]))?;
+    assert_close(
+        &got,
+        &want,
+        Tol {
+            abs: 1e-2,
+            rel: 5e-3,
+        },
+        "conv_2d_dw",
+    )
+}

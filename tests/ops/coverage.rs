@@ -11,7 +11,7 @@ use anyhow::{bail, ensure, Context as _, Result};
 
 /// Coverage may only grow: the floors of what the safe API reaches.
 const FLOOR_OPS: usize = 77;
-const FLOOR_BUILDERS: usize = 193;
+const FLOOR_BUILDERS: usize = 200;
 
 /// The targets, quoted in the report.
 const TARGET_BUILDERS: usize = 200;

@@ -133,6 +133,35 @@ pub(crate) const DECLS: &[Decl] = &[
     },
 ];
 
+/// The convolutions ggml builds from `im2col` and `mul_mat`: declared
+/// here, computed by the nodes they are made of (the generic builder makes
+/// `conv_2d`).
+pub(crate) const COMPOSED: &[Decl] = &[Decl {
+    name: "conv",
+    family: Family::Conv,
+    builders: &[
+        "ggml_conv_1d",
+        "ggml_conv_1d_dw",
+        "ggml_conv_1d_dw_ph",
+        "ggml_conv_2d",
+        "ggml_conv_2d_dw",
+        "ggml_conv_2d_s1_ph",
+        "ggml_conv_2d_sk_p0",
+    ],
+    op: ggml_sys::GGML_OP_IM2COL,
+    arity: 2,
+    cpu: cpu_im2col,
+    build: |_, t, p| {
+        let c = Conv {
+            stride: [p.i[0] as i32, p.i[1] as i32],
+            padding: [p.i[2] as i32, p.i[3] as i32],
+            dilation: [1, 1],
+        };
+        t[0].conv_2d(t[1], &c)
+    },
+    ..BASE
+}];
+
 /// `(ins + 2p - d(k - 1) - 1) / s + 1`, ggml's output size, in i128 (no
 /// overflow for any i32 parameters).
 fn output_size(ins: i64, k: i64, s: i64, p: i64, d: i64) -> i128 {
@@ -245,6 +274,176 @@ impl<'ctx> Tensor<'ctx> {
         })
     }
 
+    /// A 1-D convolution of `data` (`[L, IC, N]`, contiguous f32) with this
+    /// kernel (`[K, IC, OC]`, contiguous f16 or f32): f32 `[OL, OC, N]`.
+    /// Built as ggml's `ggml_conv_1d` builds it: f16 patches
+    /// ([`Tensor::im2col`]) times the kernel ([`Tensor::mul_mat`]); every
+    /// step checked. As with ggml's builder, for `N > 1` the values are laid
+    /// out `[OL, N, OC]` under the `[OL, OC, N]` shape (its final reshape
+    /// does not transpose).
+    ///
+    /// # Errors
+    /// Those of `im2col`, `reshape` and `mul_mat` for these operands.
+    pub fn conv_1d(
+        self,
+        data: Tensor<'ctx>,
+        stride: i32,
+        padding: i32,
+        dilation: i32,
+    ) -> Result<Tensor<'ctx>> {
+        let conv = Conv {
+            stride: [stride, 1],
+            padding: [padding, 0],
+            dilation: [dilation, 1],
+        };
+        let ty = if self.ty() == Type::BF16 {
+            Type::F32
+        } else {
+            Type::F16
+        };
+        let cols = self.im2col(data, &conv, false, ty)?; // [IC·K, OL, N]
+        let cn = cols.ne();
+        let na = self.ne();
+        let lhs = cols.reshape(&[shape(cn[2] * cn[1]), shape(cn[0])])?;
+        let rhs = self.reshape(&[shape(na[2]), shape(na[0] * na[1])])?;
+        lhs.mul_mat(rhs)?
+            .reshape(&[shape(cn[2]), shape(na[2]), shape(cn[1])])
+    }
+
+    /// [`Tensor::conv_1d`] of each channel with its own kernel (depthwise,
+    /// `ggml_conv_1d_dw`): this kernel `[K, 1, C]`, `data` `[L, C]`.
+    ///
+    /// # Errors
+    /// As [`Tensor::conv_1d`].
+    pub fn conv_1d_dw(
+        self,
+        data: Tensor<'ctx>,
+        stride: i32,
+        padding: i32,
+        dilation: i32,
+    ) -> Result<Tensor<'ctx>> {
+        let nb = data.ne();
+        let new_b = data.reshape(&[shape(nb[2]), shape(nb[1]), 1, shape(nb[0])])?;
+        let conv = Conv {
+            stride: [stride, 1],
+            padding: [padding, 0],
+            dilation: [dilation, 1],
+        };
+        let ty = if self.ty() == Type::BF16 {
+            Type::F32
+        } else {
+            Type::F16
+        };
+        let cols = self.im2col(new_b, &conv, false, ty)?;
+        let r = cols.mul_mat(self)?;
+        let rn = r.ne();
+        r.reshape(&[shape(rn[2]), shape(rn[0])])
+    }
+
+    /// [`Tensor::conv_1d_dw`] with half the kernel as padding
+    /// (`ggml_conv_1d_dw_ph`).
+    ///
+    /// # Errors
+    /// As [`Tensor::conv_1d`].
+    pub fn conv_1d_dw_ph(
+        self,
+        data: Tensor<'ctx>,
+        stride: i32,
+        dilation: i32,
+    ) -> Result<Tensor<'ctx>> {
+        let half = (self.ne()[0] / 2).min(i64::from(i32::MAX)) as i32;
+        self.conv_1d_dw(data, stride, half, dilation)
+    }
+
+    /// A 2-D convolution of `data` (`[W, H, IC, N]`, contiguous f32) with
+    /// this kernel (`[KW, KH, IC, OC]`, contiguous f16 or f32): f32
+    /// `[OW, OH, OC, N]`, built as `ggml_conv_2d` builds it (f16 patches
+    /// times the kernel, then a permutation); every step checked.
+    ///
+    /// # Errors
+    /// Those of `im2col`, `reshape`, `mul_mat`, `permute` and `cont`.
+    pub fn conv_2d(self, data: Tensor<'ctx>, conv: &Conv) -> Result<Tensor<'ctx>> {
+        let ty = if self.ty() == Type::BF16 {
+            Type::F32
+        } else {
+            Type::F16
+        };
+        let cols = self.im2col(data, conv, true, ty)?; // [IC·KH·KW, OW, OH, N]
+        let cn = cols.ne();
+        let na = self.ne();
+        let lhs = cols.reshape(&[shape(cn[3] * cn[2] * cn[1]), shape(cn[0])])?;
+        let rhs = self.reshape(&[shape(na[3]), shape(na[0] * na[1] * na[2])])?;
+        let r =
+            lhs.mul_mat(rhs)?
+                .reshape(&[shape(na[3]), shape(cn[3]), shape(cn[2]), shape(cn[1])])?;
+        r.permute([0, 1, 3, 2])?.cont()
+    }
+
+    /// [`Tensor::conv_2d`] with stride 1 and half the kernel as padding
+    /// (`ggml_conv_2d_s1_ph`).
+    ///
+    /// # Errors
+    /// As [`Tensor::conv_2d`].
+    pub fn conv_2d_s1_ph(self, data: Tensor<'ctx>) -> Result<Tensor<'ctx>> {
+        let na = self.ne();
+        let half = |n: i64| (n / 2).min(i64::from(i32::MAX)) as i32;
+        self.conv_2d(
+            data,
+            &Conv {
+                stride: [1, 1],
+                padding: [half(na[0]), half(na[1])],
+                dilation: [1, 1],
+            },
+        )
+    }
+
+    /// [`Tensor::conv_2d`] with the kernel as stride and no padding
+    /// (`ggml_conv_2d_sk_p0`: patches side by side).
+    ///
+    /// # Errors
+    /// As [`Tensor::conv_2d`].
+    pub fn conv_2d_sk_p0(self, data: Tensor<'ctx>) -> Result<Tensor<'ctx>> {
+        let na = self.ne();
+        let k = |n: i64| n.clamp(0, i64::from(i32::MAX)) as i32;
+        self.conv_2d(
+            data,
+            &Conv {
+                stride: [k(na[0]), k(na[1])],
+                padding: [0, 0],
+                dilation: [1, 1],
+            },
+        )
+    }
+
+    /// A depthwise 2-D convolution (`ggml_conv_2d_dw`): this kernel
+    /// `[KW, KH, 1, C]` applied to each channel of `data` `[W, H, C, N]`.
+    ///
+    /// # Errors
+    /// As [`Tensor::conv_2d`].
+    pub fn conv_2d_dw(self, data: Tensor<'ctx>, conv: &Conv) -> Result<Tensor<'ctx>> {
+        let (na, nb) = (self.ne(), data.ne());
+        let new_a = self.reshape(&[shape(na[2] * na[3]), 1, shape(na[1]), shape(na[0])])?;
+        let new_data = data.reshape(&[shape(nb[2] * nb[3]), 1, shape(nb[1]), shape(nb[0])])?;
+        let ty = if self.ty() == Type::BF16 {
+            Type::F32
+        } else {
+            Type::F16
+        };
+        let cols = new_a.im2col(new_data, conv, true, ty)?; // [KH·KW, OW, OH, N·C]
+        let cn = cols.ne();
+        let new_b = cols.reshape(&[
+            shape(nb[3]),
+            shape(nb[2]),
+            shape(cn[2] * cn[1]),
+            shape(cn[0]),
+        ])?;
+        let nn = new_a.ne();
+        let new_a = new_a.reshape(&[1, shape(nn[3]), shape(nn[2]), shape(nn[0] * nn[1])])?;
+        new_a
+            .mul_mat(new_b)?
+            .reshape(&[shape(nb[3]), shape(nb[2]), shape(cn[2]), shape(cn[1])])
+    }
+
     /// Pooling of each row over windows of `k` values every `s`, with `p`
     /// values of padding each side: f32 `[(ne0 + 2p - k) / s + 1, ne1, ...]`.
     ///
@@ -324,6 +523,12 @@ impl<'ctx> Tensor<'ctx> {
             )
         })
     }
+}
+
+/// An ndarray dimension of a ggml one (shapes made from tensors' own
+/// dimensions, never negative).
+fn shape(n: i64) -> usize {
+    n.max(0) as usize
 }
 
 /// The CPU's `im2col`: contiguous f32 data, an f16 or f32 contiguous result.
