@@ -11,7 +11,7 @@
 //!
 //! A panic is caught on the thread that raised it, the other threads finish,
 //! and once ggml has returned the computation is
-//! [`Error::CustomOpPanicked`](crate::Error::CustomOpPanicked): nothing
+//! [`Error::CustomOpPanicked`]: nothing
 //! unwinds into C. The context keeps the closure alive as long as any of its
 //! graphs can run it (its own lifetime). Only the CPU runs Rust closures:
 //! other backends (the RPC backend would ship a function pointer to another

@@ -567,7 +567,7 @@ impl Context {
     ///
     /// # Errors
     /// [`Error::Op`](crate::Error::Op) unless `start < stop` and `step > 0`
-    /// are finite with at most 2^40 values; [`Error::OutOfMemory`].
+    /// are finite with at most 2^40 values; [`Error::OutOfMemory`](crate::Error::OutOfMemory).
     pub fn arange(&self, start: f32, stop: f32, step: f32) -> Result<Tensor<'_>> {
         let rules = Rules::new("arange", &[])?;
         let len = ((stop - start) / step).ceil();

@@ -68,7 +68,7 @@ use crate::types::Type;
 pub mod arith;
 pub mod attention;
 pub mod backward;
-pub(crate) mod contents;
+pub mod contents;
 pub mod conv;
 pub mod custom;
 pub mod fill;
