@@ -74,11 +74,17 @@ pub struct Context {
     /// Advanced whenever any tensor's memory may have changed place, so
     /// graphs know when to check their tensors' memory again.
     memory_generation: Cell<u64>,
-    /// The closures of custom ops built in this context (their nodes'
-    /// userdata point into these boxes, which keep their addresses when the
-    /// vector grows).
-    #[allow(clippy::vec_box)]
-    pub(crate) custom_ops: RefCell<Vec<Box<crate::ops::custom::CustomFn>>>,
+    /// What the context keeps alive for its graphs: the closures of custom
+    /// ops (their nodes' userdata point into these boxes, which keep their
+    /// addresses when the vector grows).
+    pub(crate) kept: RefCell<Vec<Box<dyn Kept>>>,
+}
+
+/// Something a context keeps for as long as its graphs can use it, which
+/// may leave an error behind after a computation (a custom op's panic).
+pub(crate) trait Kept: Send + Sync {
+    /// Takes the error the last computation left, if any.
+    fn take_error(&self) -> Option<crate::error::Error>;
 }
 
 // SAFETY: a ggml context has no thread affinity; moving it (with all its
@@ -166,7 +172,7 @@ impl Context {
             leases: RefCell::new(Vec::new()),
             in_flight: RefCell::new(Vec::new()),
             memory_generation: Cell::new(0),
-            custom_ops: RefCell::new(Vec::new()),
+            kept: RefCell::new(Vec::new()),
         })
     }
 
@@ -356,7 +362,7 @@ impl Drop for Context {
             // tensors, their buffers and the arena. Leak them all.
             std::mem::forget(self.memory.take());
             std::mem::forget(std::mem::take(&mut *self.buffers.borrow_mut()));
-            std::mem::forget(std::mem::take(&mut *self.custom_ops.borrow_mut()));
+            std::mem::forget(std::mem::take(&mut *self.kept.borrow_mut()));
             return;
         }
         // SAFETY: the context is live and dropped once; every tensor handle

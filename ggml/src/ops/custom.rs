@@ -75,9 +75,9 @@ pub(crate) struct CustomFn {
     panic: Mutex<Option<String>>,
 }
 
-impl CustomFn {
+impl crate::context::Kept for CustomFn {
     /// Takes the panic a computation left, as an error.
-    pub(crate) fn take_panic(&self) -> Option<Error> {
+    fn take_error(&self) -> Option<Error> {
         let message = self
             .panic
             .lock()
@@ -240,13 +240,13 @@ impl Context {
             panic: Mutex::new(None),
         });
         let ptr = &*boxed as *const CustomFn as *mut c_void;
-        self.custom_ops.borrow_mut().push(boxed);
+        self.kept.borrow_mut().push(boxed);
         ptr
     }
 
     /// The first panic a custom op of this context left, as an error.
     pub(crate) fn take_custom_panic(&self) -> Option<Error> {
-        self.custom_ops.borrow().iter().find_map(|c| c.take_panic())
+        self.kept.borrow().iter().find_map(|c| c.take_error())
     }
 }
 
