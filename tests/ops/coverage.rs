@@ -56,6 +56,20 @@ const EXCLUDED: &[(&str, &str)] = &[
     ("ggml_upscale_ext", "deprecated by ggml (use interpolate)"),
 ];
 
+/// Ops left out on purpose (every builder of theirs excluded above).
+const EXCLUDED_OPS: &[(&str, &str)] = &[
+    ("ADD1", "deprecated by ggml (use add)"),
+    (
+        "FLASH_ATTN_BACK",
+        "its builder aborts unconditionally in the pinned ggml",
+    ),
+    (
+        "OPT_STEP_ADAMW",
+        "an optimizer step: the training work item",
+    ),
+    ("OPT_STEP_SGD", "an optimizer step: the training work item"),
+];
+
 fn header() -> Result<String> {
     let dir = option_env!("GGML_INCLUDE_DIR")
         .context("GGML_INCLUDE_DIR unset (the root build script sets it)")?;

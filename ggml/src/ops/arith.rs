@@ -142,7 +142,8 @@ fn cpu_scale(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
 /// [`Tensor`] (`a.add(b)`, `a.add_inplace(b)`).
 macro_rules! binary_ops {
     ($($(#[$doc:meta])* $name:ident, $inplace:ident = $c:ident, $cin:ident: $op:ident, $cpu:expr;)*) => {
-        /// The arithmetic ops' declarations. Generic builders: bit 0 of
+        /// The arithmetic ops' declarations (the first of an op names its
+        /// nodes in errors: `scale` before `scale_bias`). Generic builders: bit 0 of
         /// `Params::flags` selects the `_inplace` form; `scale` reads
         /// `Params::f[0]`.
         pub(crate) const DECLS: &[Decl] = &[
@@ -193,21 +194,6 @@ macro_rules! binary_ops {
                 ..BASE
             },
             Decl {
-                name: "scale_bias",
-                family: Family::Binary,
-                builders: &["ggml_scale_bias", "ggml_scale_bias_inplace"],
-                op: ggml_sys::GGML_OP_SCALE,
-                arity: 1,
-                cpu: cpu_scale,
-                build: |_, t, p| scale_bias(t[0], p.f[0], p.f[1], p.inplace()),
-                raw: |_, ctx, t, p| {
-                    let f = if p.inplace() { ggml_sys::ggml_scale_bias_inplace } else { ggml_sys::ggml_scale_bias };
-                    // SAFETY: none (the fuzzer's raw direction).
-                    unsafe { f(ctx, t[0], p.f[0], p.f[1]) }
-                },
-                ..BASE
-            },
-            Decl {
                 name: "scale",
                 family: Family::Binary,
                 builders: &["ggml_scale", "ggml_scale_inplace"],
@@ -220,6 +206,21 @@ macro_rules! binary_ops {
                     let f = if p.inplace() { ggml_sys::ggml_scale_inplace } else { ggml_sys::ggml_scale };
                     // SAFETY: none (the fuzzer's raw direction).
                     unsafe { f(ctx, t[0], p.f[0]) }
+                },
+                ..BASE
+            },
+            Decl {
+                name: "scale_bias",
+                family: Family::Binary,
+                builders: &["ggml_scale_bias", "ggml_scale_bias_inplace"],
+                op: ggml_sys::GGML_OP_SCALE,
+                arity: 1,
+                cpu: cpu_scale,
+                build: |_, t, p| scale_bias(t[0], p.f[0], p.f[1], p.inplace()),
+                raw: |_, ctx, t, p| {
+                    let f = if p.inplace() { ggml_sys::ggml_scale_bias_inplace } else { ggml_sys::ggml_scale_bias };
+                    // SAFETY: none (the fuzzer's raw direction).
+                    unsafe { f(ctx, t[0], p.f[0], p.f[1]) }
                 },
                 ..BASE
             },
