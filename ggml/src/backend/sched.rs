@@ -215,16 +215,7 @@ impl Scheduler {
         // through views) without one, and then asserts (`buffer_id >= 0`,
         // ggml-alloc.c) placing them: flagged as inputs, they go to the
         // last (CPU) backend.
-        let is_view = |op| {
-            matches!(
-                op,
-                ggml_sys::GGML_OP_NONE
-                    | ggml_sys::GGML_OP_VIEW
-                    | ggml_sys::GGML_OP_RESHAPE
-                    | ggml_sys::GGML_OP_PERMUTE
-                    | ggml_sys::GGML_OP_TRANSPOSE
-            )
-        };
+        let is_view = crate::ops::contents::is_view_op;
         let read_directly: std::collections::HashSet<*mut ggml_sys::ggml_tensor> = nodes
             .iter()
             .filter(|n| !is_view(n.op()))

@@ -66,8 +66,8 @@ pub(crate) struct ContentCheck {
     problem: Option<&'static str>,
 }
 
-/// Whether `op` only reinterprets memory.
-fn is_view_op(op: ggml_sys::ggml_op) -> bool {
+/// Whether `op` only reinterprets memory (a leaf, or a view of one).
+pub(crate) fn is_view_op(op: ggml_sys::ggml_op) -> bool {
     matches!(
         op,
         ggml_sys::GGML_OP_NONE
