@@ -238,3 +238,69 @@ fn depthwise_convolutions() -> Result<()> {
         "conv_2d_dw",
     )
 }
+
+#[test]
+fn resampling() -> Result<()> {
+    use ggml::ops::Interpolation;
+    let x = eval::input(&[2, 3, 4], 149, 1.0);
+    let ctx = Context::new(1 << 20)?;
+    let t = ctx.tensor_from_array(&x)?;
+    let got = eval::compute(
+        &ctx,
+        &[
+            t.upscale(2, Interpolation::Nearest)?,
+            t.interpolate(
+                [7, 5, 2, 1],
+                Interpolation::Bilinear { antialias: false },
+                true,
+            )?,
+        ],
+    )?;
+    let nearest = ArrayD::from_shape_fn(IxDyn(&[2, 6, 8]), |d| x[[d[0], d[1] / 2, d[2] / 2]]);
+    assert_close(
+        &got[0],
+        &nearest,
+        Tol { abs: 0.0, rel: 0.0 },
+        "upscale nearest",
+    )?;
+    // Bilinear with aligned corners: output (i, j) samples the input at
+    // (i·(h-1)/(H-1), j·(w-1)/(W-1)).
+    let bilinear = ArrayD::from_shape_fn(IxDyn(&[2, 5, 7]), |d| {
+        let (y, xx) = (d[1] as f32 * 2.0 / 4.0, d[2] as f32 * 3.0 / 6.0);
+        let (y0, x0) = (y.floor() as usize, xx.floor() as usize);
+        let (y1, x1) = ((y0 + 1).min(2), (x0 + 1).min(3));
+        let (fy, fx) = (y - y0 as f32, xx - x0 as f32);
+        let v = |a: usize, b: usize| x[[d[0], a, b]];
+        (1.0 - fy) * ((1.0 - fx) * v(y0, x0) + fx * v(y0, x1))
+            + fy * ((1.0 - fx) * v(y1, x0) + fx * v(y1, x1))
+    });
+    assert_close(
+        &got[1],
+        &bilinear,
+        Tol {
+            abs: 1e-5,
+            rel: 1e-5,
+        },
+        "bilinear, aligned corners",
+    )?;
+    assert!(
+        matches!(t.upscale(1, Interpolation::Nearest), Err(Error::Op(_))),
+        "factor 1"
+    );
+    assert!(
+        matches!(
+            t.interpolate([1 << 24, 1, 1, 1], Interpolation::Nearest, false),
+            Err(Error::Op(_))
+        ),
+        "2^24 columns"
+    );
+    let empty = ctx.new_tensor(Type::F32, &[0, 3])?;
+    assert!(
+        matches!(
+            empty.interpolate([3, 3, 1, 1], Interpolation::Nearest, false),
+            Err(Error::Op(_))
+        ),
+        "from nothing"
+    );
+    Ok(())
+}

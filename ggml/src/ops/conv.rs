@@ -1,6 +1,7 @@
-//! Convolution building blocks and pooling: `im2col` (the patches a
-//! convolution multiplies, 1-D or 2-D), `pool_1d` and `pool_2d` (average
-//! or maximum over windows).
+//! Convolution building blocks, pooling and resampling: `im2col` (the
+//! patches a convolution multiplies, 1-D or 2-D), the convolutions built
+//! from it, `pool_1d` and `pool_2d` (average or maximum over windows),
+//! `interpolate` and `upscale`.
 //!
 //! Rules checked here that ggml leaves to division by zero or to its
 //! kernels: strides and dilations of at least 1, paddings not negative,
@@ -574,6 +575,144 @@ fn cpu_pool(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
     };
     if !known || k.iter().chain(s).any(|&v| v < 1) {
         return Err("average or maximum over positive windows and strides");
+    }
+    Ok(())
+}
+
+/// How [`Tensor::interpolate`] samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Interpolation {
+    /// The nearest value.
+    Nearest,
+    /// Bilinear; `antialias` filters when shrinking (as PyTorch's).
+    Bilinear {
+        /// Filter when shrinking.
+        antialias: bool,
+    },
+    /// Bicubic.
+    Bicubic,
+}
+
+/// The declarations of resampling.
+pub(crate) const RESAMPLE: &[Decl] = &[Decl {
+    name: "interpolate",
+    family: Family::Conv,
+    builders: &["ggml_interpolate", "ggml_upscale"],
+    op: ggml_sys::GGML_OP_UPSCALE,
+    arity: 1,
+    cpu: cpu_interpolate,
+    build: |_, t, p| {
+        let mode = match p.i[3].rem_euclid(3) {
+            0 => Interpolation::Nearest,
+            1 => Interpolation::Bilinear {
+                antialias: p.flag(2),
+            },
+            _ => Interpolation::Bicubic,
+        };
+        let ne = t[0].ne();
+        t[0].interpolate([p.i[0], p.i[1], ne[2], ne[3]], mode, p.flag(1))
+    },
+    ..BASE
+}];
+
+impl<'ctx> Tensor<'ctx> {
+    /// This f32 tensor resampled to ggml's shape `ne` (`align_corners`:
+    /// corner values map onto corners).
+    ///
+    /// # Errors
+    /// [`Error::Op`](crate::Error::Op) for another type, dimensions of 2^24
+    /// or more (ggml computes source indices in f32: larger ones may round
+    /// past the end), an empty tensor resampled to a non-empty shape;
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory).
+    pub fn interpolate(
+        self,
+        ne: [i64; 4],
+        mode: Interpolation,
+        align_corners: bool,
+    ) -> Result<Tensor<'ctx>> {
+        let operands = [self];
+        let rules = Rules::new("interpolate", &operands)?;
+        let na = self.ne();
+        rules.require(self.ty() == Type::F32, || "ggml resamples f32".into())?;
+        let exact = 1i64 << 24;
+        rules.require(
+            ne.iter().chain(&na).all(|&n| (0..exact).contains(&n)),
+            || format!("dimensions 0 to 2^24 (ggml's source indices are f32): {ne:?} from {na:?}"),
+        )?;
+        rules.require(!self.is_empty() || ne.contains(&0), || {
+            "an empty tensor resamples only to an empty shape".into()
+        })?;
+        let mut raw = match mode {
+            Interpolation::Nearest => ggml_sys::GGML_SCALE_MODE_NEAREST,
+            Interpolation::Bilinear { antialias } => {
+                ggml_sys::GGML_SCALE_MODE_BILINEAR
+                    | if antialias {
+                        ggml_sys::GGML_SCALE_FLAG_ANTIALIAS
+                    } else {
+                        0
+                    }
+            }
+            Interpolation::Bicubic => ggml_sys::GGML_SCALE_MODE_BICUBIC,
+        };
+        if align_corners {
+            raw |= ggml_sys::GGML_SCALE_FLAG_ALIGN_CORNERS;
+        }
+        rules.reserve_result(Type::F32, &ne, None)?;
+        // SAFETY: a live f32 tensor, a mode ggml knows (antialias only with
+        // bilinear), sizes whose f32 index arithmetic stays in bounds; room
+        // reserved.
+        rules.wrap(unsafe {
+            ggml_sys::ggml_interpolate(
+                rules.context().as_ptr(),
+                self.as_ptr(),
+                ne[0],
+                ne[1],
+                ne[2],
+                ne[3],
+                raw,
+            )
+        })
+    }
+
+    /// This f32 tensor's first two dimensions scaled up by an integer
+    /// `factor` (at least 2), nearest or bilinear (`ggml_upscale`).
+    ///
+    /// # Errors
+    /// As [`Tensor::interpolate`]; [`Error::Op`](crate::Error::Op) for a
+    /// factor below 2.
+    pub fn upscale(self, factor: i64, mode: Interpolation) -> Result<Tensor<'ctx>> {
+        let ne = self.ne();
+        let scaled = |n: i64| n.checked_mul(factor);
+        match (factor >= 2, scaled(ne[0]), scaled(ne[1])) {
+            (true, Some(a), Some(b)) => self.interpolate([a, b, ne[2], ne[3]], mode, false),
+            _ => {
+                let operands = [self];
+                Err(Rules::new("upscale", &operands)?
+                    .broken(format!("factor {factor} must be at least 2")))
+            }
+        }
+    }
+}
+
+/// The CPU's resampling: f32 in and out, a known mode, dimensions below
+/// 2^24, a non-empty source for a non-empty result.
+fn cpu_interpolate(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
+    let [a] = crate::ops::sources::<1>(node)?;
+    if a.ty() != Type::F32 || node.ty() != Type::F32 {
+        return Err("the CPU resamples f32");
+    }
+    let mode = node.op_params()[0] as u32;
+    let base = mode & 0xFF;
+    let antialias = mode & ggml_sys::GGML_SCALE_FLAG_ANTIALIAS != 0;
+    if base >= ggml_sys::GGML_SCALE_MODE_COUNT
+        || (antialias && base != ggml_sys::GGML_SCALE_MODE_BILINEAR)
+    {
+        return Err("an unknown resampling mode");
+    }
+    let exact = 1i64 << 24;
+    if a.ne().iter().chain(&node.ne()).any(|&n| n >= exact) || (a.is_empty() && !node.is_empty()) {
+        return Err("dimensions below 2^24, a non-empty source");
     }
     Ok(())
 }

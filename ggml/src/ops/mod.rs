@@ -35,7 +35,8 @@
 //! - [`matmul`], `mul_mat`, `mul_mat_id` (experts), `out_prod`;
 //! - [`backward`], `silu_back`, `rms_norm_back`, `soft_max_ext_back`, `get_rows_back`, `repeat_back`;
 //! - [`sequence`], `ssm_conv`;
-//! - [`conv`], `im2col`, `conv_1d`, `conv_2d` and their depthwise forms, `pool_1d`, `pool_2d`;
+//! - [`conv`], `im2col`, `conv_1d`, `conv_2d` and their depthwise forms, `pool_1d`, `pool_2d`,
+//!   `interpolate`, `upscale`;
 //! - [`set`], `set`, `set_1d`, `set_2d`, `acc` (writes into strided views);
 //! - [`vision`], `win_part`, `win_unpart`, `get_rel_pos`, `add_rel_pos`;
 //! - [`reduce`], `sum`, `sum_rows`, `mean`, `argmax`, `cumsum`, `count_equal`, `argsort`, `top_k`;
@@ -45,7 +46,7 @@
 mod decl;
 
 pub use attention::{FlashAttn, Precision};
-pub use conv::{Conv, Pool};
+pub use conv::{Conv, Interpolation, Pool};
 pub use custom::{CustomCall, Tasks};
 pub(crate) use decl::op_error;
 pub use decl::{catalog, Build, Decl, Family, Params, RawBuild, Sub};
@@ -110,6 +111,7 @@ const FAMILIES: &[&[Decl]] = &[
     sequence::DECLS,
     conv::DECLS,
     conv::COMPOSED,
+    conv::RESAMPLE,
 ];
 
 /// A declaration with the defaults of an op that computes nothing and has
