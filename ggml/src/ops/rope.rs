@@ -135,7 +135,7 @@ pub(crate) const DECLS: &[Decl] = &[
             };
             rope(
                 t[0],
-                t[1],
+                fuzz_positions(t[0], t[1], 1)?,
                 p.flag(1).then_some(t[2]),
                 &fuzz_params(p, false),
                 None,
@@ -185,7 +185,7 @@ pub(crate) const DECLS: &[Decl] = &[
         build: |_, t, p| {
             rope(
                 t[0],
-                t[1],
+                fuzz_positions(t[0], t[1], 1)?,
                 p.flag(1).then_some(t[2]),
                 &fuzz_params(p, false),
                 None,
@@ -210,7 +210,7 @@ pub(crate) const DECLS: &[Decl] = &[
             let s = p.i[2].unsigned_abs() as i32 % 64;
             rope(
                 t[0],
-                t[1],
+                fuzz_positions(t[0], t[1], 4)?,
                 p.flag(1).then_some(t[2]),
                 &fuzz_params(p, true),
                 Some([s, s / 2, s / 2, 0]),
@@ -220,6 +220,17 @@ pub(crate) const DECLS: &[Decl] = &[
         ..BASE
     },
 ];
+
+/// The generic builders' positions: `pos` if it is an i32 vector, else
+/// zeros (a new i32 vector, `per_token` per item of `a`'s dimension 2) so
+/// that the fuzzer reaches the kernel too.
+fn fuzz_positions<'a>(a: Tensor<'a>, pos: Tensor<'a>, per_token: i64) -> Result<Tensor<'a>> {
+    if pos.ty() == Type::I32 && pos.n_dims() == 1 {
+        return Ok(pos);
+    }
+    let n = a.ne()[2].saturating_mul(per_token).clamp(0, 1 << 16) as usize;
+    a.context().new_tensor(Type::I32, &[n])
+}
 
 /// The RoPE parameters of the generic builder.
 fn fuzz_params(p: &Params, multi: bool) -> Rope {

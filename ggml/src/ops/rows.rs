@@ -21,7 +21,7 @@ pub(crate) const DECLS: &[Decl] = &[
         arity: 2,
         cpu: cpu_get_rows,
         backward: true,
-        build: |_, t, _| t[0].get_rows(t[1]),
+        build: |_, t, _| t[0].get_rows(fuzz_indices(t[1], t[0].ne()[2])?),
         // SAFETY: none (the fuzzer's raw direction).
         raw: |_, ctx, t, _| unsafe { ggml_sys::ggml_get_rows(ctx, t[0], t[1]) },
         ..BASE
@@ -33,12 +33,23 @@ pub(crate) const DECLS: &[Decl] = &[
         op: ggml_sys::GGML_OP_SET_ROWS,
         arity: 3,
         cpu: cpu_set_rows,
-        build: |_, t, _| t[0].set_rows(t[1], t[2]),
+        build: |_, t, _| t[0].set_rows(t[1], fuzz_indices(t[2], t[1].ne()[1])?),
         // SAFETY: none (the fuzzer's raw direction).
         raw: |_, ctx, t, _| unsafe { ggml_sys::ggml_set_rows(ctx, t[0], t[1], t[2]) },
         ..BASE
     },
 ];
+
+/// The generic builders' indices: `idx` if it is i32, else zeros (a new
+/// i32 vector of `n`), so that the fuzzer reaches the content checks and
+/// kernels too.
+fn fuzz_indices(idx: Tensor<'_>, n: i64) -> Result<Tensor<'_>> {
+    if idx.ty() == Type::I32 {
+        return Ok(idx);
+    }
+    idx.context()
+        .new_tensor(Type::I32, &[n.clamp(0, 1 << 16) as usize])
+}
 
 impl<'ctx> Tensor<'ctx> {
     /// The rows of this tensor that the i32 `indices` pick: for this tensor
