@@ -304,3 +304,22 @@ fn resampling() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_window_longer_than_the_padded_row_has_no_output() -> Result<()> {
+    // ggml computes the pooled length in f32: (32 + 2 - 62) / 100 + 1 = 0.72,
+    // truncated to 0 (and asserts); integer division would say 1. Found by
+    // the fuzzer.
+    let ctx = Context::new(1 << 20)?;
+    let t = ctx.new_tensor(Type::F32, &[8, 32])?;
+    assert!(matches!(
+        t.pool_1d(Pool::Avg, 62, 100, 1),
+        Err(Error::Op(_))
+    ));
+    assert!(matches!(
+        ctx.new_tensor(Type::F32, &[32, 32])?
+            .pool_2d(Pool::Max, [62, 2], [100, 1], [1, 0]),
+        Err(Error::Op(_))
+    ));
+    Ok(())
+}

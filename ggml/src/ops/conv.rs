@@ -163,6 +163,13 @@ pub(crate) const COMPOSED: &[Decl] = &[Decl {
     ..BASE
 }];
 
+/// ggml's pooled size, `(ins + 2p - k) / s + 1`, computed as it computes
+/// it: in f32 (its padding is a float), truncated to an integer at the end
+/// (so a window longer than the padded row gives 0, not 1).
+fn pool_output_size(ins: i64, k: i64, s: i64, p: i64) -> i64 {
+    ((ins as f32 + 2.0 * p as f32 - k as f32) / s as f32 + 1.0) as i64
+}
+
 /// `(ins + 2p - d(k - 1) - 1) / s + 1`, ggml's output size, in i128 (no
 /// overflow for any i32 parameters).
 fn output_size(ins: i64, k: i64, s: i64, p: i64, d: i64) -> i128 {
@@ -460,7 +467,7 @@ impl<'ctx> Tensor<'ctx> {
             k >= 1 && s >= 1 && p >= 0 && int(k) && int(s) && int(p) && p <= k,
             || format!("k {k} and s {s} at least 1, p {p} from 0 to k"),
         )?;
-        let out = output_size(ne[0], k, s, p, 1);
+        let out = i128::from(pool_output_size(ne[0], k, s, p));
         rules.require(out > 0 && out <= i128::from(i32::MAX), || {
             "the rows are too short for the window (no output)".into()
         })?;
@@ -501,7 +508,7 @@ impl<'ctx> Tensor<'ctx> {
                     && p[i] <= k[i],
                 || format!("k {k:?} and s {s:?} at least 1, p {p:?} from 0 to k"),
             )?;
-            let o = output_size(ne[i], k[i], s[i], p[i], 1);
+            let o = i128::from(pool_output_size(ne[i], k[i], s[i], p[i]));
             rules.require(o > 0 && o <= i128::from(i32::MAX), || {
                 "the planes are too small for the window (no output)".into()
             })?;
