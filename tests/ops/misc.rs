@@ -196,3 +196,17 @@ fn decomposed_relative_positions_are_added() -> Result<()> {
         "add_rel_pos",
     )
 }
+
+#[test]
+fn timestep_periods_outside_int_are_errors() -> Result<()> {
+    // i64::MIN once made the check itself overflow (found by the fuzzer).
+    let ctx = Context::new(1 << 20)?;
+    let t = ctx.tensor_from_array(&arr1(&[1.0f32]))?;
+    for period in [i64::MIN, i64::from(i32::MAX) + 1] {
+        assert!(
+            matches!(t.timestep_embedding(4, period), Err(Error::Op(_))),
+            "{period}"
+        );
+    }
+    Ok(())
+}

@@ -501,7 +501,7 @@ impl<'ctx> Tensor<'ctx> {
         let rules = Rules::new("timestep_embedding", &operands)?;
         let ne = self.ne();
         rules.require(
-            (0..=i64::from(i32::MAX)).contains(&dim) && fits_int(max_period.abs()),
+            (0..=i64::from(i32::MAX)).contains(&dim) && i32::try_from(max_period).is_ok(),
             || "dim 0 to i32::MAX".into(),
         )?;
         rules.require(
