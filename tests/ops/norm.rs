@@ -143,3 +143,20 @@ fn in_place_and_refusals() -> Result<()> {
     ));
     Ok(())
 }
+
+#[test]
+fn more_groups_than_channels_are_refused() -> Result<()> {
+    // ggml computes (channels + groups - 1) / groups in int: i32::MAX groups
+    // overflowed it and the kernel wrote out of bounds (found by the fuzzer,
+    // seed 22000030).
+    let ctx = Context::new(1 << 20)?;
+    let t = ctx.new_tensor(Type::F32, &[2, 4, 3, 8])?; // ne = [8, 3, 4, 2]: 4 channels
+    t.group_norm(4, 1e-6)?;
+    for groups in [5, i64::from(i32::MAX)] {
+        assert!(
+            matches!(t.group_norm(groups, 1e-6), Err(Error::Op(_))),
+            "{groups} groups"
+        );
+    }
+    Ok(())
+}

@@ -13,7 +13,7 @@
 //! length, which `mul`'s own contract ensures).
 
 use crate::error::Result;
-use crate::ops::{Decl, Family, Rules, BASE};
+use crate::ops::{fits_int, Decl, Family, Rules, BASE};
 use crate::tensor::Tensor;
 use crate::types::Type;
 
@@ -47,11 +47,17 @@ fn norm<'a>(
 fn group_norm(a: Tensor<'_>, groups: i64, eps: f32, inplace: bool) -> Result<Tensor<'_>> {
     let operands = [a];
     let rules = Rules::new("group_norm", &operands)?;
-    let groups = i32::try_from(groups).ok().filter(|&g| g >= 1);
+    // ggml divides by the count, and adds it to the channel count in int
+    // (`(channels + groups - 1) / groups`): more groups than channels could
+    // overflow that sum.
+    let channels = a.ne()[2];
+    let groups = i32::try_from(groups)
+        .ok()
+        .filter(|&g| g >= 1 && i64::from(g) <= channels.max(1) && fits_int(channels));
     let Some(groups) = groups else {
-        return Err(rules.broken(
-            "the group count must be at least 1 and fit an int (ggml divides by it)".into(),
-        ));
+        return Err(rules.broken(format!(
+            "the group count must be 1 to the channel count {channels} (ggml divides by it and adds it to the channels in int)"
+        )));
     };
     rules.reserve_result(a.ty(), &a.ne(), inplace.then_some(&a))?;
     let ctx = rules.context().as_ptr();
@@ -230,8 +236,8 @@ fn cpu_norm(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
     }
     let params = node.op_params();
     if node.op() == ggml_sys::GGML_OP_GROUP_NORM {
-        if params[0] < 1 {
-            return Err("at least one group");
+        if params[0] < 1 || i64::from(params[0]) > a.ne()[2].max(1) || !fits_int(a.ne()[2]) {
+            return Err("1 to the channel count of groups");
         }
     } else if f32::from_bits(params[0] as u32) < 0.0 || f32::from_bits(params[0] as u32).is_nan() {
         return Err("eps must be at least 0");
