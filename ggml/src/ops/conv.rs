@@ -628,7 +628,7 @@ impl<'ctx> Tensor<'ctx> {
     /// corner values map onto corners).
     ///
     /// # Errors
-    /// [`Error::Op`](crate::Error::Op) for another type, dimensions of 2^24
+    /// [`Error::Op`](crate::Error::Op) for another type, dimensions of 2^23
     /// or more (ggml computes source indices in f32: larger ones may round
     /// past the end), an empty tensor resampled to a non-empty shape;
     /// [`Error::OutOfMemory`](crate::Error::OutOfMemory).
@@ -642,10 +642,10 @@ impl<'ctx> Tensor<'ctx> {
         let rules = Rules::new("interpolate", &operands)?;
         let na = self.ne();
         rules.require(self.ty() == Type::F32, || "ggml resamples f32".into())?;
-        let exact = 1i64 << 24;
+        let exact = 1i64 << 23;
         rules.require(
             ne.iter().chain(&na).all(|&n| (0..exact).contains(&n)),
-            || format!("dimensions 0 to 2^24 (ggml's source indices are f32): {ne:?} from {na:?}"),
+            || format!("dimensions 0 to 2^23 (ggml's source indices are f32): {ne:?} from {na:?}"),
         )?;
         rules.require(!self.is_empty() || ne.contains(&0), || {
             "an empty tensor resamples only to an empty shape".into()
@@ -703,7 +703,7 @@ impl<'ctx> Tensor<'ctx> {
 }
 
 /// The CPU's resampling: f32 in and out, a known mode, dimensions below
-/// 2^24, a non-empty source for a non-empty result.
+/// 2^23, a non-empty source for a non-empty result.
 fn cpu_interpolate(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
     let [a] = crate::ops::sources::<1>(node)?;
     if a.ty() != Type::F32 || node.ty() != Type::F32 {
@@ -717,9 +717,9 @@ fn cpu_interpolate(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
     {
         return Err("an unknown resampling mode");
     }
-    let exact = 1i64 << 24;
+    let exact = 1i64 << 23;
     if a.ne().iter().chain(&node.ne()).any(|&n| n >= exact) || (a.is_empty() && !node.is_empty()) {
-        return Err("dimensions below 2^24, a non-empty source");
+        return Err("dimensions below 2^23, a non-empty source");
     }
     Ok(())
 }
