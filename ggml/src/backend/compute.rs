@@ -259,10 +259,11 @@ impl Backend {
         // Before starting: should the handle be leaked, the context stays
         // busy (and is leaked rather than freed) until the backend syncs.
         ctx.start_async(&self.queue);
-        // SAFETY: as in `compute_with`; the memory stays pinned, the data
-        // borrowed and the backend borrowed until `synchronize`. Leaking the
-        // handle ends those borrows but not the context's busy state above,
-        // and leaves the pins held (the allocators can never move on).
+        // The memory stays pinned, the data borrowed and the backend
+        // borrowed until `synchronize`. Leaking the handle ends those borrows
+        // but not the context's busy state above, and leaves the pins held
+        // (the allocators can never move on).
+        // SAFETY: as in `compute_with`, with the borrows and pins above.
         let status = unsafe { self.raw().graph_compute_async(graph) };
         // Custom ops run on the CPU only, which computes before returning.
         let custom_panic = ctx.take_custom_panic();
