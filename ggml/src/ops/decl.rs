@@ -80,6 +80,8 @@ pub enum Family {
     Sequence,
     /// Convolutions and pooling.
     Conv,
+    /// Hyper-connections (DeepSeek V4's streams replacing the residual).
+    Hyper,
 }
 
 impl Family {
@@ -104,6 +106,7 @@ impl Family {
             Family::Backward => "backward",
             Family::Sequence => "sequence",
             Family::Conv => "conv",
+            Family::Hyper => "hyper",
         }
     }
 }

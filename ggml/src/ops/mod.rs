@@ -71,7 +71,9 @@ pub mod attention;
 pub mod backward;
 pub mod contents;
 pub mod conv;
+pub mod conv_direct;
 pub mod custom;
+pub mod deepseek;
 pub mod fill;
 pub mod glu;
 pub mod layout;
@@ -112,6 +114,8 @@ const FAMILIES: &[&[Decl]] = &[
     conv::DECLS,
     conv::COMPOSED,
     conv::RESAMPLE,
+    conv_direct::DECLS,
+    deepseek::DECLS,
 ];
 
 /// A declaration with the defaults of an op that computes nothing and has

@@ -1,0 +1,1 @@
+//! Direct and transposed convolutions, im2col and pooling gradients.
