@@ -43,46 +43,16 @@ impl Triangle {
 /// `n_past`, pads and the triangle from `Params::i`; the fill value,
 /// `arange`'s start, stop and step from `Params::f`; bit 1 wrap-around pads.
 pub(crate) const DECLS: &[Decl] = &[
-    Decl {
-        name: "diag_mask_inf",
-        family: Family::Fill,
-        builders: &["ggml_diag_mask_inf", "ggml_diag_mask_inf_inplace"],
-        op: ggml_sys::GGML_OP_DIAG_MASK_INF,
-        arity: 1,
-        cpu: cpu_diag_mask,
-        backward: true,
-        build: |_, t, p| diag_mask(t[0], p.i[0], true, p.inplace()),
-        raw: |_, ctx, t, p| {
-            let f = if p.inplace() {
-                ggml_sys::ggml_diag_mask_inf_inplace
-            } else {
-                ggml_sys::ggml_diag_mask_inf
-            };
-            // SAFETY: none (the fuzzer's raw direction).
-            unsafe { f(ctx, t[0], p.i[0] as i32) }
-        },
-        ..BASE
-    },
-    Decl {
-        name: "diag_mask_zero",
-        family: Family::Fill,
-        builders: &["ggml_diag_mask_zero", "ggml_diag_mask_zero_inplace"],
-        op: ggml_sys::GGML_OP_DIAG_MASK_ZERO,
-        arity: 1,
-        cpu: cpu_diag_mask,
-        backward: true,
-        build: |_, t, p| diag_mask(t[0], p.i[0], false, p.inplace()),
-        raw: |_, ctx, t, p| {
-            let f = if p.inplace() {
-                ggml_sys::ggml_diag_mask_zero_inplace
-            } else {
-                ggml_sys::ggml_diag_mask_zero
-            };
-            // SAFETY: none (the fuzzer's raw direction).
-            unsafe { f(ctx, t[0], p.i[0] as i32) }
-        },
-        ..BASE
-    },
+    diag_mask_decl(
+        "diag_mask_inf",
+        &["ggml_diag_mask_inf", "ggml_diag_mask_inf_inplace"],
+        ggml_sys::GGML_OP_DIAG_MASK_INF,
+    ),
+    diag_mask_decl(
+        "diag_mask_zero",
+        &["ggml_diag_mask_zero", "ggml_diag_mask_zero_inplace"],
+        ggml_sys::GGML_OP_DIAG_MASK_ZERO,
+    ),
     Decl {
         name: "tri",
         family: Family::Fill,
@@ -263,15 +233,54 @@ fn diag_mask(a: Tensor<'_>, n_past: i64, inf: bool, inplace: bool) -> Result<Ten
     })?;
     rules.reserve_result(a.ty(), &a.ne(), inplace.then_some(&a))?;
     let ctx = rules.context().as_ptr();
+    let build = diag_mask_builder(inf, inplace);
     // SAFETY: a live contiguous tensor, n_past at least 0; room reserved.
-    rules.wrap(unsafe {
-        match (inf, inplace) {
-            (true, false) => ggml_sys::ggml_diag_mask_inf(ctx, a.as_ptr(), n_past),
-            (true, true) => ggml_sys::ggml_diag_mask_inf_inplace(ctx, a.as_ptr(), n_past),
-            (false, false) => ggml_sys::ggml_diag_mask_zero(ctx, a.as_ptr(), n_past),
-            (false, true) => ggml_sys::ggml_diag_mask_zero_inplace(ctx, a.as_ptr(), n_past),
-        }
-    })
+    rules.wrap(unsafe { build(ctx, a.as_ptr(), n_past) })
+}
+
+/// The declaration of `diag_mask_inf` or `diag_mask_zero` (the op says
+/// which).
+const fn diag_mask_decl(
+    name: &'static str,
+    builders: &'static [&'static str],
+    op: ggml_sys::ggml_op,
+) -> Decl {
+    Decl {
+        name,
+        family: Family::Fill,
+        builders,
+        op,
+        arity: 1,
+        cpu: cpu_diag_mask,
+        backward: true,
+        build: |d, t, p| {
+            let inf = d.op == ggml_sys::GGML_OP_DIAG_MASK_INF;
+            diag_mask(t[0], p.i[0], inf, p.inplace())
+        },
+        raw: |d, ctx, t, p| {
+            let f = diag_mask_builder(d.op == ggml_sys::GGML_OP_DIAG_MASK_INF, p.inplace());
+            // SAFETY: none (the fuzzer's raw direction).
+            unsafe { f(ctx, t[0], p.i[0] as i32) }
+        },
+        ..BASE
+    }
+}
+
+/// ggml's builder of the mask: `-inf` or zeros, in place or not.
+fn diag_mask_builder(
+    inf: bool,
+    inplace: bool,
+) -> unsafe extern "C" fn(
+    *mut ggml_sys::ggml_context,
+    *mut ggml_sys::ggml_tensor,
+    i32,
+) -> *mut ggml_sys::ggml_tensor {
+    match (inf, inplace) {
+        (true, false) => ggml_sys::ggml_diag_mask_inf,
+        (true, true) => ggml_sys::ggml_diag_mask_inf_inplace,
+        (false, false) => ggml_sys::ggml_diag_mask_zero,
+        (false, true) => ggml_sys::ggml_diag_mask_zero_inplace,
+    }
 }
 
 /// Builds `fill`.

@@ -261,6 +261,41 @@ enum Kind {
     Back,
 }
 
+/// The signature of `ggml_rope_ext` and its in-place and backward forms.
+type RopeExtFn = unsafe extern "C" fn(
+    *mut ggml_sys::ggml_context,
+    *mut ggml_sys::ggml_tensor,
+    *mut ggml_sys::ggml_tensor,
+    *mut ggml_sys::ggml_tensor,
+    i32,
+    i32,
+    i32,
+    f32,
+    f32,
+    f32,
+    f32,
+    f32,
+    f32,
+) -> *mut ggml_sys::ggml_tensor;
+
+/// The signature of `ggml_rope_multi` and its in-place and backward forms.
+type RopeMultiFn = unsafe extern "C" fn(
+    *mut ggml_sys::ggml_context,
+    *mut ggml_sys::ggml_tensor,
+    *mut ggml_sys::ggml_tensor,
+    *mut ggml_sys::ggml_tensor,
+    i32,
+    *mut i32,
+    i32,
+    i32,
+    f32,
+    f32,
+    f32,
+    f32,
+    f32,
+    f32,
+) -> *mut ggml_sys::ggml_tensor;
+
 /// Builds `rope_ext` (no sections) or `rope_multi`, plain, in place or
 /// backward, then sets the offset.
 fn rope<'a>(
@@ -338,106 +373,62 @@ fn rope<'a>(
     let c = factors.map_or(std::ptr::null_mut(), |c| c.as_ptr());
     let (x, p) = (a.as_ptr(), pos.as_ptr());
     let m = r.mode.as_raw();
-    // SAFETY: live tensors meeting ggml_rope_impl's assertions (a mode of
-    // the builder's kind, i32 positions per item of ne[2], f32 factors) and
-    // the kernel's; room for the result reserved.
-    let node = rules.wrap(unsafe {
-        match (sections, kind) {
-            (None, Kind::Forward) => ggml_sys::ggml_rope_ext(
-                ctx,
-                x,
-                p,
-                c,
-                r.n_dims,
-                m,
-                r.n_ctx_orig,
-                r.freq_base,
-                r.freq_scale,
-                r.ext_factor,
-                r.attn_factor,
-                r.beta_fast,
-                r.beta_slow,
-            ),
-            (None, Kind::Inplace) => ggml_sys::ggml_rope_ext_inplace(
-                ctx,
-                x,
-                p,
-                c,
-                r.n_dims,
-                m,
-                r.n_ctx_orig,
-                r.freq_base,
-                r.freq_scale,
-                r.ext_factor,
-                r.attn_factor,
-                r.beta_fast,
-                r.beta_slow,
-            ),
-            (None, Kind::Back) => ggml_sys::ggml_rope_ext_back(
-                ctx,
-                x,
-                p,
-                c,
-                r.n_dims,
-                m,
-                r.n_ctx_orig,
-                r.freq_base,
-                r.freq_scale,
-                r.ext_factor,
-                r.attn_factor,
-                r.beta_fast,
-                r.beta_slow,
-            ),
-            (Some(mut s), Kind::Forward) => ggml_sys::ggml_rope_multi(
-                ctx,
-                x,
-                p,
-                c,
-                r.n_dims,
-                s.as_mut_ptr(),
-                m,
-                r.n_ctx_orig,
-                r.freq_base,
-                r.freq_scale,
-                r.ext_factor,
-                r.attn_factor,
-                r.beta_fast,
-                r.beta_slow,
-            ),
-            (Some(mut s), Kind::Inplace) => ggml_sys::ggml_rope_multi_inplace(
-                ctx,
-                x,
-                p,
-                c,
-                r.n_dims,
-                s.as_mut_ptr(),
-                m,
-                r.n_ctx_orig,
-                r.freq_base,
-                r.freq_scale,
-                r.ext_factor,
-                r.attn_factor,
-                r.beta_fast,
-                r.beta_slow,
-            ),
-            (Some(mut s), Kind::Back) => ggml_sys::ggml_rope_multi_back(
-                ctx,
-                x,
-                p,
-                c,
-                r.n_dims,
-                s.as_mut_ptr(),
-                m,
-                r.n_ctx_orig,
-                r.freq_base,
-                r.freq_scale,
-                r.ext_factor,
-                r.attn_factor,
-                r.beta_fast,
-                r.beta_slow,
-            ),
+    let raw = match sections {
+        None => {
+            let build: RopeExtFn = match kind {
+                Kind::Forward => ggml_sys::ggml_rope_ext,
+                Kind::Inplace => ggml_sys::ggml_rope_ext_inplace,
+                Kind::Back => ggml_sys::ggml_rope_ext_back,
+            };
+            // SAFETY: live tensors meeting ggml_rope_impl's assertions (a
+            // mode of the builder's kind, i32 positions per item of ne[2],
+            // f32 factors) and the kernel's; room for the result reserved.
+            unsafe {
+                build(
+                    ctx,
+                    x,
+                    p,
+                    c,
+                    r.n_dims,
+                    m,
+                    r.n_ctx_orig,
+                    r.freq_base,
+                    r.freq_scale,
+                    r.ext_factor,
+                    r.attn_factor,
+                    r.beta_fast,
+                    r.beta_slow,
+                )
+            }
         }
-    })?;
+        Some(mut s) => {
+            let build: RopeMultiFn = match kind {
+                Kind::Forward => ggml_sys::ggml_rope_multi,
+                Kind::Inplace => ggml_sys::ggml_rope_multi_inplace,
+                Kind::Back => ggml_sys::ggml_rope_multi_back,
+            };
+            // SAFETY: as above, and four sections, which ggml copies.
+            unsafe {
+                build(
+                    ctx,
+                    x,
+                    p,
+                    c,
+                    r.n_dims,
+                    s.as_mut_ptr(),
+                    m,
+                    r.n_ctx_orig,
+                    r.freq_base,
+                    r.freq_scale,
+                    r.ext_factor,
+                    r.attn_factor,
+                    r.beta_fast,
+                    r.beta_slow,
+                )
+            }
+        }
+    };
+    let node = rules.wrap(raw)?;
     if r.offset != 0 {
         // SAFETY: a RoPE node just built, not vision, an even offset ≥ 0
         // with n_dims within the row (its assertions and the kernel's).

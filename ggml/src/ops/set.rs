@@ -28,6 +28,18 @@ pub struct ViewAt {
     pub offset: usize,
 }
 
+impl ViewAt {
+    /// `t`'s own strides from dimension 2 on, row stride `nb1`, `offset`
+    /// bytes in (the views of `ggml_set_1d` and `ggml_set_2d`).
+    fn within(t: &Tensor<'_>, nb1: usize, offset: usize) -> ViewAt {
+        let nb = t.nb();
+        ViewAt {
+            nb: [nb1, nb[2], nb[3]],
+            offset,
+        }
+    }
+}
+
 /// The declarations. Generic builders: `Params::i` gives the view's
 /// strides and offset; bit 0 in place.
 pub(crate) const DECLS: &[Decl] = &[
@@ -141,26 +153,28 @@ fn write<'a>(
     rules.reserve_result(a.ty(), &a.ne(), inplace.then_some(&a))?;
     let ctx = rules.context().as_ptr();
     let [nb1, nb2, nb3] = at.nb;
+    let build: SetFn = match (add, inplace) {
+        (false, false) => ggml_sys::ggml_set,
+        (false, true) => ggml_sys::ggml_set_inplace,
+        (true, false) => ggml_sys::ggml_acc,
+        (true, true) => ggml_sys::ggml_acc_inplace,
+    };
     // SAFETY: live contiguous tensors of one supported type; b's elements
     // fit (the builder's assertion) and its view lies inside the tensor,
     // with strides and offset ggml stores exactly; room reserved.
-    rules.wrap(unsafe {
-        match (add, inplace) {
-            (false, false) => {
-                ggml_sys::ggml_set(ctx, a.as_ptr(), b.as_ptr(), nb1, nb2, nb3, at.offset)
-            }
-            (false, true) => {
-                ggml_sys::ggml_set_inplace(ctx, a.as_ptr(), b.as_ptr(), nb1, nb2, nb3, at.offset)
-            }
-            (true, false) => {
-                ggml_sys::ggml_acc(ctx, a.as_ptr(), b.as_ptr(), nb1, nb2, nb3, at.offset)
-            }
-            (true, true) => {
-                ggml_sys::ggml_acc_inplace(ctx, a.as_ptr(), b.as_ptr(), nb1, nb2, nb3, at.offset)
-            }
-        }
-    })
+    rules.wrap(unsafe { build(ctx, a.as_ptr(), b.as_ptr(), nb1, nb2, nb3, at.offset) })
 }
+
+/// The signature of `ggml_set`, `ggml_acc` and their in-place forms.
+type SetFn = unsafe extern "C" fn(
+    *mut ggml_sys::ggml_context,
+    *mut ggml_sys::ggml_tensor,
+    *mut ggml_sys::ggml_tensor,
+    usize,
+    usize,
+    usize,
+    usize,
+) -> *mut ggml_sys::ggml_tensor;
 
 impl<'ctx> Tensor<'ctx> {
     /// This tensor with `b` copied into the view `at` (see the module docs).
@@ -186,17 +200,8 @@ impl<'ctx> Tensor<'ctx> {
     /// # Errors
     /// As [`Tensor::set`].
     pub fn set_1d(self, b: Tensor<'ctx>, offset: usize) -> Result<Tensor<'ctx>> {
-        let nb = self.nb();
-        write(
-            self,
-            b,
-            ViewAt {
-                nb: [nb[1], nb[2], nb[3]],
-                offset,
-            },
-            false,
-            false,
-        )
+        let at = ViewAt::within(&self, self.nb()[1], offset);
+        write(self, b, at, false, false)
     }
 
     /// [`Tensor::set_1d`] in place.
@@ -204,17 +209,8 @@ impl<'ctx> Tensor<'ctx> {
     /// # Errors
     /// As [`Tensor::set`].
     pub fn set_1d_inplace(self, b: Tensor<'ctx>, offset: usize) -> Result<Tensor<'ctx>> {
-        let nb = self.nb();
-        write(
-            self,
-            b,
-            ViewAt {
-                nb: [nb[1], nb[2], nb[3]],
-                offset,
-            },
-            false,
-            true,
-        )
+        let at = ViewAt::within(&self, self.nb()[1], offset);
+        write(self, b, at, false, true)
     }
 
     /// [`Tensor::set`] with row stride `nb1` and this tensor's other
@@ -223,17 +219,8 @@ impl<'ctx> Tensor<'ctx> {
     /// # Errors
     /// As [`Tensor::set`].
     pub fn set_2d(self, b: Tensor<'ctx>, nb1: usize, offset: usize) -> Result<Tensor<'ctx>> {
-        let nb = self.nb();
-        write(
-            self,
-            b,
-            ViewAt {
-                nb: [nb1, nb[2], nb[3]],
-                offset,
-            },
-            false,
-            false,
-        )
+        let at = ViewAt::within(&self, nb1, offset);
+        write(self, b, at, false, false)
     }
 
     /// [`Tensor::set_2d`] in place.
@@ -246,17 +233,8 @@ impl<'ctx> Tensor<'ctx> {
         nb1: usize,
         offset: usize,
     ) -> Result<Tensor<'ctx>> {
-        let nb = self.nb();
-        write(
-            self,
-            b,
-            ViewAt {
-                nb: [nb1, nb[2], nb[3]],
-                offset,
-            },
-            false,
-            true,
-        )
+        let at = ViewAt::within(&self, nb1, offset);
+        write(self, b, at, false, true)
     }
 
     /// This tensor with `b` added into the view `at` (f32).
