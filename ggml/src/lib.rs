@@ -139,6 +139,7 @@ pub mod shape;
 pub mod size;
 mod tensor;
 mod threads;
+pub mod transformer;
 mod types;
 
 pub use backend::Compute;

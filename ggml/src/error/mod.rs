@@ -536,6 +536,18 @@ pub enum Error {
         what: &'static str,
     },
 
+    /// A model file (or the options to run it) that the
+    /// [`transformer`](crate::transformer) cannot run: another
+    /// architecture, a missing tensor, a shape or hyperparameter out of
+    /// range, tokens beyond the context.
+    #[error("model: {item}: {reason}")]
+    Model {
+        /// The key, tensor or option at fault.
+        item: String,
+        /// What is wrong, with the values involved.
+        reason: String,
+    },
+
     /// An op's operands (or parameters) break a rule of the op: what its
     /// ggml builder asserts, or what its values must satisfy. Every op
     /// declared in [`crate::ops`] reports its rules through this variant.
