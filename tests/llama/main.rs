@@ -14,3 +14,4 @@ mod hostile;
 mod sampling;
 mod support;
 mod tokens;
+mod transformer;

@@ -236,7 +236,8 @@ struct Inputs<'ctx> {
     /// The causal mask `[n_tokens, n_kv]` (0 or -inf; f16 for flash
     /// attention).
     mask: Tensor<'ctx>,
-    /// The one token whose logits are computed (i32).
+    /// The one token whose logits are computed (i32; not in the graph of
+    /// a step computing every token's).
     out: Tensor<'ctx>,
 }
 
@@ -375,9 +376,11 @@ impl<'m> Session<'m> {
         self.data
             .copy_from_array(step.slots, &ArrayView1::from(&slots))?;
         self.data.copy_from_array(step.mask, &mask)?;
-        let last = [n as i32 - 1];
-        self.data
-            .copy_from_array(step.out, &ArrayView1::from(&last))?;
+        if !all_logits {
+            let last = [n as i32 - 1];
+            self.data
+                .copy_from_array(step.out, &ArrayView1::from(&last))?;
+        }
         self.backend.compute(&step.graph, &mut self.data)?;
         let logits = self.data.to_array::<f32>(step.logits)?;
         let rows = step.logits.ne()[1] as usize;
