@@ -790,6 +790,68 @@ fn llama(o: &Options) -> Res {
     Ok(())
 }
 
+/// L1, L2 through the crate's own llama transformer
+/// (`ggml::transformer`, the forward pass written in the safe ops) on the
+/// same file, prompt and threads; rows `@transformer` against the same C
+/// figures (llama.cpp's graph through `llama_ref bench`).
+fn transformer(o: &Options) -> Res {
+    use ggml::backend::Backend;
+    use ggml::transformer::{Model, Options as ModelOptions};
+    let path = o
+        .llama_model
+        .clone()
+        .ok_or("transformer needs --llama-model PATH")?;
+    let (pp, tg) = llama_sizes(o);
+    let mut backend = Backend::cpu()?;
+    backend.set_threads(ggml::available_cores())?;
+    let options = ModelOptions {
+        n_ctx: (pp + tg).next_multiple_of(256),
+        n_batch: 512,
+        ..ModelOptions::default()
+    };
+    let model = Model::load(&path, &backend, options)?;
+    let n_vocab = model.hparams().n_vocab as i32;
+    let mut session = model.session(backend)?;
+    let prompt: Vec<i32> = (0..pp as i32).map(|i| (i * 7919 + 13) % n_vocab).collect();
+    let argmax = |row: ggml::ndarray::ArrayView1<'_, f32>| {
+        row.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i as i32)
+    };
+    let (mut best_pp, mut best_tg) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..o.reps {
+        session.clear();
+        let t = Instant::now();
+        let logits = session.decode(&prompt, false)?;
+        best_pp = best_pp.min(t.elapsed().as_secs_f64());
+        let mut token = argmax(logits.row(0));
+        let t = Instant::now();
+        for _ in 0..tg {
+            let logits = session.decode(&[token], false)?;
+            token = argmax(logits.row(0));
+        }
+        best_tg = best_tg.min(t.elapsed().as_secs_f64());
+    }
+    report(
+        o,
+        &format!("L1 prompt {pp} tokens"),
+        Some("transformer"),
+        best_pp,
+        pp as f64,
+        "token",
+    );
+    report(
+        o,
+        &format!("L2 generate {tg} tokens"),
+        Some("transformer"),
+        best_tg,
+        tg as f64,
+        "token",
+    );
+    Ok(())
+}
+
 /// W6: f32 → f16 of 64 MiB.
 fn w6(o: &Options) -> Res {
     let len = if o.quick { 1 << 18 } else { 16 << 20 };
@@ -859,6 +921,7 @@ fn run_child(o: &Options, workload: &str) -> Res {
         "w9" => w9(o),
         "w10" => w10(o),
         "llama" => llama(o),
+        "transformer" => transformer(o),
         "scaling" => scaling(o),
         other => Err(format!("unknown workload {other:?}").into()),
     }
@@ -971,6 +1034,7 @@ fn orchestrate(o: &Options) -> Res {
     jobs.push(("w10", "", false));
     if o.llama_model.is_some() {
         jobs.push(("llama", "", false));
+        jobs.push(("transformer", "", false));
     }
     jobs.push(("scaling", "", false));
     if let Some(only) = &o.only {
@@ -1000,7 +1064,7 @@ fn orchestrate(o: &Options) -> Res {
             let c_side = o
                 .c_bin
                 .as_ref()
-                .filter(|_| !matches!(w, "w7" | "scaling" | "llama"));
+                .filter(|_| !matches!(w, "w7" | "scaling" | "llama" | "transformer"));
             // The llama rows' C side is llama_ref, with its own arguments.
             let llama_c = match (w, &o.llama_c_bin, &o.llama_model) {
                 ("llama", Some(bin), Some(model)) => {
@@ -1026,7 +1090,7 @@ fn orchestrate(o: &Options) -> Res {
                 if rust_turn {
                     eprintln!("round {}: rust {w}{tag}", round + 1);
                     let mut a = rust_args.clone();
-                    if w == "llama" {
+                    if matches!(w, "llama" | "transformer") {
                         a.extend([
                             "--llama-model".into(),
                             o.llama_model.clone().unwrap_or_default(),

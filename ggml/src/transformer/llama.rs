@@ -7,7 +7,7 @@ use std::path::Path;
 
 use ndarray::{Array2, ArrayView1, Axis};
 
-use super::cache::KvCache;
+use super::cache::{CacheShape, KvCache};
 use super::hparams::{model_error, Hparams};
 use crate::backend::{Backend, GraphAllocator};
 use crate::context::Context;
@@ -129,11 +129,14 @@ impl Model {
         let cache = KvCache::new(
             &self.ctx,
             self.buffer_type,
-            self.options.cache_type,
-            h.n_layer,
-            self.options.n_ctx,
-            h.n_head_kv,
-            h.head_dim_k,
+            CacheShape {
+                n_layer: h.n_layer,
+                n_ctx: self.options.n_ctx,
+                n_head_kv: h.n_head_kv,
+                head_dim: h.head_dim_k,
+                ty: self.options.cache_type,
+                v_trans: !self.options.flash_attn,
+            },
         )?;
         let allocator = GraphAllocator::for_backend(&backend)?;
         Ok(Session {
@@ -233,6 +236,8 @@ struct Inputs<'ctx> {
     positions: Tensor<'ctx>,
     /// The cache rows their keys and values go to (i64).
     slots: Tensor<'ctx>,
+    /// The elements their values go to in a transposed cache (i64).
+    v_slots: Tensor<'ctx>,
     /// The causal mask `[n_tokens, n_kv]` (0 or -inf; f16 for flash
     /// attention).
     mask: Tensor<'ctx>,
@@ -247,6 +252,7 @@ struct Step<'ctx> {
     tokens: Tensor<'ctx>,
     positions: Tensor<'ctx>,
     slots: Tensor<'ctx>,
+    v_slots: Tensor<'ctx>,
     mask: Tensor<'ctx>,
     /// The token whose logits are computed (without `all_logits`).
     out: Tensor<'ctx>,
@@ -375,6 +381,11 @@ impl<'m> Session<'m> {
             .copy_from_array(step.positions, &ArrayView1::from(&pos))?;
         self.data
             .copy_from_array(step.slots, &ArrayView1::from(&slots))?;
+        if self.cache.v_trans() {
+            let v_slots = self.cache.value_slots(&slots);
+            self.data
+                .copy_from_array(step.v_slots, &ArrayView1::from(&v_slots))?;
+        }
         self.data.copy_from_array(step.mask, &mask)?;
         if !all_logits {
             let last = [n as i32 - 1];
@@ -398,10 +409,12 @@ impl<'m> Session<'m> {
     /// Builds the graph of one step shape.
     fn build(&self, shape: Shape) -> Result<Step<'m>> {
         let ctx = &self.model.ctx;
+        let h = &self.model.hparams;
         let n = shape.n_tokens;
         let tokens = ctx.new_tensor(Type::I32, &[n])?;
         let positions = ctx.new_tensor(Type::I32, &[n])?;
         let slots = ctx.new_tensor(Type::I64, &[n])?;
+        let v_slots = ctx.new_tensor(Type::I64, &[n * h.n_head_kv * h.head_dim_v])?;
         let mask_type = if self.model.options.flash_attn {
             Type::F16
         } else {
@@ -413,6 +426,7 @@ impl<'m> Session<'m> {
             tokens,
             positions,
             slots,
+            v_slots,
             mask,
             out,
         };
@@ -423,6 +437,7 @@ impl<'m> Session<'m> {
             tokens,
             positions,
             slots,
+            v_slots,
             mask,
             out,
             logits,
@@ -436,6 +451,7 @@ impl<'m> Session<'m> {
             tokens,
             positions,
             slots,
+            v_slots,
             mask,
             out,
         } = *inputs;
@@ -471,9 +487,14 @@ impl<'m> Session<'m> {
                 .reshape(&[n, n_head_kv, hd])?
                 .rope_ext(positions, w.rope_freqs, &rope)?;
             let v = linear(l.wv, l.bv, xn)?;
-            let (k_all, v_all) =
-                self.cache
-                    .store(il, k.reshape(&[n, n_head_kv * hd])?, v, slots, shape.n_kv)?;
+            let (k_all, v_all) = self.cache.store(
+                il,
+                k.reshape(&[n, n_head_kv * hd])?,
+                v,
+                slots,
+                v_slots,
+                shape.n_kv,
+            )?;
             let attn = self.attention(q, k_all, v_all, mask, n)?;
             let mut attn = linear(l.wo, l.bo, attn)?;
             let mut residual = x;
@@ -494,8 +515,9 @@ impl<'m> Session<'m> {
     }
 
     /// Attention of `q` (`[n, n_head, hd]`, ndarray order) over the cache's
-    /// keys and values (`[n_kv, n_head_kv, hd]`) under `mask`: `[n,
-    /// n_head · hd]`.
+    /// keys (`[n_kv, n_head_kv, hd]`) and values (the same with flash
+    /// attention, else transposed: `[n_head_kv, hd, n_kv]`) under `mask`:
+    /// `[n, n_head · hd]`.
     fn attention(
         &self,
         q: Tensor<'m>,
@@ -526,9 +548,9 @@ impl<'m> Session<'m> {
             scale: h.attention_scale,
             ..SoftMax::default()
         })?;
-        // Values as [n_kv, hd, n_head_kv] (ggml order) rows to weigh.
-        let vt = v.permute([1, 2, 0, 3])?.cont()?;
-        vt.mul_mat(scores)?
+        // Values, transposed in the cache: [n_kv, hd, n_head_kv] (ggml
+        // order), rows to weigh.
+        v.mul_mat(scores)?
             .permute([0, 2, 1, 3])?
             .cont()?
             .reshape(&[n, width])

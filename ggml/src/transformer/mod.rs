@@ -36,6 +36,6 @@ mod cache;
 mod hparams;
 pub mod llama;
 
-pub use cache::KvCache;
+pub use cache::{CacheShape, KvCache};
 pub use hparams::{Hparams, ARCHITECTURES};
 pub use llama::{Model, Options, Session};
