@@ -388,3 +388,42 @@ fn files_it_cannot_run_and_prompts_beyond_the_context_are_errors() -> Result<()>
     ));
     Ok(())
 }
+
+#[test]
+fn logits_do_not_depend_on_how_the_input_is_split_into_steps() -> Result<()> {
+    let path = other_model_path();
+    let m = Model::load(path)?;
+    let mut tokens = m.vocab().tokenize(PROMPT, true, false)?;
+    while tokens.len() < 300 {
+        tokens.extend_from_within(1..60);
+    }
+    tokens.truncate(300);
+    let options = Options {
+        n_ctx: 1024,
+        n_batch: 64,
+        max_graphs: 6,
+        ..Options::default()
+    };
+    let backend = Backend::cpu()?;
+    let model = transformer::Model::load(path, &backend, options)?;
+    let whole = model.session(Backend::cpu()?)?.decode(&tokens, true)?;
+    // Steps of 1, 2, 3, ... tokens: more shapes than the 6 graphs, so the
+    // widest shapes serve the later steps.
+    let mut session = model.session(backend)?;
+    let mut rows = Vec::new();
+    let (mut at, mut len) = (0, 1);
+    while at < tokens.len() {
+        let end = (at + len).min(tokens.len());
+        let logits = session.decode(&tokens[at..end], true)?;
+        rows.extend(logits.rows().into_iter().map(|r| r.to_owned()));
+        at = end;
+        len += 1;
+    }
+    assert_eq!(session.n_past(), tokens.len());
+    let stepped = ggml::ndarray::stack(
+        ggml::ndarray::Axis(0),
+        &rows.iter().map(|r| r.view()).collect::<Vec<_>>(),
+    )?;
+    compare("split into steps", &stepped, &whole, 1e-3);
+    Ok(())
+}

@@ -1,6 +1,10 @@
 //! Loading a file's tensors into ggml: a host [`Context`] or a backend
 //! buffer, copying each tensor's bytes once from the file.
 
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
 use crate::backend::BufferType;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -72,6 +76,61 @@ impl Gguf {
             });
         }
         self.create_and_fill(ctx, Some(buffer_type))
+    }
+
+    /// Like [`Gguf::load_to`] for the file at `path` (every shard of a
+    /// split model), without holding the file in memory: the metadata is
+    /// read and validated as [`Gguf::check_file`] does, then each tensor's
+    /// data is read from the file into a staging buffer (as large as the
+    /// largest tensor) and uploaded. Peak memory is the buffer plus one
+    /// tensor, where [`Gguf::read`] then [`Gguf::load_to`] holds the whole
+    /// file besides.
+    ///
+    /// # Errors
+    /// As [`Gguf::read`] and [`Gguf::load_to`]; [`Error::Io`] when a read
+    /// fails (a file changed since it was validated, say).
+    pub fn load_file_to<'ctx>(
+        path: impl AsRef<Path>,
+        ctx: &'ctx Context,
+        buffer_type: BufferType,
+    ) -> Result<Vec<Tensor<'ctx>>> {
+        if !ctx.is_no_alloc() {
+            return Err(Error::NotNoAlloc {
+                what: "Gguf::load_file_to",
+            });
+        }
+        let index = Gguf::read_index(path.as_ref())?;
+        let paths: Vec<PathBuf> = index.paths().map(Path::to_path_buf).collect();
+        let infos: Vec<TensorInfo<'_>> = index.tensors().collect();
+        let mut tensors = Vec::with_capacity(infos.len());
+        for info in &infos {
+            let t = ctx.new_tensor_ne("Gguf::load_file_to", info.ty(), &info.ne())?;
+            tensors.push(t.set_name(info.name()));
+        }
+        if infos.iter().any(|i| i.byte_len() > 0) {
+            ctx.allocate(buffer_type)?;
+        }
+        let mut files = Vec::with_capacity(paths.len());
+        for p in &paths {
+            files.push(File::open(p).map_err(|e| Error::io(p, e))?);
+        }
+        let largest = infos.iter().map(TensorInfo::byte_len).max().unwrap_or(0);
+        let mut staging = vec![0u8; largest];
+        let mut data = ctx.data()?;
+        for (t, info) in tensors.iter().zip(&infos) {
+            let len = info.byte_len();
+            if len == 0 {
+                continue;
+            }
+            let shard = info.shard();
+            let bytes = &mut staging[..len];
+            let file = &mut files[shard];
+            file.seek(SeekFrom::Start(info.offset() as u64))
+                .and_then(|_| file.read_exact(bytes))
+                .map_err(|e| Error::io(&paths[shard], e))?;
+            data.write_bytes(*t, bytes)?;
+        }
+        Ok(tensors)
     }
 
     fn create_and_fill<'ctx>(

@@ -32,6 +32,11 @@ pub struct Options {
     /// Attention through `flash_attn_ext` instead of `mul_mat`,
     /// `soft_max_ext` (with a mask) and `mul_mat`.
     pub flash_attn: bool,
+    /// Graphs kept for reuse, one per step shape (tokens per step, padded;
+    /// cache positions attended): the context's memory for them is
+    /// reserved at load. Once they are built, the widest shapes serve
+    /// every step. At least 5.
+    pub max_graphs: usize,
 }
 
 impl Default for Options {
@@ -41,13 +46,15 @@ impl Default for Options {
             n_batch: 512,
             cache_type: Type::F16,
             flash_attn: false,
+            max_graphs: 64,
         }
     }
 }
 
-/// Graphs a model's context has room for (each distinct step shape is one
-/// graph, kept for reuse; see [`Session::forward`]).
-const MAX_GRAPHS: usize = 96;
+/// The widest shapes (one token or a whole batch, over the whole cache,
+/// with one or every token's logits), kept room for: they serve every step
+/// once the other graphs have filled the context.
+const FALLBACK_SHAPES: usize = 4;
 
 /// A llama-architecture model: its hyperparameters, and its weights and
 /// key/value cache in one backend buffer each.
@@ -69,7 +76,7 @@ impl Model {
     /// GGUF errors for unreadable files; [`Error::BufferAlloc`] when the
     /// backend's memory is short.
     pub fn load(path: impl AsRef<Path>, backend: &Backend, options: Options) -> Result<Model> {
-        let file = Gguf::read(path.as_ref())?;
+        let file = Gguf::read_index(path.as_ref())?;
         let hparams = Hparams::from_gguf(&file)?;
         check_options(&hparams, &options)?;
         check_tensors(&file, &hparams)?;
@@ -79,13 +86,13 @@ impl Model {
             .ok_or_else(|| model_error("block_count", "graphs too large to size"))?;
         let cache_bytes = 2 * hparams.n_layer * crate::size::tensor_overhead();
         let mem = graph_bytes
-            .checked_mul(MAX_GRAPHS)
+            .checked_mul(options.max_graphs)
             .and_then(|g| g.checked_add(file.metadata_context_size()))
             .and_then(|g| g.checked_add(cache_bytes))
             .ok_or_else(|| model_error("block_count", "graphs too large to size"))?;
         let ctx = Context::new_no_alloc(mem)?;
         let buffer_type = backend.buffer_type();
-        file.load_to(&ctx, buffer_type)?;
+        Gguf::load_file_to(path.as_ref(), &ctx, buffer_type)?;
         Ok(Model {
             ctx,
             hparams,
@@ -334,21 +341,26 @@ impl<'m> Session<'m> {
     fn step(&mut self, tokens: &[Token], all_logits: bool) -> Result<Array2<f32>> {
         let n_ctx = self.cache.n_ctx();
         let n = tokens.len();
-        let n_tokens = padded(n, self.model.options.n_batch);
+        let n_batch = self.model.options.n_batch;
         let end = self.n_past + n;
-        let n_kv = end.next_power_of_two().max(256).min(n_ctx);
-        let shape = Shape {
-            n_tokens,
-            n_kv,
+        let mut shape = Shape {
+            n_tokens: padded(n, n_batch),
+            n_kv: end.next_power_of_two().max(256).min(n_ctx),
             all_logits,
         };
+        if !self.steps.contains_key(&shape)
+            && self.steps.len() + FALLBACK_SHAPES >= self.model.options.max_graphs
+        {
+            // The context's room for graphs is spent: the widest shapes
+            // serve every step (more padding, never an error).
+            shape = Shape {
+                n_tokens: if n == 1 { 1 } else { n_batch },
+                n_kv: n_ctx,
+                all_logits,
+            };
+        }
+        let n_tokens = shape.n_tokens;
         if !self.steps.contains_key(&shape) {
-            if self.steps.len() >= MAX_GRAPHS {
-                return Err(model_error(
-                    "graphs",
-                    format!("more than {MAX_GRAPHS} distinct step shapes"),
-                ));
-            }
             let step = self.build(shape)?;
             self.steps.insert(shape, step);
         }
@@ -368,7 +380,7 @@ impl<'m> Session<'m> {
             slots.push(if real { p as i64 } else { spare });
         }
         // Causal mask: token i sees cache positions 0..=its position.
-        let mask = Array2::from_shape_fn((n_tokens, n_kv), |(i, j)| {
+        let mask = Array2::from_shape_fn((n_tokens, shape.n_kv), |(i, j)| {
             if j <= pos[i] as usize {
                 0.0f32
             } else {
@@ -558,13 +570,13 @@ impl<'m> Session<'m> {
 }
 
 /// The token count a step of `n` tokens is computed with: powers of two up
-/// to 64, then multiples of 64 (at most `n_batch`), so few distinct graphs
+/// to 32, then multiples of 32 (at most `n_batch`), so few distinct graphs
 /// serve every input length; the padding tokens' results are dropped.
 fn padded(n: usize, n_batch: usize) -> usize {
-    let p = if n <= 64 {
+    let p = if n <= 32 {
         n.next_power_of_two()
     } else {
-        n.next_multiple_of(64)
+        n.next_multiple_of(32)
     };
     p.min(n_batch)
 }
@@ -573,6 +585,12 @@ fn check_options(h: &Hparams, o: &Options) -> Result<()> {
     let bad = |item: &str, reason: String| Err(model_error(item, reason));
     if o.n_ctx == 0 || o.n_ctx > (1 << 24) {
         return bad("n_ctx", format!("{}: 1 to 2^24 positions", o.n_ctx));
+    }
+    if !(FALLBACK_SHAPES + 1..=1 << 12).contains(&o.max_graphs) {
+        return bad(
+            "max_graphs",
+            format!("{}: {} to 4096 graphs", o.max_graphs, FALLBACK_SHAPES + 1),
+        );
     }
     if o.n_batch == 0 || o.n_batch > (1 << 16) {
         return bad("n_batch", format!("{}: 1 to 65536 tokens", o.n_batch));
