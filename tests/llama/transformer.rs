@@ -427,3 +427,25 @@ fn logits_do_not_depend_on_how_the_input_is_split_into_steps() -> Result<()> {
     compare("split into steps", &stepped, &whole, 1e-3);
     Ok(())
 }
+
+#[test]
+fn through_a_scheduler_the_logits_are_the_same() -> Result<()> {
+    let path = other_model_path();
+    let m = Model::load(path)?;
+    let prompt = m.vocab().tokenize(PROMPT, true, false)?;
+    let backend = Backend::cpu()?;
+    let model = transformer::Model::load(path, &backend, Options::default())?;
+    let direct = model.session(backend)?.decode(&prompt, true)?;
+    let sched = ggml::backend::Scheduler::new(vec![Backend::cpu()?], model.graph_size())?;
+    let mut session = model.session_scheduled(sched)?;
+    let scheduled = session.decode(&prompt, true)?;
+    compare("through a scheduler", &scheduled, &direct, 0.0);
+    let step = session.decode(&prompt[..1], false)?;
+    assert_eq!(step.dim(), (1, model.hparams().n_vocab));
+    let small = ggml::backend::Scheduler::new(vec![Backend::cpu()?], 16)?;
+    assert!(matches!(
+        model.session_scheduled(small),
+        Err(Error::GraphTooLarge { .. })
+    ));
+    Ok(())
+}

@@ -9,7 +9,7 @@ use ndarray::{Array2, ArrayView1, Axis};
 
 use super::cache::{CacheShape, KvCache};
 use super::hparams::{model_error, Hparams};
-use crate::backend::{Backend, GraphAllocator};
+use crate::backend::{Backend, GraphAllocator, Scheduler};
 use crate::context::Context;
 use crate::data::TensorData;
 use crate::error::{Error, Result};
@@ -80,7 +80,7 @@ impl Model {
         let hparams = Hparams::from_gguf(&file)?;
         check_options(&hparams, &options)?;
         check_tensors(&file, &hparams)?;
-        let nodes_per_graph = 48 * hparams.n_layer + 64;
+        let nodes_per_graph = nodes_per_graph(&hparams);
         let graph_bytes = Context::graph_size(nodes_per_graph)
             .and_then(|g| g.checked_add(nodes_per_graph * crate::size::tensor_overhead()))
             .ok_or_else(|| model_error("block_count", "graphs too large to size"))?;
@@ -111,14 +111,14 @@ impl Model {
         &self.options
     }
 
-    /// A session: the cache (empty), the graphs and their allocator, run
-    /// on `backend` (which must use the buffer type the model was loaded
-    /// for). One session at a time: a second is [`Error::DataBorrowed`]
-    /// while the first lives.
+    /// A session: the cache (empty) and the graphs, computed on `backend`
+    /// (which must be able to use the memory the model was loaded into),
+    /// intermediates placed by a [`GraphAllocator`]. One session at a
+    /// time: a second is [`Error::DataBorrowed`] while the first lives.
     ///
     /// # Errors
-    /// [`Error::DataBorrowed`], [`Error::UnsupportedBuffer`] for a backend
-    /// of another buffer type, [`Error::BufferAlloc`].
+    /// [`Error::DataBorrowed`], [`Error::Model`] for a backend that cannot
+    /// use the model's memory, [`Error::BufferAlloc`].
     pub fn session(&self, backend: Backend) -> Result<Session<'_>> {
         if !backend.supports_buffer_type(self.buffer_type) {
             return Err(Error::Model {
@@ -130,6 +130,35 @@ impl Model {
                 ),
             });
         }
+        let allocator = GraphAllocator::for_backend(&backend)?;
+        self.start(Runner::Backend { backend, allocator })
+    }
+
+    /// A session whose graphs `scheduler` splits over its backends (a GPU
+    /// and the CPU, say), each node where its weights are or where it is
+    /// supported; its graph size must be at least
+    /// [`Model::graph_size`].
+    ///
+    /// # Errors
+    /// As [`Model::session`]; [`Error::GraphTooLarge`] for a scheduler
+    /// sized for smaller graphs.
+    pub fn session_scheduled(&self, scheduler: Scheduler) -> Result<Session<'_>> {
+        if scheduler.graph_size() < self.graph_size() {
+            return Err(Error::GraphTooLarge {
+                tensors: self.graph_size(),
+                capacity: scheduler.graph_size(),
+            });
+        }
+        self.start(Runner::Scheduler(scheduler))
+    }
+
+    /// The most tensors one step's graph holds (for
+    /// [`Scheduler::new`]).
+    pub fn graph_size(&self) -> usize {
+        nodes_per_graph(&self.hparams)
+    }
+
+    fn start(&self, runner: Runner) -> Result<Session<'_>> {
         let data = self.ctx.data()?;
         let weights = Weights::find(&self.ctx, &self.hparams)?;
         let h = &self.hparams;
@@ -145,18 +174,32 @@ impl Model {
                 v_trans: !self.options.flash_attn,
             },
         )?;
-        let allocator = GraphAllocator::for_backend(&backend)?;
         Ok(Session {
             model: self,
             weights,
             cache,
-            backend,
-            allocator,
+            runner,
             data,
             steps: HashMap::new(),
             n_past: 0,
         })
     }
+}
+
+/// Tensors (nodes and leaves) of one step's graph, at most.
+fn nodes_per_graph(h: &Hparams) -> usize {
+    48 * h.n_layer + 64
+}
+
+/// What computes a session's graphs.
+enum Runner {
+    /// One backend, intermediates placed by a graph allocator.
+    Backend {
+        backend: Backend,
+        allocator: GraphAllocator,
+    },
+    /// A scheduler over several backends.
+    Scheduler(Scheduler),
 }
 
 /// The weights of one block.
@@ -272,8 +315,7 @@ pub struct Session<'m> {
     model: &'m Model,
     weights: Weights<'m>,
     cache: KvCache<'m>,
-    backend: Backend,
-    allocator: GraphAllocator,
+    runner: Runner,
     data: TensorData<'m>,
     steps: HashMap<Shape, Step<'m>>,
     n_past: usize,
@@ -289,11 +331,6 @@ impl<'m> Session<'m> {
     /// tokens come).
     pub fn clear(&mut self) {
         self.n_past = 0;
-    }
-
-    /// The backend computing.
-    pub fn backend_mut(&mut self) -> &mut Backend {
-        &mut self.backend
     }
 
     /// Computes `tokens` at the next positions and returns their logits:
@@ -365,7 +402,12 @@ impl<'m> Session<'m> {
             self.steps.insert(shape, step);
         }
         let step = &self.steps[&shape];
-        self.allocator.allocate(&step.graph)?;
+        match &mut self.runner {
+            Runner::Backend { allocator, .. } => {
+                allocator.allocate(&step.graph)?;
+            }
+            Runner::Scheduler(sched) => sched.allocate(&step.graph)?,
+        }
 
         // Inputs: padding tokens repeat the last one, at the spare slot.
         let spare = self.cache.spare_slot() as i64;
@@ -404,7 +446,10 @@ impl<'m> Session<'m> {
             self.data
                 .copy_from_array(step.out, &ArrayView1::from(&last))?;
         }
-        self.backend.compute(&step.graph, &mut self.data)?;
+        match &mut self.runner {
+            Runner::Backend { backend, .. } => backend.compute(&step.graph, &mut self.data)?,
+            Runner::Scheduler(sched) => sched.compute(&step.graph, &mut self.data)?,
+        }
         let logits = self.data.to_array::<f32>(step.logits)?;
         let rows = step.logits.ne()[1] as usize;
         let logits = logits
