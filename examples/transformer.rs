@@ -46,32 +46,47 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let vocab_model =
-        Vocabulary::load_with(&args.model, &ModelParams::new().vocab_only(true), |_| true)
-            .with_context(|| format!("loading the vocabulary of {}", args.model))?;
-    let vocab = vocab_model.vocab();
-    let prompt = vocab.tokenize(&args.prompt, true, false)?;
-    anyhow::ensure!(!prompt.is_empty(), "the prompt has no tokens");
 
+    // The model first: a file of another architecture is refused here,
+    // naming it.
     let mut backend = Backend::cpu()?;
     if let Some(t) = args.threads {
         backend.set_threads(t)?;
     }
     let started = Instant::now();
     let options = Options {
-        n_ctx: (prompt.len() + args.n_predict).next_multiple_of(256),
+        n_ctx: (args.prompt.len() + args.n_predict + 16).next_multiple_of(256),
         flash_attn: args.flash_attn,
         ..Options::default()
     };
     let model = Model::load(&args.model, &backend, options)
         .with_context(|| format!("loading {}", args.model))?;
     let load = started.elapsed();
+    let vocab_model =
+        Vocabulary::load_with(&args.model, &ModelParams::new().vocab_only(true), |_| true)
+            .with_context(|| format!("loading the vocabulary of {}", args.model))?;
+    let vocab = vocab_model.vocab();
+    let prompt = vocab.tokenize(&args.prompt, true, false)?;
+    anyhow::ensure!(!prompt.is_empty(), "the prompt has no tokens");
+    anyhow::ensure!(
+        prompt.len() + args.n_predict <= options.n_ctx,
+        "{} prompt tokens and {} more do not fit the context of {}",
+        prompt.len(),
+        args.n_predict,
+        options.n_ctx
+    );
     let mut session = model.session(backend)?;
 
     print!("{}", args.prompt);
     std::io::stdout().flush()?;
     let mut text = vocab.text_stream(false);
-    let mut rng = args.seed.max(1);
+    // splitmix64 of the seed: a well-mixed, nonzero xorshift state.
+    let mut rng = {
+        let mut z = args.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) | 1
+    };
     let started = Instant::now();
     let mut logits = session.decode(&prompt, false)?;
     let prompt_time = started.elapsed();
