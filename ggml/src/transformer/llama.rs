@@ -1,6 +1,6 @@
 //! The llama architecture's forward pass, written in the crate's ops: the
 //! same graph as llama.cpp's `llama` model, read top to bottom in
-//! [`Session::forward`].
+//! `Session::forward` (private; read it in the source).
 
 use std::collections::HashMap;
 use std::path::Path;
