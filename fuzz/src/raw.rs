@@ -84,9 +84,21 @@ unsafe fn compute(nodes: &[*mut sys::ggml_tensor], threads: i32) {
     }
 }
 
-/// Makes `call` through raw ggml on `state` (then computes the node it made,
-/// if its context has memory). Returns normally if ggml did.
-pub fn replay(state: &State, call: &Call, no_slow: bool) {
+/// How far a replay went without dying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replayed {
+    /// No node (the op has no raw form, or ggml's builder returned NULL).
+    NoNode,
+    /// Built, or a call that computes nothing, but not computed (a
+    /// `no_alloc` context, say).
+    NotComputed,
+    /// Built and computed.
+    Computed,
+}
+
+/// Makes `call` through raw ggml on `state`, then computes the node it made
+/// (see [`Replayed`]); returns normally if ggml did.
+pub fn replay(state: &State, call: &Call, no_slow: bool) -> Replayed {
     let t = |i: u8| state.tensor(i).map(|t| t.as_ptr());
     let node: *mut sys::ggml_tensor;
     let ctx_of = |i: u8| state.tensor(i).map(|t| t.context().as_ptr());
@@ -109,10 +121,12 @@ pub fn replay(state: &State, call: &Call, no_slow: bool) {
                     mem_buffer: buffer,
                     no_alloc,
                 });
-                return;
+                return Replayed::NotComputed;
             }
             Call::NewTensor(c, ty, shape) | Call::FromArray(c, ty, shape, _) => {
-                let Some(ctx) = state.context(*c) else { return };
+                let Some(ctx) = state.context(*c) else {
+                    return Replayed::NotComputed;
+                };
                 let dims = shape.dims();
                 let ne = ne(&dims);
                 node = sys::ggml_new_tensor(
@@ -137,11 +151,11 @@ pub fn replay(state: &State, call: &Call, no_slow: bool) {
                         );
                     }
                 }
-                return;
+                return Replayed::NotComputed;
             }
             Call::View(i, shape, strides, offset) => {
                 let (Some(a), Some(ctx)) = (t(*i), ctx_of(*i)) else {
-                    return;
+                    return Replayed::NotComputed;
                 };
                 let ne = ne(&shape.dims());
                 let mut nb = [(*a).nb[0]; 4];
@@ -163,39 +177,39 @@ pub fn replay(state: &State, call: &Call, no_slow: bool) {
             }
             Call::Reshape(i, shape) => {
                 let (Some(a), Some(ctx)) = (t(*i), ctx_of(*i)) else {
-                    return;
+                    return Replayed::NotComputed;
                 };
                 let ne = ne(&shape.dims());
                 node = sys::ggml_reshape_4d(ctx, a, ne[0], ne[1], ne[2], ne[3]);
             }
             Call::Permute(i, n, raw) => {
                 let (Some(a), Some(ctx)) = (t(*i), ctx_of(*i)) else {
-                    return;
+                    return Replayed::NotComputed;
                 };
                 let [a0, a1, a2, a3] = crate::program::axes(*n, *raw).map(|x| x as i32);
                 node = sys::ggml_permute(ctx, a, a0, a1, a2, a3);
             }
             Call::Transpose(i) => {
                 let (Some(a), Some(ctx)) = (t(*i), ctx_of(*i)) else {
-                    return;
+                    return Replayed::NotComputed;
                 };
                 node = sys::ggml_transpose(ctx, a);
             }
             Call::Cont(i) => {
                 let (Some(a), Some(ctx)) = (t(*i), ctx_of(*i)) else {
-                    return;
+                    return Replayed::NotComputed;
                 };
                 node = sys::ggml_cont(ctx, a);
             }
             Call::Cpy(i, j) => {
                 let (Some(a), Some(b), Some(ctx)) = (t(*i), t(*j), ctx_of(*i)) else {
-                    return;
+                    return Replayed::NotComputed;
                 };
                 node = sys::ggml_cpy(ctx, a, b);
             }
             Call::Binary(op, i, j) => {
                 let (Some(a), Some(b), Some(ctx)) = (t(*i), t(*j), ctx_of(*i)) else {
-                    return;
+                    return Replayed::NotComputed;
                 };
                 node = match op {
                     BinOp::Add => sys::ggml_add(ctx, a, b),
@@ -206,13 +220,13 @@ pub fn replay(state: &State, call: &Call, no_slow: bool) {
             }
             Call::Scale(i, s) => {
                 let (Some(a), Some(ctx)) = (t(*i), ctx_of(*i)) else {
-                    return;
+                    return Replayed::NotComputed;
                 };
                 node = sys::ggml_scale(ctx, a, f32::from(*s) / 8.0);
             }
             Call::MulMat(i, j) => {
                 let (Some(a), Some(b), Some(ctx)) = (t(*i), t(*j), ctx_of(*i)) else {
-                    return;
+                    return Replayed::NotComputed;
                 };
                 node = sys::ggml_mul_mat(ctx, a, b);
             }
@@ -221,7 +235,7 @@ pub fn replay(state: &State, call: &Call, no_slow: bool) {
                 let operands: Option<Vec<_>> =
                     picks[..decl.arity()].iter().map(|&i| t(i)).collect();
                 let (Some(operands), Some(ctx)) = (operands, ctx_of(picks[0])) else {
-                    return;
+                    return Replayed::NotComputed;
                 };
                 node = decl.build_raw(ctx, &operands, &params.get());
             }
@@ -230,19 +244,23 @@ pub fn replay(state: &State, call: &Call, no_slow: bool) {
                     .chain(more.iter().take(2))
                     .map(|&i| t(i))
                     .collect();
-                let Some(nodes) = nodes else { return };
+                let Some(nodes) = nodes else {
+                    return Replayed::NotComputed;
+                };
                 let threads = threads
                     .value()
                     .map_or(ggml::max_threads() as i32, |n| n as i32);
                 compute(&nodes, threads);
-                return;
+                return Replayed::Computed;
             }
             Call::CopyFromArray(i, fill, _, imatrix) => {
-                let Some(a) = t(*i) else { return };
+                let Some(a) = t(*i) else {
+                    return Replayed::NotComputed;
+                };
                 let ne = (*a).ne;
                 let n: i64 = ne.iter().product();
                 if n <= 0 || n > 1 << 16 {
-                    return;
+                    return Replayed::NotComputed;
                 }
                 let values = fill.values(n as usize);
                 let weights = imatrix.map(|m| m.values(ne[0] as usize));
@@ -256,7 +274,7 @@ pub fn replay(state: &State, call: &Call, no_slow: bool) {
                     ne[0],
                     w,
                 );
-                return;
+                return Replayed::NotComputed;
             }
             Call::Convert(ty, len, row_len, fill, imatrix) => {
                 let ty = ty.get(no_slow);
@@ -275,14 +293,28 @@ pub fn replay(state: &State, call: &Call, no_slow: bool) {
                     row_len as i64,
                     w,
                 );
-                return;
+                return Replayed::NotComputed;
             }
             // The calls `applicable` lists as having no raw equivalent.
-            _ => return,
+            _ => return Replayed::NoNode,
         }
         // An op node: compute it, if its context has memory for it.
-        if !node.is_null() && !(*node).data.is_null() {
-            compute(&[node], 1);
+        if node.is_null() {
+            return Replayed::NoNode;
         }
+        if (*node).data.is_null() {
+            // A node of a `no_alloc` context: computable when it is no view
+            // and its operands have host memory; give it memory of its own
+            // (the child exits after the replay, so it is never freed).
+            let srcs = (*node).src.iter().filter(|s| !s.is_null());
+            let hosted = srcs.clone().all(|&s| !(*s).data.is_null());
+            let size = sys::ggml_nbytes(node);
+            if !(*node).view_src.is_null() || !hosted || size > 1 << 28 {
+                return Replayed::NotComputed;
+            }
+            (*node).data = vec![0u8; size.max(1)].leak().as_mut_ptr().cast();
+        }
+        compute(&[node], 1);
+        Replayed::Computed
     }
 }

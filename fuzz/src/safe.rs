@@ -99,6 +99,16 @@ pub struct Options {
 
 /// The name of an error's variant (`"TooLarge"`, ...).
 pub fn variant(err: &Error) -> String {
+    if let Error::Op(op) = err {
+        // The rule, its values masked, so that refusals group by rule.
+        let rule: String = op
+            .rule
+            .chars()
+            .take(60)
+            .map(|c| if c.is_ascii_digit() { '#' } else { c })
+            .collect();
+        return format!("Op[{rule}]");
+    }
     let debug = format!("{err:?}");
     debug
         .split(|c: char| !c.is_alphanumeric() && c != '_')
