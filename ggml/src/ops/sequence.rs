@@ -23,11 +23,12 @@
 //!   last `n_tokens` tokens (so at most `n_tokens` slots);
 //! - `ssm_scan`'s `ids` index states (tensor contents, checked before each
 //!   computation: see [`contents`](crate::ops::contents));
-//! - the head size of `rwkv_wkv7` a multiple of 64: its SIMD loops step
-//!   over the head `GGML_F32_STEP` floats at a time with no remainder (16 on
-//!   NEON and WASM, 32 on AVX, SSE3, POWER9, LoongArch and s390x, 64 on
-//!   AVX-512), and which of those a CPU backend was built with (or loads at
-//!   run time) is not known here;
+//! - the head size of `rwkv_wkv7` a multiple of its SIMD loops' step
+//!   (`GGML_F32_STEP` floats, with no remainder): 64 on x86 (AVX-512; AVX
+//!   and SSE3 step 32, and which a CPU backend was built with, or loads at
+//!   run time, is not known here), 16 on ARM (NEON; SVE builds run a scalar
+//!   loop) and WASM, 32 on POWER9, LoongArch and s390x, any on RISC-V
+//!   (scalar), 64 elsewhere;
 //! - on aarch64 CPUs with SVE, Mamba-1's `ssm_scan` (per-state decays) with
 //!   a state size that is a multiple of 64: its SVE loop loads whole vectors
 //!   (up to 64 floats) over the state.
@@ -77,9 +78,33 @@ fn sve_possible() -> bool {
     }
 }
 
-/// The most floats a SIMD step of ggml's CPU kernels covers on any build
-/// (`GGML_F32_STEP` of AVX-512; SVE's longest vector).
-const WIDEST_F32_STEP: i64 = 64;
+/// The most floats one vector of SVE holds (2048 bits): Mamba-1's SVE scan
+/// loads whole vectors over the state.
+const SVE_MAX_F32: i64 = 64;
+
+/// The most floats one step of `rwkv_wkv7`'s SIMD loops covers on any CPU
+/// backend built for this architecture (its `GGML_F32_STEP`, with no
+/// remainder loop): 64 for x86 (AVX-512; AVX and SSE3 take 32), 16 for
+/// ARM (NEON; SVE builds take the scalar path) and WASM, 32 for POWER9,
+/// LoongArch and s390x, none for RISC-V (its builds take the scalar path);
+/// 64 elsewhere.
+const WKV7_STEP: i64 = if cfg!(any(
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "wasm32"
+)) {
+    16
+} else if cfg!(any(target_arch = "riscv64", target_arch = "riscv32")) {
+    1
+} else if cfg!(any(
+    target_arch = "powerpc64",
+    target_arch = "loongarch64",
+    target_arch = "s390x"
+)) {
+    32
+} else {
+    64
+};
 
 /// The declarations.
 pub(crate) const DECLS: &[Decl] = &[
@@ -338,7 +363,8 @@ impl<'ctx> GatedLinearAttn<'ctx> {
 }
 
 /// The operands of [`Tensor::rwkv_wkv7`] besides the state: f32,
-/// contiguous, `[S, H, n_tokens]` with `S` a multiple of 64.
+/// contiguous, `[S, H, n_tokens]` with `S` a multiple of 64 on x86, of 16
+/// on ARM (see the [module docs](crate::ops::sequence)).
 #[derive(Debug, Clone, Copy)]
 pub struct RwkvWkv7<'ctx> {
     /// The receptances (at least `S·H·n_tokens` values, read as `[S, H,
@@ -568,8 +594,8 @@ impl<'ctx> Tensor<'ctx> {
     ///
     /// # Errors
     /// [`Error::Op`](crate::Error::Op) for shapes, types or layouts that do
-    /// not fit, or a head size `S` that is not a multiple of 64 (the module
-    /// docs list the rules); [`Error::OutOfMemory`](crate::Error::OutOfMemory).
+    /// not fit, or a head size `S` that is not a multiple of the kernels'
+    /// SIMD step (64 on x86; the module docs list the rules); [`Error::OutOfMemory`](crate::Error::OutOfMemory).
     pub fn rwkv_wkv7(self, p: &RwkvWkv7<'ctx>) -> Result<Tensor<'ctx>> {
         let operands = [p.r, p.w, p.k, p.v, p.a, p.b, self];
         let rules = Rules::new("rwkv_wkv7", &operands)?;
@@ -727,7 +753,7 @@ fn ssm_scan_rules(t: &[Tensor<'_>; 7], k: i64) -> std::result::Result<i64, &'sta
         "d_state·head_dim·n_head, n_seq_tokens and n_seqs must be within int",
     )?;
     ensure(
-        na[0] == 1 || !sve_possible() || d_state % WIDEST_F32_STEP == 0,
+        na[0] == 1 || !sve_possible() || d_state % SVE_MAX_F32 == 0,
         "on SVE, Mamba-1's d_state must be a multiple of 64 (its kernel loads whole vectors)",
     )?;
     Ok(len)
@@ -824,8 +850,8 @@ fn rwkv_wkv7_rules(t: &[Tensor<'_>; 7]) -> std::result::Result<[i64; 4], &'stati
         "r must hold S·H·n_tokens values",
     )?;
     ensure(
-        s % WIDEST_F32_STEP == 0,
-        "the head size S must be a multiple of 64 (the SIMD kernels step over it 16, 32 or 64 floats at a time, with no remainder)",
+        s % WKV7_STEP == 0,
+        "the head size S must be a multiple of the SIMD step of the CPU kernels (64 on x86, 16 on ARM: they step over it with no remainder)",
     )?;
     Ok(ne)
 }
