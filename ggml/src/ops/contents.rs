@@ -1,6 +1,6 @@
 //! Preconditions on tensor contents, which no shape rule can see: the
-//! indices of `get_rows`, `get_rows_back`, `set_rows`, `mul_mat_id` and
-//! `add_id` (ggml aborts, or
+//! indices of `get_rows`, `get_rows_back`, `set_rows`, `mul_mat_id`,
+//! `add_id` and `ssm_scan` (ggml aborts, or reads or
 //! writes out of bounds, on one out of range) and the values `argsort`
 //! sorts (a NaN breaks the ordering `std::sort` relies on, which may then
 //! read out of bounds).
@@ -41,6 +41,8 @@ fn rule_of(node: &Tensor<'_>) -> Option<(usize, Rule)> {
         ggml_sys::GGML_OP_ARGSORT => Some((0, Rule::NotNan)),
         ggml_sys::GGML_OP_ADD_ID => Some((2, Rule::Below(node.src(1)?.ne()[1]))),
         ggml_sys::GGML_OP_GET_ROWS_BACK => Some((1, Rule::Below(node.ne()[1]))),
+        // The states each sequence starts from (`ids` into `s`'s ne[3]).
+        ggml_sys::GGML_OP_SSM_SCAN => Some((6, Rule::Below(node.src(0)?.ne()[3]))),
         _ => None,
     }
 }
@@ -55,6 +57,7 @@ fn has_rule(op: ggml_sys::ggml_op) -> bool {
             | ggml_sys::GGML_OP_ARGSORT
             | ggml_sys::GGML_OP_ADD_ID
             | ggml_sys::GGML_OP_GET_ROWS_BACK
+            | ggml_sys::GGML_OP_SSM_SCAN
     )
 }
 

@@ -55,6 +55,7 @@ pub use glu::GluOp;
 pub(crate) use layout::cpu_copy as layout_cpu_copy;
 pub use reduce::SortOrder;
 pub use rope::{Rope, RopeMode};
+pub use sequence::{GatedDeltaNet, GatedLinearAttn, RwkvWkv6, RwkvWkv7, SsmScan};
 pub use set::ViewAt;
 pub use softmax::SoftMax;
 pub use unary::UnaryOp;
