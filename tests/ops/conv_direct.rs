@@ -762,6 +762,10 @@ fn col2im_1d_sums_overlapping_columns() -> Result<()> {
     assert!(refused(c32.col2im_1d(1, 3, -1)), "negative padding");
     assert!(refused(c32.col2im_1d(1, 3, 100)), "no output");
     assert!(
+        refused(c32.col2im_1d(i32::MAX, 3, 1 << 30)),
+        "2·padding overflows int"
+    );
+    assert!(
         refused(c32.transpose()?.col2im_1d(1, 2, 0)),
         "not contiguous"
     );
@@ -1024,5 +1028,99 @@ fn operands_of_one_context() -> Result<()> {
     let k: Tensor<'_> = a.new_tensor(Type::F32, &[1, 1, 2, 2])?;
     let d = b.new_tensor(Type::F32, &[1, 1, 4, 4])?;
     assert!(k.conv_2d_direct(d, &Conv::default()).is_err());
+    Ok(())
+}
+
+/// Every op of this file through its generic builder with hostile
+/// parameters and operands: refused, or built and computed (or refused when
+/// computed), never a crash.
+#[test]
+fn hostile_parameters_are_refused_or_computed() -> Result<()> {
+    use ggml::ops::Params;
+    const OPS: &[&str] = &[
+        "conv_transpose_1d",
+        "conv_transpose_2d_p0",
+        "conv_2d_direct",
+        "conv_2d_dw_direct",
+        "conv_3d_direct",
+        "im2col_3d",
+        "conv_3d",
+        "col2im_1d",
+        "im2col_back",
+        "pool_2d_back",
+    ];
+    // Mostly small values (so that some calls fit), and the extremes.
+    let ints = [
+        i64::MIN,
+        -(1 << 31),
+        -1,
+        0,
+        1,
+        1,
+        1,
+        2,
+        2,
+        3,
+        4,
+        1 << 30,
+        i64::MAX,
+    ];
+    let floats = [f32::NAN, -1.0, 0.0, 1.0, 1.0, 1.0, 2.0, 1e10];
+    let ctx = Context::new(64 << 20)?;
+    // Kernels, data and gradients of shapes that fit one another.
+    let shapes: [&[usize]; 11] = [
+        &[1, 3, 5, 5],
+        &[2, 3, 2, 2],
+        &[3, 1, 2, 2],
+        &[2, 3, 4, 4],
+        &[3, 2, 2],
+        &[3, 5],
+        &[4, 2, 2, 2],
+        &[4, 3, 4, 4],
+        &[5, 6],
+        &[1, 3, 2, 2],
+        &[1, 3, 3, 3],
+    ];
+    let mut pool = Vec::new();
+    for (i, shape) in shapes.iter().enumerate() {
+        let x = eval::input(shape, 300 + i as u32, 1.0);
+        for ty in [Type::F32, Type::F16, Type::BF16] {
+            pool.push(ctx.tensor_from_array_as(ty, &x)?);
+        }
+        pool.push(ctx.tensor_from_array(&x)?.transpose()?);
+    }
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let (mut built, mut computed) = (0, 0);
+    for decl in ggml::ops::catalog().filter(|d| OPS.contains(&d.name())) {
+        for _ in 0..3000 {
+            let operands: Vec<Tensor<'_>> =
+                (0..decl.arity()).map(|_| pool[next(pool.len())]).collect();
+            let params = Params {
+                flags: next(8) as u32,
+                f: [0; 4].map(|_| floats[next(floats.len())]),
+                i: [0; 4].map(|_| ints[next(ints.len())]),
+            };
+            let Ok(t) = decl.build(&operands, &params) else {
+                continue;
+            };
+            built += 1;
+            if t.len() > 1 << 20 {
+                continue;
+            }
+            if eval::compute(&ctx, &[t]).is_ok() {
+                computed += 1;
+            }
+        }
+    }
+    ensure!(
+        built > 0 && computed > 0,
+        "{built} built, {computed} computed"
+    );
     Ok(())
 }

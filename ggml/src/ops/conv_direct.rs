@@ -384,8 +384,12 @@ fn col2im_1d_rules(a: &Tensor<'_>, s: i32, oc: i32, p: i32) -> Check<[i64; 4]> {
     if !matches!(a.ty(), Type::F32 | Type::F16 | Type::BF16) {
         return Err("f32, f16 or bf16 columns");
     }
-    if s < 1 || oc < 1 || p < 0 {
-        return Err("stride and channels at least 1, padding at least 0");
+    // ggml doubles the padding in int.
+    let Some(two_p) = p.checked_mul(2).filter(|_| p >= 0) else {
+        return Err("padding from 0 to 2^30 (ggml doubles it in int)");
+    };
+    if s < 1 || oc < 1 {
+        return Err("stride and channels at least 1");
     }
     let k = na[0] / i64::from(oc);
     if k < 1 || na[0] % i64::from(oc) != 0 {
@@ -396,7 +400,7 @@ fn col2im_1d_rules(a: &Tensor<'_>, s: i32, oc: i32, p: i32) -> Check<[i64; 4]> {
         .ok_or("the output length within i64")?;
     let t_out = stretched
         .checked_add(k)
-        .and_then(|t| t.checked_sub(2 * i64::from(p)))
+        .and_then(|t| t.checked_sub(two_p.into()))
         .ok_or("the output length within i64")?;
     if t_out < 1 {
         return Err("an output of at least one step ((T_in - 1)·s + K - 2p)");
@@ -463,7 +467,8 @@ fn pool_2d_back_rules(
 ) -> Check<()> {
     let (na, nf) = (a.ne(), af.ne());
     if k.iter().chain(&s).any(|&v| v < 1 || !int(v.into()))
-        || p.iter().any(|&v| v.abs() > MAX_POOL_PAD)
+        || p.iter()
+            .any(|&v| v.unsigned_abs() > MAX_POOL_PAD.unsigned_abs())
         || !int(product(&k))
     {
         return Err("windows and strides of 1 to i32::MAX (K0·K1 too), paddings within ±2^24");
@@ -1175,7 +1180,9 @@ impl<'ctx> Tensor<'ctx> {
     /// [`Tensor::im2col_3d`] (f16; f32 for a bf16 kernel) times this
     /// contiguous kernel ([`Tensor::mul_mat`]), permuted to the layout of
     /// [`Tensor::conv_3d_direct`], which takes the same operands; every step
-    /// checked.
+    /// checked. (With a bf16 kernel the f32 patches multiply a bf16 right
+    /// operand, which ggml's CPU computes but this crate's `mul_mat` contract
+    /// does not yet accept: such a graph is refused when computed.)
     ///
     /// # Errors
     /// [`Error::Op`](crate::Error::Op) for channel counts that do not divide
