@@ -868,6 +868,10 @@ fn im2col_back_is_im2cols_adjoint() -> Result<()> {
         "3 items, gradient of 2"
     );
     assert!(
+        refused(tg.im2col_back(kernel, [i64::MAX, i64::MAX, 3, 2], &conv, true)),
+        "channels beyond int's byte offsets"
+    );
+    assert!(
         refused(tg.im2col_back(kernel, [6, -5, 3, 2], &conv, true)),
         "negative size"
     );

@@ -436,11 +436,13 @@ fn im2col_back_rules(
         return Err("the gradient of the patches: 2-D [C·KH·KW, OW, OH, N], 1-D [C·K, OW, N]");
     }
     // ggml holds the byte strides of channels and items in int.
-    let plane = product(&[ne[0], 4]);
     let (ofs1, ofs0) = if two_d {
-        (plane * i128::from(ne[1]), plane * product(&ne[1..3]))
+        (
+            product(&[ne[0], ne[1], 4]),
+            product(&[ne[0], ne[1], ne[2], 4]),
+        )
     } else {
-        (plane, plane * i128::from(ne[1]))
+        (product(&[ne[0], 4]), product(&[ne[0], ne[1], 4]))
     };
     let (channels, items) = if two_d {
         (ne[2], ne[3])
