@@ -16,7 +16,9 @@ use crate::tensor::Tensor;
 use crate::types::Type;
 
 /// The parameters of [`Tensor::im2col`]: per spatial dimension (width,
-/// height) the stride, padding and dilation.
+/// height) the stride, padding and dilation. (The bounds below are
+/// `im2col`'s and its convolutions'; the direct convolutions of
+/// [`conv_direct`](crate::ops::conv_direct) take any values but a zero stride.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv {
     /// Strides (at least 1).
@@ -47,7 +49,7 @@ pub enum Pool {
 }
 
 impl Pool {
-    fn as_raw(self) -> ggml_sys::ggml_op_pool {
+    pub(crate) fn as_raw(self) -> ggml_sys::ggml_op_pool {
         match self {
             Pool::Avg => ggml_sys::GGML_OP_POOL_AVG,
             Pool::Max => ggml_sys::GGML_OP_POOL_MAX,

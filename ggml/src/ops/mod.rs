@@ -47,6 +47,7 @@ mod decl;
 
 pub use attention::{FlashAttn, Precision};
 pub use conv::{Conv, Interpolation, Pool};
+pub use conv_direct::Conv3d;
 pub use custom::{CustomCall, Tasks};
 pub(crate) use decl::op_error;
 pub use decl::{catalog, Build, Decl, Family, Params, RawBuild, Sub};
