@@ -183,7 +183,7 @@ fn lightning_indexer_rules() -> Result<()> {
 fn hc_comb_ref(mixes: &[f32], scale: &[f32], base: &[f32], eps: f32, n_iter: i32) -> [[f32; 4]; 4] {
     const HC: usize = 4;
     let mut c = [[0.0f32; HC]; HC];
-    for src in 0..HC {
+    for (src, col) in c.iter_mut().enumerate() {
         let logits: Vec<f32> = (0..HC)
             .map(|dst| {
                 let i = 2 * HC + dst + HC * src;
@@ -194,16 +194,16 @@ fn hc_comb_ref(mixes: &[f32], scale: &[f32], base: &[f32], eps: f32, n_iter: i32
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let ex: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
         let sum: f32 = ex.iter().sum();
-        for dst in 0..HC {
-            c[src][dst] = ex[dst] / sum + eps;
+        for (v, e) in col.iter_mut().zip(&ex) {
+            *v = e / sum + eps;
         }
     }
     // Normalise over src (for each dst), then n_iter - 1 rounds of over dst
     // (for each src) followed by over src.
     let over_src = |c: &mut [[f32; HC]; HC]| {
         for dst in 0..HC {
-            let sum = eps + (0..HC).map(|src| c[src][dst]).sum::<f32>();
-            (0..HC).for_each(|src| c[src][dst] /= sum);
+            let sum = eps + c.iter().map(|col| col[dst]).sum::<f32>();
+            c.iter_mut().for_each(|col| col[dst] /= sum);
         }
     };
     let over_dst = |c: &mut [[f32; HC]; HC]| {
