@@ -1,13 +1,21 @@
 //! Custom ops: Rust closures as graph nodes (`ggml_custom_4d`,
-//! `ggml_map_custom1/2/3`).
+//! `ggml_map_custom1/2/3`, and their in-place forms `ggml_custom_inplace`,
+//! `ggml_map_custom1/2/3_inplace`).
 //!
 //! The closure is `Fn(CustomCall) + Send + Sync + 'static`: the CPU backend
 //! calls it from every graph thread that has work (up to the op's
 //! [`Tasks`]), each time with that thread's share of the result's rows (rows
 //! are ggml's dimensions 1 to 3 flattened) as an exclusive f32 view, and the
-//! operands whole as shared f32 views. Shares never overlap and the operands
-//! are never the result's memory (ggml computes custom ops out of place), so
-//! the views alias nothing.
+//! operands whole as shared f32 views. Shares never overlap, so the views
+//! alias nothing:
+//! - out of place, the result is new memory (zeros until written) and no
+//!   operand is in it;
+//! - in place, the result is the first operand's memory: `out` holds that
+//!   operand's values when the closure starts, and the operand is *not*
+//!   among `inputs` (other threads write its other rows meanwhile). It must
+//!   be contiguous (the rows are handed out densely), and the other operands
+//!   must share no byte with it (they are read whole while its rows are
+//!   written; the operand itself as another input included).
 //!
 //! A panic is caught on the thread that raised it, the other threads finish,
 //! and once ggml has returned the computation is
@@ -55,11 +63,13 @@ impl Tasks {
 #[derive(Debug)]
 pub struct CustomCall<'a> {
     /// This thread's rows of the result: `[rows, ne0]`, row `i` being row
-    /// `first_row + i` of the result.
+    /// `first_row + i` of the result. In place, they hold the first
+    /// operand's values when the call starts.
     pub out: ArrayViewMut2<'a, f32>,
     /// The result's row that `out` starts at.
     pub first_row: usize,
-    /// The operands, whole, in ndarray order.
+    /// The operands, whole, in ndarray order; in place, all but the first
+    /// (whose rows are `out`).
     pub inputs: &'a [ArrayViewD<'a, f32>],
     /// This thread's number, `0..nth`.
     pub ith: usize,
@@ -67,10 +77,16 @@ pub struct CustomCall<'a> {
     pub nth: usize,
 }
 
+/// The closure type custom ops keep.
+type Closure = Box<dyn Fn(CustomCall<'_>) + Send + Sync>;
+
 /// A closure of a custom op, owned by its context.
 pub(crate) struct CustomFn {
-    name: String,
-    f: Box<dyn Fn(CustomCall<'_>) + Send + Sync>,
+    name: &'static str,
+    f: Closure,
+    /// Whether the node computes in place: its first source is its own
+    /// memory, handed out as `out`, not as an input.
+    inplace: bool,
     /// The first panic of a computation.
     panic: Mutex<Option<String>>,
 }
@@ -84,25 +100,30 @@ impl crate::context::Kept for CustomFn {
             .unwrap_or_else(|e| e.into_inner())
             .take()?;
         Some(Error::CustomOpPanicked {
-            op: self.name.clone(),
+            op: self.name.to_owned(),
             message,
         })
     }
 }
 
-/// The declarations: `custom` (`ggml_custom_4d`) and `map_custom` (`ggml_map_custom1/2/3`).
-/// Generic builder (for the fuzzer): `map_custom1` with a closure writing
-/// each row's index, panicking on the thread of the first row when bit 1 of
-/// `Params::flags` is set; `Params::i[0]` tasks (0: all).
+/// The declarations: `custom` (`ggml_custom_4d`, `ggml_custom_inplace`) and
+/// `map_custom` (`ggml_map_custom1/2/3` and their in-place forms).
+/// Generic builders (for the fuzzer): the op with a closure writing each
+/// row's index, panicking on the thread of the first row when bit 1 of
+/// `Params::flags` is set; bit 0 selects the in-place form; `Params::i[3]`
+/// tasks (0: all); `custom`'s shape from `Params::i[0..2]`.
 pub(crate) const DECLS: &[Decl] = &[
     Decl {
         name: "custom",
         family: Family::Custom,
-        builders: &["ggml_custom_4d"],
+        builders: &["ggml_custom_4d", "ggml_custom_inplace"],
         op: ggml_sys::GGML_OP_CUSTOM,
         arity: 1,
         cpu: cpu_custom,
         build: |_, t, p| {
+            if p.inplace() {
+                return t[0].custom_inplace(&[], tasks_of(p), fuzz_closure(p));
+            }
             let shape: Vec<usize> =
                 p.i.iter()
                     .take(2)
@@ -116,11 +137,18 @@ pub(crate) const DECLS: &[Decl] = &[
     Decl {
         name: "map_custom",
         family: Family::Custom,
-        builders: &["ggml_map_custom1", "ggml_map_custom2", "ggml_map_custom3"],
+        builders: &[
+            "ggml_map_custom1",
+            "ggml_map_custom2",
+            "ggml_map_custom3",
+            "ggml_map_custom1_inplace",
+            "ggml_map_custom2_inplace",
+            "ggml_map_custom3_inplace",
+        ],
         op: ggml_sys::GGML_OP_MAP_CUSTOM1,
         arity: 1,
         cpu: cpu_custom,
-        build: fuzz_build,
+        build: |_, t, p| fuzz_map(&t[..1], p),
         ..BASE
     },
     Decl {
@@ -129,7 +157,7 @@ pub(crate) const DECLS: &[Decl] = &[
         op: ggml_sys::GGML_OP_MAP_CUSTOM2,
         arity: 2,
         cpu: cpu_custom,
-        build: |_, t, p| t[0].map_custom2(t[1], tasks_of(p), fuzz_closure(p)),
+        build: |_, t, p| fuzz_map(&t[..2], p),
         ..BASE
     },
     Decl {
@@ -138,13 +166,15 @@ pub(crate) const DECLS: &[Decl] = &[
         op: ggml_sys::GGML_OP_MAP_CUSTOM3,
         arity: 3,
         cpu: cpu_custom,
-        build: |_, t, p| t[0].map_custom3(t[1], t[2], tasks_of(p), fuzz_closure(p)),
+        build: |_, t, p| fuzz_map(&t[..3], p),
         ..BASE
     },
 ];
 
-fn fuzz_build<'a>(_: &Decl, t: &[Tensor<'a>], p: &Params) -> Result<Tensor<'a>> {
-    t[0].map_custom1(tasks_of(p), fuzz_closure(p))
+/// The fuzzer's `map_custom1/2/3` (by operand count), in place when bit 0
+/// of `Params::flags` is set.
+fn fuzz_map<'a>(t: &[Tensor<'a>], p: &Params) -> Result<Tensor<'a>> {
+    map_custom(t, tasks_of(p), Box::new(fuzz_closure(p)), p.inplace())
 }
 
 /// The fuzzer's task count: `Params::i[3]` (0: all).
@@ -179,6 +209,34 @@ fn viewable(t: &Tensor<'_>) -> bool {
     t.ty() == Type::F32 && t.nb().iter().all(|&s| s % 4 == 0)
 }
 
+/// Whether `a` and `b` share a byte of memory (the same tensor included):
+/// the memory of views is placed by their root's.
+fn shares_memory(a: &Tensor<'_>, b: &Tensor<'_>) -> bool {
+    let ((ra, oa), (rb, ob)) = (a.memory_root(), b.memory_root());
+    if ra != rb || a.is_empty() || b.is_empty() {
+        return false;
+    }
+    oa < ob.saturating_add(b.nbytes()) && ob < oa.saturating_add(a.nbytes())
+}
+
+/// Checks the in-place rules of a custom op writing `a` (a contiguous
+/// result that no other operand in `others` shares memory with), and
+/// reserves the view of `a` that is its result.
+fn reserve_in_place<'a>(
+    rules: &Rules<'_, 'a>,
+    a: &Tensor<'a>,
+    others: &[Tensor<'a>],
+) -> Result<()> {
+    rules.require(a.is_contiguous(), || {
+        "in place, the first operand must be contiguous (the closure gets its rows densely)".into()
+    })?;
+    rules.require(!others.iter().any(|b| shares_memory(a, b)), || {
+        "in place, no other operand may share memory with the first (they are read whole while its rows are written)"
+            .into()
+    })?;
+    rules.reserve_result(Type::F32, &a.ne(), Some(a))
+}
+
 impl Context {
     /// A custom op computing an f32 tensor of `shape` (ndarray order) from
     /// `inputs` (f32, at most 9) with the closure `f` (see the module docs).
@@ -209,7 +267,7 @@ impl Context {
             "operands must be f32 with strides of whole elements".into()
         })?;
         self.reserve_tensor("custom", Type::F32, &ne)?;
-        let userdata = self.keep_custom("custom", Box::new(f));
+        let userdata = self.keep_custom("custom", Box::new(f), false);
         let mut args: Vec<*mut ggml_sys::ggml_tensor> = inputs.iter().map(Tensor::as_ptr).collect();
         // SAFETY: operands of this context, fewer than GGML_MAX_SRC (ggml's
         // assertion); a valid f32 shape with room reserved; the trampoline
@@ -233,10 +291,11 @@ impl Context {
 
     /// Keeps `f` for as long as the context lives; its address is the
     /// trampolines' userdata.
-    fn keep_custom(&self, name: &str, f: Box<dyn Fn(CustomCall<'_>) + Send + Sync>) -> *mut c_void {
+    fn keep_custom(&self, name: &'static str, f: Closure, inplace: bool) -> *mut c_void {
         let boxed = Box::new(CustomFn {
-            name: name.to_owned(),
+            name,
             f,
+            inplace,
             panic: Mutex::new(None),
         });
         let ptr = &*boxed as *const CustomFn as *mut c_void;
@@ -261,7 +320,7 @@ impl<'ctx> Tensor<'ctx> {
     where
         F: Fn(CustomCall<'_>) + Send + Sync + 'static,
     {
-        map_custom(&[self], tasks, Box::new(f))
+        map_custom(&[self], tasks, Box::new(f), false)
     }
 
     /// A custom op of this tensor and `b` (`ggml_map_custom2`): an f32
@@ -273,7 +332,7 @@ impl<'ctx> Tensor<'ctx> {
     where
         F: Fn(CustomCall<'_>) + Send + Sync + 'static,
     {
-        map_custom(&[self, b], tasks, Box::new(f))
+        map_custom(&[self, b], tasks, Box::new(f), false)
     }
 
     /// A custom op of this tensor, `b` and `c` (`ggml_map_custom3`): an f32
@@ -291,97 +350,197 @@ impl<'ctx> Tensor<'ctx> {
     where
         F: Fn(CustomCall<'_>) + Send + Sync + 'static,
     {
-        map_custom(&[self, b, c], tasks, Box::new(f))
+        map_custom(&[self, b, c], tasks, Box::new(f), false)
+    }
+
+    /// [`Tensor::map_custom1`] in place (`ggml_map_custom1_inplace`): the
+    /// result is this tensor's memory, `out` holding its values when `f`
+    /// starts, and `inputs` empty (see the module docs).
+    ///
+    /// # Errors
+    /// [`Error::Op`] unless this tensor is contiguous f32;
+    /// [`Error::OutOfMemory`].
+    pub fn map_custom1_inplace<F>(self, tasks: Tasks, f: F) -> Result<Tensor<'ctx>>
+    where
+        F: Fn(CustomCall<'_>) + Send + Sync + 'static,
+    {
+        map_custom(&[self], tasks, Box::new(f), true)
+    }
+
+    /// [`Tensor::map_custom2`] in place (`ggml_map_custom2_inplace`): the
+    /// result is this tensor's memory, `out` holding its values when `f`
+    /// starts, and `inputs` is `[b]`.
+    ///
+    /// # Errors
+    /// [`Error::Op`] unless this tensor is contiguous f32 and `b` f32 with
+    /// strides of whole elements, sharing no memory with this tensor (nor
+    /// being it); [`Error::OutOfMemory`].
+    pub fn map_custom2_inplace<F>(self, b: Tensor<'ctx>, tasks: Tasks, f: F) -> Result<Tensor<'ctx>>
+    where
+        F: Fn(CustomCall<'_>) + Send + Sync + 'static,
+    {
+        map_custom(&[self, b], tasks, Box::new(f), true)
+    }
+
+    /// [`Tensor::map_custom3`] in place (`ggml_map_custom3_inplace`): the
+    /// result is this tensor's memory, `out` holding its values when `f`
+    /// starts, and `inputs` is `[b, c]`.
+    ///
+    /// # Errors
+    /// As [`Tensor::map_custom2_inplace`], for `b` and `c`.
+    pub fn map_custom3_inplace<F>(
+        self,
+        b: Tensor<'ctx>,
+        c: Tensor<'ctx>,
+        tasks: Tasks,
+        f: F,
+    ) -> Result<Tensor<'ctx>>
+    where
+        F: Fn(CustomCall<'_>) + Send + Sync + 'static,
+    {
+        map_custom(&[self, b, c], tasks, Box::new(f), true)
+    }
+
+    /// A custom op computing this tensor in place from `inputs` (f32, at
+    /// most 8) with the closure `f` (`ggml_custom_inplace`): the result is
+    /// this tensor's memory, `out` holding its values when `f` starts, and
+    /// `inputs` the closure's inputs (see the module docs).
+    ///
+    /// # Errors
+    /// [`Error::Op`] for more than 8 inputs, inputs that are not f32 with
+    /// strides of whole elements or share memory with this tensor, or this
+    /// tensor not contiguous f32; [`Error::OutOfMemory`],
+    /// [`Error::WrongContext`].
+    pub fn custom_inplace<F>(
+        self,
+        inputs: &[Tensor<'ctx>],
+        tasks: Tasks,
+        f: F,
+    ) -> Result<Tensor<'ctx>>
+    where
+        F: Fn(CustomCall<'_>) + Send + Sync + 'static,
+    {
+        let operands: Vec<Tensor<'ctx>> = std::iter::once(self)
+            .chain(inputs.iter().copied())
+            .collect();
+        let rules = Rules::new("custom_inplace", &operands)?;
+        // ggml keeps the tensor in src[0] and the inputs after it.
+        rules.require(operands.len() < ggml_sys::GGML_MAX_SRC as usize, || {
+            format!("at most {} inputs", ggml_sys::GGML_MAX_SRC - 2)
+        })?;
+        rules.require(operands.iter().all(viewable), || {
+            "operands must be f32 with strides of whole elements".into()
+        })?;
+        reserve_in_place(&rules, &self, inputs)?;
+        let ctx = rules.context();
+        let userdata = ctx.keep_custom("custom_inplace", Box::new(f), true);
+        let mut args: Vec<*mut ggml_sys::ggml_tensor> = inputs.iter().map(Tensor::as_ptr).collect();
+        // SAFETY: operands of this context, fewer than GGML_MAX_SRC - 1
+        // inputs (ggml's assertion); a contiguous f32 tensor whose view is
+        // the result (room reserved), no input sharing its memory; the
+        // trampoline and its userdata live as long as the context.
+        rules.wrap(unsafe {
+            ggml_sys::ggml_custom_inplace(
+                ctx.as_ptr(),
+                self.as_ptr(),
+                args.as_mut_ptr(),
+                args.len() as i32,
+                Some(trampoline_4d),
+                tasks.as_raw(),
+                userdata,
+            )
+        })
     }
 }
 
-/// Builds `ggml_map_custom1/2/3` of `operands`.
+/// Builds `ggml_map_custom1/2/3` of `operands` (one to three), or their
+/// in-place forms.
 fn map_custom<'a>(
     operands: &[Tensor<'a>],
     tasks: Tasks,
-    f: Box<dyn Fn(CustomCall<'_>) + Send + Sync>,
+    f: Closure,
+    inplace: bool,
 ) -> Result<Tensor<'a>> {
-    let rules = Rules::new("map_custom", operands)?;
+    let op = if inplace {
+        "map_custom_inplace"
+    } else {
+        "map_custom"
+    };
+    let rules = Rules::new(op, operands)?;
     rules.require(operands.iter().all(viewable), || {
         "operands must be f32 with strides of whole elements".into()
     })?;
     let a = operands[0];
-    rules.reserve_result(Type::F32, &a.ne(), None)?;
+    if inplace {
+        reserve_in_place(&rules, &a, &operands[1..])?;
+    } else {
+        rules.reserve_result(Type::F32, &a.ne(), None)?;
+    }
     let ctx = rules.context();
-    let userdata = ctx.keep_custom("map_custom", f);
-    let n = tasks.as_raw();
+    let userdata = ctx.keep_custom(op, f, inplace);
+    let (c, n) = (ctx.as_ptr(), tasks.as_raw());
     let p = |i: usize| operands[i].as_ptr();
+    use ggml_sys as g;
     // SAFETY: f32 operands of one context; room for the result (a's type and
-    // shape) reserved; the trampolines and userdata live as long as the
-    // context. The builders assert nothing.
+    // shape, or in place a view of contiguous `a` that no other operand
+    // shares memory with) reserved; the trampolines and userdata live as
+    // long as the context. The builders assert only the task count, which
+    // `Tasks` keeps positive or GGML_N_TASKS_MAX.
     rules.wrap(unsafe {
         match operands.len() {
-            1 => ggml_sys::ggml_map_custom1(ctx.as_ptr(), p(0), Some(trampoline_1), n, userdata),
-            2 => ggml_sys::ggml_map_custom2(
-                ctx.as_ptr(),
-                p(0),
-                p(1),
-                Some(trampoline_2),
-                n,
-                userdata,
-            ),
-            _ => ggml_sys::ggml_map_custom3(
-                ctx.as_ptr(),
-                p(0),
-                p(1),
-                p(2),
-                Some(trampoline_3),
-                n,
-                userdata,
-            ),
+            1 => {
+                let build = if inplace {
+                    g::ggml_map_custom1_inplace
+                } else {
+                    g::ggml_map_custom1
+                };
+                build(c, p(0), Some(trampoline_1), n, userdata)
+            }
+            2 => {
+                let build = if inplace {
+                    g::ggml_map_custom2_inplace
+                } else {
+                    g::ggml_map_custom2
+                };
+                build(c, p(0), p(1), Some(trampoline_2), n, userdata)
+            }
+            _ => {
+                let build = if inplace {
+                    g::ggml_map_custom3_inplace
+                } else {
+                    g::ggml_map_custom3
+                };
+                build(c, p(0), p(1), p(2), Some(trampoline_3), n, userdata)
+            }
         }
     })
 }
 
-unsafe extern "C" fn trampoline_4d(
-    dst: *mut ggml_sys::ggml_tensor,
-    ith: i32,
-    nth: i32,
-    userdata: *mut c_void,
-) {
-    // SAFETY: ggml passes the node and the userdata given when it was built.
-    unsafe { run(dst, ith, nth, userdata) }
+/// The C callbacks ggml calls, one per signature (`ggml_custom_op_t`,
+/// `ggml_custom1/2/3_op_t`): each ignores the operands it is passed (they
+/// are the node's sources, which [`run`] reads) and runs the node's closure.
+macro_rules! trampolines {
+    ($($name:ident($($src:ident),*);)*) => {$(
+        unsafe extern "C" fn $name(
+            dst: *mut ggml_sys::ggml_tensor,
+            $($src: *const ggml_sys::ggml_tensor,)*
+            ith: i32,
+            nth: i32,
+            userdata: *mut c_void,
+        ) {
+            $(let _ = $src;)*
+            // SAFETY: ggml passes the node and the userdata given when it
+            // was built (a custom node of this module).
+            unsafe { run(dst, ith, nth, userdata) }
+        }
+    )*};
 }
 
-unsafe extern "C" fn trampoline_1(
-    dst: *mut ggml_sys::ggml_tensor,
-    _: *const ggml_sys::ggml_tensor,
-    ith: i32,
-    nth: i32,
-    userdata: *mut c_void,
-) {
-    // SAFETY: as in `trampoline_4d` (the operands are the node's sources).
-    unsafe { run(dst, ith, nth, userdata) }
-}
-
-unsafe extern "C" fn trampoline_2(
-    dst: *mut ggml_sys::ggml_tensor,
-    _: *const ggml_sys::ggml_tensor,
-    _: *const ggml_sys::ggml_tensor,
-    ith: i32,
-    nth: i32,
-    userdata: *mut c_void,
-) {
-    // SAFETY: as in `trampoline_4d`.
-    unsafe { run(dst, ith, nth, userdata) }
-}
-
-unsafe extern "C" fn trampoline_3(
-    dst: *mut ggml_sys::ggml_tensor,
-    _: *const ggml_sys::ggml_tensor,
-    _: *const ggml_sys::ggml_tensor,
-    _: *const ggml_sys::ggml_tensor,
-    ith: i32,
-    nth: i32,
-    userdata: *mut c_void,
-) {
-    // SAFETY: as in `trampoline_4d`.
-    unsafe { run(dst, ith, nth, userdata) }
+trampolines! {
+    trampoline_4d();
+    trampoline_1(a);
+    trampoline_2(a, b);
+    trampoline_3(a, b, c);
 }
 
 /// A shared f32 view of `t`'s data.
@@ -424,7 +583,8 @@ unsafe fn input_view<'a>(t: *const ggml_sys::ggml_tensor) -> Option<ArrayViewD<'
 /// # Safety
 /// Called by ggml's CPU backend on a custom node this module built: `dst` a
 /// live contiguous f32 tensor with data, its sources f32 inputs checked when
-/// built, `userdata` a [`CustomFn`] its context keeps.
+/// built (in place, the first source being `dst`'s memory and no other
+/// sharing it), `userdata` a [`CustomFn`] its context keeps.
 unsafe fn run(dst: *mut ggml_sys::ggml_tensor, ith: i32, nth: i32, userdata: *mut c_void) {
     // SAFETY: the caller's contract: the context owns the closure.
     let custom = unsafe { &*(userdata as *const CustomFn) };
@@ -440,17 +600,21 @@ unsafe fn run(dst: *mut ggml_sys::ggml_tensor, ith: i32, nth: i32, userdata: *mu
         if first == last || ne0 == 0 {
             return;
         }
+        // In place, the first source is the node's own memory: it is `out`,
+        // not an input.
         let inputs: Vec<ArrayViewD<'_, f32>> = d
             .src
             .iter()
             .take_while(|s| !s.is_null())
+            .skip(usize::from(custom.inplace))
             // SAFETY: sources of the node: f32 inputs checked when it was
-            // built, read only while it computes.
+            // built, read only while it computes (none is its memory).
             .filter_map(|&s| unsafe { input_view(s) })
             .collect();
-        // SAFETY: the node is contiguous f32 (made by ggml for this op);
-        // this thread's rows `first..last` are written by it alone (the
-        // shares are disjoint), and no operand is the node's memory.
+        // SAFETY: the node is contiguous f32 (made by ggml for this op, or
+        // in place a view of a contiguous f32 operand); this thread's rows
+        // `first..last` are accessed by it alone (the shares are disjoint),
+        // and no input shares the node's memory.
         let out = unsafe {
             std::slice::from_raw_parts_mut(
                 d.data.cast::<f32>().add(first * ne0),
@@ -478,16 +642,28 @@ unsafe fn run(dst: *mut ggml_sys::ggml_tensor, ith: i32, nth: i32, userdata: *mu
 }
 
 /// The CPU runs custom ops whose result is contiguous f32 and whose
-/// operands are f32 with strides of whole elements.
+/// operands are f32 with strides of whole elements; in place (the node a
+/// view), the first operand is exactly the node's memory and no other
+/// operand shares it.
 fn cpu_custom(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
     if node.ty() != Type::F32 || !node.is_contiguous() {
         return Err("a custom op's result must be contiguous f32");
     }
-    for i in 0..ggml_sys::GGML_MAX_SRC as usize {
-        if let Some(s) = node.src(i) {
-            if !viewable(&s) {
-                return Err("a custom op's operands must be f32 with strides of whole elements");
-            }
+    let sources: Vec<Tensor<'_>> = (0..ggml_sys::GGML_MAX_SRC as usize)
+        .filter_map(|i| node.src(i))
+        .collect();
+    if !sources.iter().all(viewable) {
+        return Err("a custom op's operands must be f32 with strides of whole elements");
+    }
+    if node.memory_root().0 != *node {
+        let a = sources
+            .first()
+            .ok_or("an in-place custom op has its operand")?;
+        if a.memory_root() != node.memory_root() || a.layout() != node.layout() {
+            return Err("an in-place custom op's result must be its first operand's memory");
+        }
+        if sources[1..].iter().any(|b| shares_memory(a, b)) {
+            return Err("an in-place custom op's other operands must not share its memory");
         }
     }
     Ok(())
