@@ -10,8 +10,8 @@ use std::path::Path;
 use anyhow::{bail, ensure, Context as _, Result};
 
 /// Coverage may only grow: the floors of what the safe API reaches.
-const FLOOR_OPS: usize = 78;
-const FLOOR_BUILDERS: usize = 202;
+const FLOOR_OPS: usize = 96;
+const FLOOR_BUILDERS: usize = 226;
 
 /// The targets, quoted in the report.
 const TARGET_BUILDERS: usize = 200;

@@ -29,14 +29,21 @@
 //! - [`softmax`], `soft_max`, `soft_max_ext` (mask, ALiBi, sinks);
 //! - [`rope`], `rope`, `rope_ext` (YaRN, frequency factors);
 //! - [`attention`], `flash_attn_ext`;
-//! - [`custom`], Rust closures as graph nodes;
+//! - [`deepseek`], `lightning_indexer`, `dsv4_hc_comb`, `dsv4_hc_pre`, `dsv4_hc_pre_gated`,
+//!   `dsv4_hc_post`;
+//! - [`custom`], Rust closures as graph nodes (`map_custom1/2/3`, `custom`, and their
+//!   in-place forms);
 //! - [`fill`], `diag_mask_inf`, `diag_mask_zero`, `tri`, `fill`, `arange`, `pad`, `pad_ext`,
 //!   `pad_reflect_1d`, `diag`, `timestep_embedding`, `roll`;
 //! - [`matmul`], `mul_mat`, `mul_mat_id` (experts), `out_prod`;
 //! - [`backward`], `silu_back`, `rms_norm_back`, `soft_max_ext_back`, `get_rows_back`, `repeat_back`;
-//! - [`sequence`], `ssm_conv`;
+//! - [`sequence`], `ssm_conv`, `ssm_scan`, `rwkv_wkv6`, `gated_linear_attn`, `rwkv_wkv7`,
+//!   `gated_delta_net`;
 //! - [`conv`], `im2col`, `conv_1d`, `conv_2d` and their depthwise forms, `pool_1d`, `pool_2d`,
 //!   `interpolate`, `upscale`;
+//! - [`conv_direct`], `conv_transpose_1d`, `conv_transpose_2d_p0`, `conv_2d_direct`,
+//!   `conv_2d_dw_direct`, `conv_3d_direct`, `im2col_3d`, `conv_3d` (`Conv3d`), `col2im_1d`,
+//!   `im2col_back`, `pool_2d_back`;
 //! - [`set`], `set`, `set_1d`, `set_2d`, `acc` (writes into strided views);
 //! - [`vision`], `win_part`, `win_unpart`, `get_rel_pos`, `add_rel_pos`;
 //! - [`reduce`], `sum`, `sum_rows`, `mean`, `argmax`, `cumsum`, `count_equal`, `argsort`, `top_k`;
