@@ -451,9 +451,10 @@ pub enum Call {
     /// Leaks the data token of a context: later accesses are refused.
     ForgetData(u8),
     /// Op number `n` of `ggml::ops::catalog()` (modulo their number) on
-    /// tensors picked by index, with parameters: every declared op is
-    /// generated from its declaration.
-    Op(u16, [u8; 4], OpParams),
+    /// tensors picked by index (room for the widest op, `rwkv_wkv7`'s
+    /// seven), with parameters: every declared op is generated from its
+    /// declaration.
+    Op(u16, [u8; 8], OpParams),
 }
 
 /// The parameters of a [`Call::Op`], mapped onto `ggml::ops::Params`.

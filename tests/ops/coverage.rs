@@ -286,3 +286,11 @@ fn the_coverage_report_is_current() -> Result<()> {
     }
     Ok(())
 }
+
+/// The fuzzer picks at most 8 operands per op (`fuzz/src/program.rs`).
+#[test]
+fn no_op_takes_more_operands_than_the_fuzzer_picks() {
+    for decl in ggml::ops::catalog() {
+        assert!(decl.arity() <= 8, "{} takes {}", decl.name(), decl.arity());
+    }
+}
