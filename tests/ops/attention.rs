@@ -537,6 +537,21 @@ fn rope_back_offsets_and_multi_sections() -> Result<()> {
         ),
         "sections adding up to 0"
     );
+    // ggml's kernel asserts these two (found by tests/ops/hostile.rs).
+    assert!(
+        matches!(
+            t.rope_multi(p4, None, [0, 0, 0, 4], &multi),
+            Err(Error::Op(_))
+        ),
+        "only the fourth section positive"
+    );
+    assert!(
+        matches!(
+            t.rope_multi(p4, None, [8, 8, 0, 1], &multi),
+            Err(Error::Op(_))
+        ),
+        "sections adding up to more than the row (16)"
+    );
     assert!(
         matches!(
             t.rope_multi(p, None, [4, 4, 0, 0], &multi),

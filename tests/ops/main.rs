@@ -18,6 +18,7 @@ mod experts;
 mod fill;
 mod glu;
 mod graphs;
+mod hostile;
 mod misc;
 mod movement;
 mod norm;

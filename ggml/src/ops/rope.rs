@@ -11,8 +11,9 @@
 //! (ggml asserts `n_dims / 2`, but its CPU kernel reads `ne[0] / 2`).
 //! ggml's kernel needs `n_dims` even, positive and with the offset at most
 //! the row length, the row length even (it copies the unrotated rest in
-//! pairs), M-RoPE sections not negative with a positive sum (it takes
-//! positions modulo their sum), vision RoPE with `n_dims` half the row and
+//! pairs), M-RoPE sections not negative, one of the first three positive
+//! (it asserts so) and adding up to at most the row length (it asserts so,
+//! and takes positions modulo the sum), vision RoPE with `n_dims` half the row and
 //! no offset; it reads positions and factors as dense arrays. The CPU
 //! rotates f32 and f16 rows of dense values (rows counted in `int`). In
 //! place, positions and factors must not share memory with the operand.
@@ -341,9 +342,19 @@ fn rope<'a>(
         "ggml's kernel copies rows in pairs: the row length must be even".into()
     })?;
     if let Some(s) = sections {
+        // ggml's kernel asserts one of the first three is positive and the
+        // sum (taken in int) at most the row length.
         rules.require(
-            s.iter().all(|&x| x >= 0) && s.iter().map(|&x| i64::from(x)).sum::<i64>() > 0,
-            || format!("sections {s:?} must not be negative and must add up to more than 0"),
+            s.iter().all(|&x| x >= 0)
+                && s[..3].iter().any(|&x| x > 0)
+                && s.iter().map(|&x| i64::from(x)).sum::<i64>() <= na[0],
+            || {
+                format!(
+                    "sections {s:?} must not be negative, one of the first three positive, \
+                     adding up to at most the row length {}",
+                    na[0]
+                )
+            },
         )?;
         if r.mode == RopeMode::Vision {
             rules.require(n_dims * 2 == na[0] && offset == 0, || {
@@ -588,9 +599,13 @@ fn cpu_rope(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
     if multi {
         let sections = &p[11..15];
         if sections.iter().any(|&s| s < 0)
-            || sections.iter().map(|&s| i64::from(s)).sum::<i64>() <= 0
+            || sections[..3].iter().all(|&s| s <= 0)
+            || sections.iter().map(|&s| i64::from(s)).sum::<i64>() > ne0
         {
-            return Err("sections must not be negative and must add up to more than 0");
+            return Err(
+                "sections must not be negative, one of the first three positive, adding up to at \
+                 most the row length",
+            );
         }
         if mode == ggml_sys::GGML_ROPE_TYPE_VISION && (n_dims * 2 != ne0 || n_offs != 0) {
             return Err("vision RoPE rotates half the row, no offset");
