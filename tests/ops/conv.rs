@@ -45,6 +45,27 @@ fn im2col_gathers_patches() -> Result<()> {
         ),
         "stride 0"
     );
+    // ggml doubles the padding in int: 2^30 wraps to a negative size and its
+    // builder aborts where the kernel is long enough to leave a positive
+    // size in exact arithmetic (found by the fuzzer, seed 9402641). Shapes
+    // only: a no_alloc context.
+    let shapes = Context::new_no_alloc(1 << 20)?;
+    let long = shapes.new_tensor(Type::F16, &[1, 1 << 30])?;
+    let row = shapes.new_tensor(Type::F32, &[1, 1, 5])?;
+    let padded = |p: i32| Conv {
+        padding: [p, 0],
+        ..Conv::default()
+    };
+    long.im2col(row, &padded((1 << 30) - 1), false, Type::F32)?;
+    for padding in [1 << 30, i32::MAX] {
+        assert!(
+            matches!(
+                long.im2col(row, &padded(padding), false, Type::F32),
+                Err(Error::Op(_))
+            ),
+            "padding {padding}"
+        );
+    }
     Ok(())
 }
 

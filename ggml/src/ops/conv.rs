@@ -172,11 +172,24 @@ fn pool_output_size(ins: i64, k: i64, s: i64, p: i64) -> i64 {
     ((ins as f32 + 2.0 * p as f32 - k as f32) / s as f32 + 1.0) as i64
 }
 
-/// `(ins + 2p - d(k - 1) - 1) / s + 1`, ggml's output size, in i128 (no
-/// overflow for any i32 parameters).
+/// `(ins + 2p - d(k - 1) - 1) / s + 1`, ggml's output size, computed as
+/// ggml computes it (`2p` in `int`, the rest in `int64_t`): 0 (no output,
+/// refused) where ggml's arithmetic would overflow, as a padding of 2^30
+/// or more does (it wraps to a negative size and ggml's builder aborts).
 fn output_size(ins: i64, k: i64, s: i64, p: i64, d: i64) -> i128 {
-    (i128::from(ins) + 2 * i128::from(p) - i128::from(d) * (i128::from(k) - 1) - 1) / i128::from(s)
-        + 1
+    let Some(p2) = i32::try_from(p).ok().and_then(|p| p.checked_mul(2)) else {
+        return 0;
+    };
+    let reach = k.checked_sub(1).and_then(|k| d.checked_mul(k));
+    let span = reach.and_then(|r| {
+        ins.checked_add(i64::from(p2))?
+            .checked_sub(r)?
+            .checked_sub(1)
+    });
+    match span {
+        Some(n) if s > 0 => i128::from(n / s + 1),
+        _ => 0,
+    }
 }
 
 impl<'ctx> Tensor<'ctx> {
@@ -240,7 +253,11 @@ impl<'ctx> Tensor<'ctx> {
         };
         rules.require(
             ow > 0 && oh > 0 && ow <= i128::from(i32::MAX) && oh <= i128::from(i32::MAX),
-            || "the data is too small for the kernel (no output)".into(),
+            || {
+                "the data is too small for the kernel (no output), or the sizes overflow \
+                 ggml's arithmetic (paddings of 2^30 or more)"
+                    .into()
+            },
         )?;
         rules.require(data.ty() == Type::F32 && data.is_contiguous(), || {
             "the data must be contiguous f32".into()
