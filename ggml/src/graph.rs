@@ -190,12 +190,21 @@ impl Context {
         })?;
         // SAFETY: a graph of this context, which `self` keeps alive.
         let handle = unsafe { RawGraph::new(raw) };
+        let mut ruled = false;
         for &node in &order {
+            // SAFETY: a live tensor of the context; a field read, here where
+            // the node is in cache anyway (a second pass over a large graph
+            // is not free).
+            ruled |= crate::ops::contents::has_rule(unsafe { (*node).op });
             // SAFETY: parents come first, so each call visits one new node
             // (shallow recursion in ggml); the graph has room for all of them.
             unsafe { handle.expand(node) };
         }
-        let index_checks = crate::ops::contents::plan(self, &order);
+        let index_checks = if ruled {
+            crate::ops::contents::plan(self, &order)
+        } else {
+            Vec::new()
+        };
         Ok(Graph {
             raw,
             ctx: self,

@@ -48,7 +48,7 @@ fn rule_of(node: &Tensor<'_>) -> Option<(usize, Rule)> {
 }
 
 /// Whether `op` may have a content rule (a field read, for the fast path).
-fn has_rule(op: ggml_sys::ggml_op) -> bool {
+pub(crate) fn has_rule(op: ggml_sys::ggml_op) -> bool {
     matches!(
         op,
         ggml_sys::GGML_OP_GET_ROWS
