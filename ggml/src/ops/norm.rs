@@ -43,24 +43,20 @@ fn norm<'a>(
     rules.wrap(unsafe { f(rules.context().as_ptr(), a.as_ptr(), eps) })
 }
 
-/// The group count as ggml's `int`, if its kernel can use it: at least 1
-/// (it divides by it) and `channels + groups - 1` within `int` (it computes
-/// the group width so). Groups past the channels are empty and skipped, so
-/// more groups than channels normalise each channel alone.
-fn group_count(groups: i64, channels: i64) -> Option<i32> {
-    let g = i32::try_from(groups).ok().filter(|&g| g >= 1)?;
-    (fits_int(channels) && fits_int(channels + i64::from(g) - 1)).then_some(g)
-}
-
 /// Builds `group_norm`.
 fn group_norm(a: Tensor<'_>, groups: i64, eps: f32, inplace: bool) -> Result<Tensor<'_>> {
     let operands = [a];
     let rules = Rules::new("group_norm", &operands)?;
+    // ggml divides by the count, and adds it to the channel count in int
+    // (`(channels + groups - 1) / groups`): more groups than channels could
+    // overflow that sum.
     let channels = a.ne()[2];
-    let Some(groups) = group_count(groups, channels) else {
+    let groups = i32::try_from(groups)
+        .ok()
+        .filter(|&g| g >= 1 && i64::from(g) <= channels.max(1) && fits_int(channels));
+    let Some(groups) = groups else {
         return Err(rules.broken(format!(
-            "the group count must be at least 1 and at most i32::MAX + 1 - {channels} (the \
-             channel count): ggml divides by it and adds it to the channels in int"
+            "the group count must be 1 to the channel count {channels} (ggml divides by it and adds it to the channels in int)"
         )));
     };
     rules.reserve_result(a.ty(), &a.ne(), inplace.then_some(&a))?;
@@ -209,9 +205,7 @@ impl<'ctx> Tensor<'ctx> {
     /// to zero mean and unit variance with `eps`.
     ///
     /// # Errors
-    /// [`Error::Op`](crate::Error::Op) when `groups` is below 1 or the
-    /// channel count plus `groups` passes `i32::MAX` (more groups than
-    /// channels normalise each channel alone, as ggml does);
+    /// [`Error::Op`](crate::Error::Op) when `groups` is below 1;
     /// [`Error::OutOfMemory`](crate::Error::OutOfMemory).
     pub fn group_norm(self, groups: i64, eps: f32) -> Result<Tensor<'ctx>> {
         group_norm(self, groups, eps, false)
@@ -242,8 +236,8 @@ fn cpu_norm(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
     }
     let params = node.op_params();
     if node.op() == ggml_sys::GGML_OP_GROUP_NORM {
-        if group_count(params[0].into(), a.ne()[2]).is_none() {
-            return Err("a group count of at least 1, with the channels within int");
+        if params[0] < 1 || i64::from(params[0]) > a.ne()[2].max(1) || !fits_int(a.ne()[2]) {
+            return Err("1 to the channel count of groups");
         }
     } else if f32::from_bits(params[0] as u32) < 0.0 || f32::from_bits(params[0] as u32).is_nan() {
         return Err("eps must be at least 0");
