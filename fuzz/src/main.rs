@@ -538,7 +538,8 @@ fn batch_run(
             row[5] += u64::from(computed);
         }
         if survived && std::env::var_os("GGML_FUZZ_SHOW_SURVIVED").is_some() {
-            eprintln!("survived: seed {seed} call {i}: {kind} -> {variant}");
+            let how = if computed { "computed" } else { "built" };
+            eprintln!("survived ({how}): seed {seed} call {i}: {kind} -> {variant}");
         }
         if survived {
             *t.raw_survived.entry(cause).or_default() += 1;

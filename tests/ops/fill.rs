@@ -143,12 +143,34 @@ fn padding_with_zeros_and_wrapping_around() -> Result<()> {
     assert_close(&got[0], &zeros, EXACT, "zero pads")?;
     assert_close(&got[1], &wrap, EXACT, "wrap-around pads")?;
     assert_close(&got[2], &after, EXACT, "pad")?;
+    // Negative pads crop (ggml's kernel reads inside the operand): 1 off
+    // the front of dimension 0 and 2 zeros after it, 1 off the end of
+    // dimension 1.
+    let cropped = t.pad_ext([(-1, 2), (0, -1), (0, 0), (0, 0)], false)?;
+    let got = &eval::compute(&ctx, &[cropped])?[0];
+    let want = ArrayD::from_shape_fn(IxDyn(&[2, 5]), |d| {
+        if d[1] < 3 {
+            x[[d[0], d[1] + 1]]
+        } else {
+            0.0
+        }
+    });
+    assert_close(got, &want, EXACT, "negative pads")?;
+    for pads in [
+        [(-5, 0), (0, 0), (0, 0), (0, 0)],
+        [(i64::from(i32::MIN) - 1, 0), (0, 0), (0, 0), (0, 0)],
+    ] {
+        assert!(
+            matches!(t.pad_ext(pads, false), Err(Error::Op(_))),
+            "{pads:?}: a negative size or a pad outside i32"
+        );
+    }
     assert!(
         matches!(
-            t.pad_ext([(-1, 0), (0, 0), (0, 0), (0, 0)], false),
+            t.pad_ext([(-1, 0), (0, 0), (0, 0), (0, 0)], true),
             Err(Error::Op(_))
         ),
-        "a negative pad"
+        "a negative wrap-around pad"
     );
     assert!(
         matches!(

@@ -385,30 +385,45 @@ impl<'ctx> Tensor<'ctx> {
     /// tensor's own values wrapping around (`circular`, a torus).
     ///
     /// # Errors
-    /// [`Error::Op`](crate::Error::Op) for negative pads, wrap-around pads
-    /// wider than the dimension (or of an empty tensor);
+    /// [`Error::Op`](crate::Error::Op) for pads outside `i32`, a negative
+    /// padded size, wrap-around pads negative or wider than the dimension
+    /// (or of an empty tensor). Negative pads without wrap-around crop;
     /// [`Error::OutOfMemory`](crate::Error::OutOfMemory). On the CPU: f32.
     pub fn pad_ext(self, pads: [(i64, i64); 4], circular: bool) -> Result<Tensor<'ctx>> {
         let operands = [self];
         let rules = Rules::new("pad_ext", &operands)?;
         let na = self.ne();
         let mut ne = na;
+        let int = |v: i64| i32::try_from(v).is_ok();
         for (d, &(before, after)) in pads.iter().enumerate() {
-            rules.require(
-                before >= 0 && after >= 0 && fits_int(before) && fits_int(after),
-                || format!("pads of dimension {d} must be 0 to i32::MAX"),
-            )?;
             if circular {
-                rules.require(na[d] > 0 && before <= na[d] && after <= na[d], || {
-                    format!(
-                        "wrap-around pads of dimension {d} may not exceed its length {}",
-                        na[d]
-                    )
+                rules.require(
+                    na[d] > 0 && (0..=na[d]).contains(&before) && (0..=na[d]).contains(&after),
+                    || {
+                        format!(
+                            "wrap-around pads of dimension {d} must be 0 to its length {}",
+                            na[d]
+                        )
+                    },
+                )?;
+            } else {
+                // Negative pads crop: ggml's kernel reads source index
+                // i - before only for i in [before, ne - after), always
+                // inside the operand.
+                rules.require(int(before) && int(after), || {
+                    format!("pads of dimension {d} must be within i32")
                 })?;
             }
             ne[d] = na[d]
                 .checked_add(before + after)
-                .ok_or_else(|| rules.broken("the padded size overflows".into()))?;
+                .filter(|&n| n >= 0)
+                .ok_or_else(|| {
+                    rules.broken(format!(
+                        "the padded size of dimension {d} must be 0 to i64::MAX \
+                         ({} {before:+} {after:+})",
+                        na[d]
+                    ))
+                })?;
         }
         rules.reserve_result(self.ty(), &ne, None)?;
         let p = pads.map(|(b, a)| (b as i32, a as i32));
@@ -658,9 +673,10 @@ fn cpu_pad(node: &Tensor<'_>) -> std::result::Result<(), &'static str> {
     let na = a.ne();
     for d in 0..4 {
         let (before, after) = (i64::from(p[2 * d]), i64::from(p[2 * d + 1]));
-        if before < 0 || after < 0 || (circular && (na[d] == 0 || before > na[d] || after > na[d]))
-        {
-            return Err("pads must be positive (and within the tensor when wrapping)");
+        let wraps_badly = circular
+            && (na[d] == 0 || !(0..=na[d]).contains(&before) || !(0..=na[d]).contains(&after));
+        if wraps_badly || node.ne()[d] != na[d] + before + after {
+            return Err("wrap-around pads from 0 to the length; the result of the padded size");
         }
     }
     Ok(())

@@ -49,7 +49,10 @@ fn group_norm(a: Tensor<'_>, groups: i64, eps: f32, inplace: bool) -> Result<Ten
     let rules = Rules::new("group_norm", &operands)?;
     // ggml divides by the count, and adds it to the channel count in int
     // (`(channels + groups - 1) / groups`): more groups than channels could
-    // overflow that sum.
+    // overflow that sum, and its threads step through the groups by `nth`
+    // in int (a count near i32::MAX overflows the step: a SIGSEGV, found by
+    // tests/ops/hostile.rs when more groups were allowed). Groups past the
+    // channels would be empty: the result equals one group per channel.
     let channels = a.ne()[2];
     let groups = i32::try_from(groups)
         .ok()
