@@ -942,10 +942,10 @@ impl<'ctx> Tensor<'ctx> {
         let ne = conv_transpose_1d_rules(&self, &data, stride, padding, dilation)
             .map_err(|r| rules.broken(r.into()))?;
         rules.reserve_result(Type::F32, &ne, None)?;
-        // SAFETY: live tensors meeting ggml_conv_transpose_1d's assertions
-        // (data a matrix, matching channels, padding 0, dilation 1) and its
-        // kernel's assumptions (types, dense rows, a stride of at least 0,
-        // sizes within int); room reserved.
+        // Checked above: ggml_conv_transpose_1d's assertions (data a matrix,
+        // matching channels, padding 0, dilation 1) and its kernel's
+        // assumptions (types, dense rows, a stride of at least 0, int sizes).
+        // SAFETY: live tensors meeting those; room reserved.
         rules.wrap(unsafe {
             ggml_sys::ggml_conv_transpose_1d(
                 rules.context().as_ptr(),
@@ -974,10 +974,10 @@ impl<'ctx> Tensor<'ctx> {
         let ne =
             conv_transpose_2d_rules(&self, &data, stride).map_err(|r| rules.broken(r.into()))?;
         rules.reserve_result(Type::F32, &ne, None)?;
-        // SAFETY: live tensors meeting ggml_conv_transpose_2d_p0's assertion
-        // (matching channels) and its kernel's assumptions (types, packed
-        // kernel rows, a stride of at least 0, sizes within int); room
-        // reserved.
+        // Checked above: ggml_conv_transpose_2d_p0's assertion (matching
+        // channels) and its kernel's assumptions (types, packed kernel rows,
+        // a stride of at least 0, sizes within int).
+        // SAFETY: live tensors meeting those; room reserved.
         rules.wrap(unsafe {
             ggml_sys::ggml_conv_transpose_2d_p0(
                 rules.context().as_ptr(),
@@ -1011,11 +1011,11 @@ impl<'ctx> Tensor<'ctx> {
             padding: [p0, p1],
             dilation: [d0, d1],
         } = *conv;
-        // SAFETY: live tensors meeting ggml_conv_2d_direct's assertion
-        // (matching channels), no zero stride, output sizes of at least 0
-        // (checked as ggml computes them), and its kernel's assumptions
-        // (f32 data, a contiguous f16 or f32 kernel, a patch within its work
-        // buffer); room reserved.
+        // Checked above: ggml_conv_2d_direct's assertion (matching channels),
+        // no zero stride, output sizes of at least 0 (as ggml computes them),
+        // its kernel's assumptions (f32 data, a contiguous f16 or f32 kernel,
+        // a patch within its work buffer).
+        // SAFETY: live tensors meeting those; room reserved.
         rules.wrap(unsafe {
             ggml_sys::ggml_conv_2d_direct(
                 rules.context().as_ptr(),
@@ -1054,11 +1054,11 @@ impl<'ctx> Tensor<'ctx> {
             padding: [p0, p1],
             dilation: [d0, d1],
         } = *conv;
-        // SAFETY: live tensors meeting ggml_conv_2d_dw_direct's assertions
-        // (a kernel of one plane a channel, matching channels; the f32
-        // result's blocks of one element), no zero stride, output sizes of
-        // at least 0, and its kernel's assumptions (f32 data, an f16 or f32
-        // kernel, layouts it reads densely); room reserved.
+        // Checked above: ggml_conv_2d_dw_direct's assertions (a kernel of one
+        // plane a channel, matching channels; the f32 result's blocks of one
+        // element), no zero stride, output sizes of at least 0, its kernel's
+        // assumptions (f32 data, an f16 or f32 kernel, layouts read densely).
+        // SAFETY: live tensors meeting those; room reserved.
         rules.wrap(unsafe {
             ggml_sys::ggml_conv_2d_dw_direct(
                 rules.context().as_ptr(),
@@ -1101,11 +1101,11 @@ impl<'ctx> Tensor<'ctx> {
             padding: [p0, p1, p2],
             dilation: [d0, d1, d2],
         } = *conv;
-        // SAFETY: live tensors meeting ggml_conv_3d_direct's assertions
-        // (channel counts that multiply to the shapes, all within int), no
-        // zero stride, output sizes of at least 0, and its kernel's
-        // assumptions (f32 data, a contiguous f16 or f32 kernel, a patch
-        // within its work buffer); room reserved.
+        // Checked above: ggml_conv_3d_direct's assertions (channel counts
+        // that multiply to the shapes, all within int), no zero stride,
+        // output sizes of at least 0, its kernel's assumptions (f32 data, a
+        // contiguous f16 or f32 kernel, a patch within its work buffer).
+        // SAFETY: live tensors meeting those; room reserved.
         rules.wrap(unsafe {
             ggml_sys::ggml_conv_3d_direct(
                 rules.context().as_ptr(),
