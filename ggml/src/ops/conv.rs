@@ -11,6 +11,7 @@
 //! assertion), rows reached at one stride, the 2-D form contiguous.
 
 use crate::error::Result;
+use crate::ops::conv_direct::conv_out;
 use crate::ops::{fits_int, Decl, Family, Rules, BASE};
 use crate::tensor::Tensor;
 use crate::types::Type;
@@ -172,26 +173,6 @@ fn pool_output_size(ins: i64, k: i64, s: i64, p: i64) -> i64 {
     ((ins as f32 + 2.0 * p as f32 - k as f32) / s as f32 + 1.0) as i64
 }
 
-/// `(ins + 2p - d(k - 1) - 1) / s + 1`, ggml's output size, computed as
-/// ggml computes it (`2p` in `int`, the rest in `int64_t`): 0 (no output,
-/// refused) where ggml's arithmetic would overflow, as a padding of 2^30
-/// or more does (it wraps to a negative size and ggml's builder aborts).
-fn output_size(ins: i64, k: i64, s: i64, p: i64, d: i64) -> i128 {
-    let Some(p2) = i32::try_from(p).ok().and_then(|p| p.checked_mul(2)) else {
-        return 0;
-    };
-    let reach = k.checked_sub(1).and_then(|k| d.checked_mul(k));
-    let span = reach.and_then(|r| {
-        ins.checked_add(i64::from(p2))?
-            .checked_sub(r)?
-            .checked_sub(1)
-    });
-    match span {
-        Some(n) if s > 0 => i128::from(n / s + 1),
-        _ => 0,
-    }
-}
-
 impl<'ctx> Tensor<'ctx> {
     /// The patches a convolution of kernel `self` over `data` multiplies:
     /// 2-D (`self` `[KW, KH, C, OC]`, `data` f32 `[W, H, C, N]`) gives
@@ -233,24 +214,13 @@ impl<'ctx> Tensor<'ctx> {
                 "the kernel's channels (ne[1]) must be the data's; data 3-D".into()
             })?;
         }
-        let ow = output_size(
-            nb[0],
-            na[0],
-            stride[0].into(),
-            padding[0].into(),
-            dilation[0].into(),
-        );
-        let oh = if two_d {
-            output_size(
-                nb[1],
-                na[1],
-                stride[1].into(),
-                padding[1].into(),
-                dilation[1].into(),
-            )
-        } else {
-            1
+        // As ggml computes them (2p in int): no output (0, refused) where
+        // that overflows, as a padding of 2^30 or more does.
+        let size = |i: usize| {
+            conv_out(nb[i], na[i], stride[i], padding[i], dilation[i]).map_or(0, i128::from)
         };
+        let ow = size(0);
+        let oh = if two_d { size(1) } else { 1 };
         rules.require(
             ow > 0 && oh > 0 && ow <= i128::from(i32::MAX) && oh <= i128::from(i32::MAX),
             || {

@@ -75,7 +75,7 @@ impl Default for Conv3d {
 /// `ggml_calc_conv_output_size`, `(ins + 2p - d(k - 1) - 1) / s + 1`, as
 /// ggml computes it (`2p` in `int`, the rest in `i64`, division truncating);
 /// `None` where that divides by zero or overflows.
-fn conv_out(ins: i64, k: i64, s: i32, p: i32, d: i32) -> Option<i64> {
+pub(super) fn conv_out(ins: i64, k: i64, s: i32, p: i32, d: i32) -> Option<i64> {
     if s == 0 {
         return None;
     }
