@@ -24,3 +24,9 @@
 #ifdef GGML_SYS_RPC
 #include "ggml-rpc.h"
 #endif
+/* ggml's internal backend interface (ggml/src/ggml-backend-impl.h), for the
+ * `rpc` feature: the safe crate implements a backend (the RPC client) in Rust.
+ * Bound in its own module, ggml_sys::backend_impl. */
+#ifdef GGML_SYS_BACKEND_IMPL
+#include "ggml-backend-impl.h"
+#endif

@@ -51,6 +51,25 @@ pub fn generate(config: &Config, library: &Library) {
         .collect();
     std::fs::write(config.out_dir.join("backend_modules.rs"), modules)
         .expect("write backend_modules.rs");
+    // ggml's internal backend interface, for the `rpc` feature's client
+    // (a backend the safe crate implements): its own module, since its
+    // complete structs would clash with the opaque ones of the public headers.
+    if config.features.rpc {
+        let Some(internal) = &library.internal_include else {
+            fail(
+                "the `rpc` feature needs ggml's internal header ggml-backend-impl.h of the linked ggml version, and none is at hand",
+                "In the system link mode the header comes from the llama.cpp tree bundled with ggml-sys,\n\
+                 which must be the install's ggml version (scripts/fetch-llama-cpp fetches the pinned one);\n\
+                 or build llama.cpp from source (unset GGML_SYS_USE_PKG_CONFIG).",
+            )
+        };
+        let builder = base_builder(config, library)
+            .clang_arg(format!("-I{}", internal.display()))
+            .clang_arg("-DGGML_SYS_BACKEND_IMPL")
+            .allowlist_file(".*[/\\\\]ggml-backend-impl\\.h")
+            .allowlist_recursively(false);
+        write(config, library, builder, "bindings_backend_impl.rs");
+    }
     // One file per backend feature, included as a feature-gated module
     // (`ggml_sys::cuda`, ...) so that the documentation can badge it.
     for backend in crate::backends::enabled(&config.features) {

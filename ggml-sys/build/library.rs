@@ -46,6 +46,12 @@ pub struct Library {
     pub ggml_version: Option<String>,
     /// llama.cpp version, when known.
     pub llama_version: Option<String>,
+    /// The directory with ggml's internal `ggml-backend-impl.h` of the same
+    /// version as the library (the source tree built, or in the system mode
+    /// the bundled tree when its version matches the install's), bound for
+    /// the `rpc` feature's backend written in Rust. `None` when no tree of
+    /// that version is at hand.
+    pub internal_include: Option<PathBuf>,
 }
 
 impl Library {

@@ -72,6 +72,7 @@ pub fn headers_only(config: &Config) -> Library {
         cpu_backend_linked: true,
         ggml_version: cmake_version(&dir.join("ggml/CMakeLists.txt"), "GGML"),
         llama_version: cmake_version(&dir.join("CMakeLists.txt"), "LLAMA"),
+        internal_include: Some(dir.join("ggml/src")),
     }
 }
 
@@ -186,11 +187,12 @@ pub fn build(config: &Config) -> Library {
         cpu_backend_linked: true,
         ggml_version: cmake_version(&dir.join("ggml/CMakeLists.txt"), "GGML"),
         llama_version: cmake_version(&dir.join("CMakeLists.txt"), "LLAMA"),
+        internal_include: Some(dir.join("ggml/src")),
     }
 }
 
 /// Reads `set(<PREFIX>_VERSION_MAJOR 0)` & co. from a CMakeLists.txt.
-fn cmake_version(file: &Path, prefix: &str) -> Option<String> {
+pub fn cmake_version(file: &Path, prefix: &str) -> Option<String> {
     let text = std::fs::read_to_string(file).ok()?;
     let part = |name: &str| {
         let key = format!("set({prefix}_VERSION_{name} ");

@@ -94,8 +94,10 @@ pub fn probe(config: &Config) -> Library {
             lib_dir.display()
         );
     }
+    let internal_include = internal_headers(config, ggml_version.as_deref());
     Library {
         mode: LinkMode::System,
+        internal_include,
         export_include: include_dirs.first().cloned(),
         include_dirs,
         ggml_version,
@@ -224,6 +226,20 @@ fn backend_libraries(config: &Config, lib_dir: &Path) -> Vec<String> {
         );
     }
     names
+}
+
+/// ggml's internal headers for an install, which does not install them: the
+/// tree bundled with this package when it is the install's ggml version (the
+/// `rpc` feature's backend, written in Rust, fills ggml's internal structs,
+/// whose layout is only stable within one version).
+fn internal_headers(config: &Config, install_version: Option<&str>) -> Option<PathBuf> {
+    let bundled = config.manifest_dir.join("llama.cpp");
+    let dir = bundled.join("ggml/src");
+    if !dir.join("ggml-backend-impl.h").is_file() {
+        return None;
+    }
+    let version = crate::source::cmake_version(&bundled.join("ggml/CMakeLists.txt"), "GGML");
+    (version.is_some() && version.as_deref() == install_version).then_some(dir)
 }
 
 /// ggml's version of the install: its CMake package version file

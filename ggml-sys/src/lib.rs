@@ -69,6 +69,27 @@ macro_rules! backend_bindings {
 // (build/backends.rs).
 include!(concat!(env!("OUT_DIR"), "/backend_modules.rs"));
 
+/// ggml's internal backend interface (`ggml/src/ggml-backend-impl.h`: the
+/// vtables of buffer types, buffers, backends, devices and registries), for
+/// implementing a backend outside ggml. The `rpc` feature's client in the safe
+/// crate is one. Only stable within one ggml version: the build binds it from
+/// the tree of the linked version.
+#[cfg(feature = "rpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rpc")))]
+#[allow(
+    missing_docs,
+    clippy::all,
+    clippy::pedantic,
+    rustdoc::all,
+    unsafe_op_in_unsafe_fn,
+    improper_ctypes,
+    unused_imports
+)]
+pub mod backend_impl {
+    use super::*;
+    include!(concat!(env!("OUT_DIR"), "/bindings_backend_impl.rs"));
+}
+
 pub mod abi;
 
 #[allow(clippy::all)]

@@ -115,6 +115,11 @@ impl GraphAllocator {
     /// and the allocator starts afresh), [`Error::Busy`] (called while this
     /// thread uses the allocator's memory, from an abort callback, say).
     pub fn allocate(&mut self, graph: &Graph<'_>) -> Result<usize> {
+        crate::error::rpc::guard(|| self.allocate_inner(graph))
+    }
+
+    /// The body of the function above.
+    fn allocate_inner(&mut self, graph: &Graph<'_>) -> Result<usize> {
         self.check_size(graph)?;
         let epoch = self.epoch.clone();
         let (guard, at) = epoch.advance()?;

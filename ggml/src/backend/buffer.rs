@@ -162,6 +162,23 @@ impl Context {
     /// [`Error::BufferAlloc`] when the memory cannot be had (out of device
     /// memory): the tensors then stay unallocated.
     pub fn allocate(&self, buffer_type: BufferType) -> Result<usize> {
+        crate::error::rpc::guard(|| self.allocate_inner(buffer_type, false))
+    }
+
+    /// Like [`Context::allocate`], for weights: the buffer is marked as
+    /// holding weights (`GGML_BACKEND_BUFFER_USAGE_WEIGHTS`), so that a
+    /// [`Scheduler`](super::Scheduler) runs the ops using these tensors on
+    /// the buffer's backend (ggml's rule: ops go where their weights are),
+    /// and an RPC worker with a cache keeps large uploads to them.
+    ///
+    /// # Errors
+    /// As [`Context::allocate`].
+    pub fn allocate_weights(&self, buffer_type: BufferType) -> Result<usize> {
+        crate::error::rpc::guard(|| self.allocate_inner(buffer_type, true))
+    }
+
+    /// The body of the functions above.
+    fn allocate_inner(&self, buffer_type: BufferType, weights: bool) -> Result<usize> {
         if !self.is_no_alloc() {
             return Err(Error::NotNoAlloc {
                 what: "Context::allocate",
@@ -206,7 +223,12 @@ impl Context {
         // SAFETY: a live buffer, which the context owns from here on; nothing
         // uses it yet. Zeroing it makes every byte a view or copy can read
         // initialised.
-        unsafe { RawBuffer::new(buffer).clear(0) };
+        let raw = unsafe { RawBuffer::new(buffer) };
+        // SAFETY: as above.
+        unsafe { raw.clear(0) };
+        if weights {
+            raw.set_weights_usage();
+        }
         self.own_buffer(OwnedBuffer(buffer));
         Ok(size)
     }

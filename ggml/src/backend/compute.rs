@@ -207,32 +207,35 @@ impl Backend {
             });
         }
         let ctx = graph.context();
-        let status = ctx.pinned(|| -> Result<ggml_sys::ggml_status> {
-            check_graph(graph, self)?;
-            graph.check_indices()?;
-            let backend = self.raw();
-            if let Some(state) = abort.as_mut() {
-                // SAFETY: the state outlives the computation and is unset
-                // right after it.
-                unsafe { backend.set_abort_callback(Some(state.hook())) };
-            }
-            // No view is alive (the token is borrowed mutably); the backend
-            // is not in use elsewhere (`&mut self`).
-            // SAFETY: a live graph whose every tensor has memory this backend
-            // can use (checked, pinned until the call returns), nodes it supports.
-            let status = unsafe { backend.graph_compute(graph) };
-            // It waited for the whole queue.
-            self.queue.synchronized();
-            if abort.is_some() {
-                // SAFETY: removes the hook before the state goes.
-                unsafe { backend.set_abort_callback(None) };
-            }
-            Ok(status)
+        let status = crate::error::rpc::guard(|| {
+            ctx.pinned(|| -> Result<ggml_sys::ggml_status> {
+                check_graph(graph, self)?;
+                graph.check_indices()?;
+                let backend = self.raw();
+                if let Some(state) = abort.as_mut() {
+                    // SAFETY: the state outlives the computation and is unset
+                    // right after it.
+                    unsafe { backend.set_abort_callback(Some(state.hook())) };
+                }
+                // No view is alive (the token is borrowed mutably); the backend
+                // is not in use elsewhere (`&mut self`).
+                // SAFETY: a live graph whose every tensor has memory this backend
+                // can use (checked, pinned until the call returns), nodes it supports.
+                let status = unsafe { backend.graph_compute(graph) };
+                // It waited for the whole queue.
+                self.queue.synchronized();
+                if abort.is_some() {
+                    // SAFETY: removes the hook before the state goes.
+                    unsafe { backend.set_abort_callback(None) };
+                }
+                Ok(status)
+            })
+            .and_then(status_result)
         });
         if let Some(state) = abort {
             state.resume_panic();
         }
-        status_result(status?)?;
+        status?;
         match ctx.take_custom_panic() {
             Some(panic) => Err(panic),
             None => Ok(()),
@@ -582,6 +585,19 @@ pub(crate) fn check_graph(graph: &Graph<'_>, backend: &Backend) -> Result<()> {
 fn check_kernels(t: &Tensor<'_>, backend: &Backend, cpu: bool) -> Result<()> {
     if cpu {
         return crate::ops::check_node(t, crate::ops::Kernels::Cpu);
+    }
+    #[cfg(feature = "rpc")]
+    // SAFETY: a node whose sources are live (pinned).
+    if let Some(_why) = unsafe { super::rpc::refusal(t.as_ptr()) }
+        .filter(|_| backend.device.rpc_endpoint().is_some())
+    {
+        return Err(Error::UnsupportedNode {
+            node: t.name(),
+            op: crate::ops::op_name(t.op()),
+            types: crate::ops::node_types(t),
+            backend: backend.description(),
+            reason: "ggml's RPC protocol cannot carry it (a custom op, or a size or stride past 32 bits)",
+        });
     }
     if crate::ops::custom::is_custom(t.op()) {
         // A Rust closure runs in this process, on the CPU backend only (the

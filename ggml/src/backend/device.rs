@@ -143,6 +143,12 @@ impl Device {
         self.0
     }
 
+    /// A device from the raw layer's handle (one that lives for the process).
+    #[cfg(feature = "rpc")]
+    pub(crate) fn from_raw(raw: RawDevice<'static>) -> Device {
+        Device(raw)
+    }
+
     /// Device number `index` of [`devices`].
     ///
     /// # Errors

@@ -69,6 +69,9 @@ mod compute;
 mod device;
 mod event;
 mod raw;
+#[cfg(feature = "rpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rpc")))]
+pub mod rpc;
 mod sched;
 
 pub use alloc::GraphAllocator;

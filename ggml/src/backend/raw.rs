@@ -114,7 +114,7 @@ pub(crate) struct RawDevice<'a> {
 ///
 /// # Safety
 /// `ptr` is NULL or a registry device.
-unsafe fn device(ptr: sys::ggml_backend_dev_t) -> Option<RawDevice<'static>> {
+pub(crate) unsafe fn device(ptr: sys::ggml_backend_dev_t) -> Option<RawDevice<'static>> {
     NonNull::new(ptr).map(|ptr| RawDevice {
         ptr,
         _owner: PhantomData,
@@ -387,6 +387,18 @@ impl RawBuffer<'_> {
     pub(crate) unsafe fn clear(self, value: u8) {
         // SAFETY: a live buffer; the caller's contract.
         unsafe { sys::ggml_backend_buffer_clear(self.ptr.as_ptr(), value) }
+    }
+
+    /// Marks the buffer as holding weights: the scheduler runs the ops that
+    /// use them on the buffer's backend.
+    pub(crate) fn set_weights_usage(self) {
+        // SAFETY: a live buffer; a flag ggml reads when scheduling.
+        unsafe {
+            sys::ggml_backend_buffer_set_usage(
+                self.ptr.as_ptr(),
+                sys::GGML_BACKEND_BUFFER_USAGE_WEIGHTS,
+            )
+        }
     }
 }
 

@@ -178,6 +178,15 @@ impl Scheduler {
         graph: &Graph<'_>,
         placement: &[(Tensor<'_>, usize)],
     ) -> Result<()> {
+        crate::error::rpc::guard(|| self.allocate_with_inner(graph, placement))
+    }
+
+    /// The body of the function above.
+    fn allocate_with_inner(
+        &mut self,
+        graph: &Graph<'_>,
+        placement: &[(Tensor<'_>, usize)],
+    ) -> Result<()> {
         for (node, index) in placement {
             let Some(backend) = self.backends.get(*index) else {
                 return Err(Error::SchedulerBackends {
@@ -445,35 +454,38 @@ impl Scheduler {
         }
         let allocated = self.allocated.as_ref().expect("allocated above");
         let ctx = graph.context();
-        let status = ctx.pinned(|| {
-            if ctx.memory_generation() != allocated.generation {
-                // Tensors of the graph placed by another allocator may have
-                // lost their memory since.
-                for t in graph.tensors() {
-                    if !t.is_empty() && ctx.place(&t) == crate::context::Place::Nowhere {
-                        return Err(Error::NoData { name: t.name() });
+        let status = crate::error::rpc::guard(|| {
+            ctx.pinned(|| {
+                if ctx.memory_generation() != allocated.generation {
+                    // Tensors of the graph placed by another allocator may have
+                    // lost their memory since.
+                    for t in graph.tensors() {
+                        if !t.is_empty() && ctx.place(&t) == crate::context::Place::Nowhere {
+                            return Err(Error::NoData { name: t.name() });
+                        }
                     }
                 }
-            }
-            // Indices are read from the graph's own tensors, before the
-            // scheduler's copies take their place.
-            graph.check_indices()?;
-            for (node, copies, _) in &allocated.rewrites {
-                // SAFETY: a live node of the graph; the copies live in the
-                // scheduler's context until it allocates again (`&mut self`).
-                unsafe { raw::set_sources(node.as_ptr(), copies) };
-            }
-            // SAFETY: a live scheduler whose allocated graph is `graph` (the
-            // one ggml computes, whatever it is passed), alive and pinned;
-            // no view is alive (the token is borrowed mutably).
-            let status = unsafe { self.raw().graph_compute(graph) };
-            for (node, _, original) in &allocated.rewrites {
-                // SAFETY: as above.
-                unsafe { raw::set_sources(node.as_ptr(), original) };
-            }
-            Ok(status)
+                // Indices are read from the graph's own tensors, before the
+                // scheduler's copies take their place.
+                graph.check_indices()?;
+                for (node, copies, _) in &allocated.rewrites {
+                    // SAFETY: a live node of the graph; the copies live in the
+                    // scheduler's context until it allocates again (`&mut self`).
+                    unsafe { raw::set_sources(node.as_ptr(), copies) };
+                }
+                // SAFETY: a live scheduler whose allocated graph is `graph` (the
+                // one ggml computes, whatever it is passed), alive and pinned;
+                // no view is alive (the token is borrowed mutably).
+                let status = unsafe { self.raw().graph_compute(graph) };
+                for (node, _, original) in &allocated.rewrites {
+                    // SAFETY: as above.
+                    unsafe { raw::set_sources(node.as_ptr(), original) };
+                }
+                Ok(status)
+            })
+            .and_then(super::compute::status_result)
         });
-        super::compute::status_result(status?)?;
+        status?;
         match ctx.take_custom_panic() {
             Some(panic) => Err(panic),
             None => Ok(()),

@@ -26,24 +26,30 @@ impl Staging {
         self.words.as_mut_ptr().cast()
     }
 
-    /// Copies the tensor's bytes in.
-    fn download(&mut self, t: &Tensor<'_>) {
+    /// Copies the tensor's bytes in (an RPC worker's failure is an error).
+    fn download(&mut self, t: &Tensor<'_>) -> Result<()> {
         if self.len == 0 {
-            return;
+            return Ok(());
         }
-        // SAFETY: `t` is in a live backend buffer (its root's, checked by
-        // `place`), allocated; 0 + len == nbytes, the bound ggml asserts; the
-        // staging buffer holds len bytes and overlaps no tensor.
-        unsafe { crate::raw::tensor_get(t.as_ptr(), self.ptr().cast(), self.len) };
+        crate::error::rpc::guard(|| {
+            // SAFETY: `t` is in a live backend buffer (its root's, checked by
+            // `place`), allocated; 0 + len == nbytes, the bound ggml asserts; the
+            // staging buffer holds len bytes and overlaps no tensor.
+            unsafe { crate::raw::tensor_get(t.as_ptr(), self.ptr().cast(), self.len) };
+            Ok(())
+        })
     }
 
     /// Copies the bytes back out to the tensor.
-    fn upload(&mut self, t: &Tensor<'_>) {
+    fn upload(&mut self, t: &Tensor<'_>) -> Result<()> {
         if self.len == 0 {
-            return;
+            return Ok(());
         }
-        // SAFETY: as in `download`.
-        unsafe { crate::raw::tensor_set(t.as_ptr(), self.ptr().cast(), self.len) };
+        crate::error::rpc::guard(|| {
+            // SAFETY: as in `download`.
+            unsafe { crate::raw::tensor_set(t.as_ptr(), self.ptr().cast(), self.len) };
+            Ok(())
+        })
     }
 }
 
@@ -96,11 +102,11 @@ fn access<R>(
     }
     let mut staging = Staging::new(t.nbytes());
     if download {
-        staging.download(t);
+        staging.download(t)?;
     }
     let result = f(staging.ptr())?;
     if upload {
-        staging.upload(t);
+        staging.upload(t)?;
     }
     Ok(result)
 }

@@ -10,6 +10,7 @@
 //! error type of its own ([`crate::llama::Error`]) that holds this one.
 
 pub mod gguf;
+pub(crate) mod rpc;
 
 use crate::types::Type;
 
@@ -23,6 +24,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// An RPC worker failed, could not be reached, or was asked for
+    /// something its protocol cannot carry (the `rpc` feature).
+    #[error(transparent)]
+    Rpc(Box<rpc::RpcError>),
+
     /// The loaded ggml library is not the one the bindings were generated from.
     #[error(transparent)]
     Abi(#[from] ggml_sys::abi::AbiMismatch),

@@ -211,10 +211,13 @@ fn read_values(t: &Tensor<'_>) -> Result<Vec<f64>> {
             return Err(crate::Error::NoData { name: t.name() });
         }
         let mut bytes = vec![0u8; span];
-        // SAFETY: a tensor allocated in a live backend buffer (pinned by
-        // the caller), `span` its byte size; no computation uses it (the
-        // caller holds the data token).
-        unsafe { crate::raw::tensor_get(t.as_ptr(), bytes.as_mut_ptr().cast(), span) };
+        crate::error::rpc::guard(|| {
+            // SAFETY: a tensor allocated in a live backend buffer (pinned by
+            // the caller), `span` its byte size; no computation uses it (the
+            // caller holds the data token).
+            unsafe { crate::raw::tensor_get(t.as_ptr(), bytes.as_mut_ptr().cast(), span) };
+            Ok(())
+        })?;
         host = bytes;
         host.as_ptr()
     };

@@ -1,0 +1,219 @@
+//! Graphs on workers: one worker's backend, a scheduler over two workers
+//! and the CPU, weights uploaded once, and a long run without growth.
+
+use anyhow::Result;
+use ggml::backend::rpc::{self, Traffic};
+use ggml::backend::{Backend, Device, DeviceType, GraphAllocator, Scheduler};
+use ggml::ndarray::{Array, Array2, Ix2};
+use ggml::{Context, Tensor, Type};
+
+use crate::workers::spawn;
+
+const BATCH: usize = 4;
+
+pub fn values(shape: (usize, usize), seed: u32) -> Array2<f32> {
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    Array::from_shape_fn(shape, |_| {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        (state % 2000) as f32 / 1000.0 - 1.0
+    })
+}
+
+pub fn assert_close(got: &Array2<f32>, want: &Array2<f32>, tol: f32) {
+    assert_eq!(got.shape(), want.shape());
+    let scale = 1.0 + want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    for (g, w) in got.iter().zip(want) {
+        assert!(
+            (g - w).abs() <= tol * scale,
+            "got {g}, want {w}\n{got}\n{want}"
+        );
+    }
+}
+
+/// The reference: `relu(x · w1ᵀ) · w2ᵀ`, in ndarray.
+fn forward(x: &Array2<f32>, w1: &Array2<f32>, w2: &Array2<f32>) -> Array2<f32> {
+    x.dot(&w1.t()).mapv(|v| v.max(0.0)).dot(&w2.t())
+}
+
+#[test]
+fn a_graph_computes_on_a_worker() -> Result<()> {
+    let w = spawn(1)?;
+    let device = Device::rpc(&w.endpoint)?;
+    assert_eq!(device.device_type(), Some(DeviceType::Gpu));
+    assert_eq!(device.rpc_endpoint().as_deref(), Some(w.endpoint.as_str()));
+    assert!(device.name().contains(&w.endpoint), "{}", device.name());
+    let mem = device.rpc_memory()?;
+    assert!(mem.total > 0 && mem.free <= mem.total, "{mem:?}");
+    // The same device again (one connection per worker).
+    assert_eq!(Device::rpc(&w.endpoint)?, device);
+    assert_eq!(Device::cpu()?.rpc_endpoint(), None);
+
+    let mut backend = Backend::new(device)?;
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    let w1 = ctx.new_tensor(Type::F16, &[32, 16])?;
+    let w2 = ctx.new_tensor(Type::F32, &[8, 32])?;
+    let x = ctx.new_tensor(Type::F32, &[BATCH, 16])?;
+    ctx.allocate(backend.buffer_type())?;
+    let y = ctx.mul_mat(w2, ctx.mul_mat(w1, x)?.relu()?)?;
+    let graph = ctx.build_graph(&[y])?;
+    let mut allocator = GraphAllocator::for_backend(&backend)?;
+    allocator.allocate(&graph)?;
+
+    let (w1v, w2v) = (values((32, 16), 1), values((8, 32), 2));
+    let mut data = ctx.data()?;
+    data.copy_from_array(w1, &w1v)?;
+    data.copy_from_array(w2, &w2v)?;
+    // f16 weights: the reference sees them rounded.
+    let w1r = data.to_array_as::<f32, Ix2>(w1)?;
+    assert_close(&w1r, &w1v, 1e-3);
+    for step in 0..3 {
+        let xv = values((BATCH, 16), 10 + step);
+        data.copy_from_array(x, &xv)?;
+        backend.compute(&graph, &mut data)?;
+        assert_close(
+            &data.to_array_as::<f32, Ix2>(y)?,
+            &forward(&xv, &w1r, &w2v),
+            1e-3,
+        );
+    }
+    Ok(())
+}
+
+/// Weights of the two layers on two workers, the input and a last op on
+/// the CPU.
+struct Split<'c> {
+    w1: Tensor<'c>,
+    w2: Tensor<'c>,
+    x: Tensor<'c>,
+    y: Tensor<'c>,
+}
+
+fn split_model<'c>(ctx: &'c Context, a: &Backend, b: &Backend) -> Result<Split<'c>> {
+    let w1 = ctx.new_tensor(Type::F32, &[128, 64])?;
+    ctx.allocate_weights(a.buffer_type())?;
+    let w2 = ctx.new_tensor(Type::F32, &[16, 128])?;
+    ctx.allocate_weights(b.buffer_type())?;
+    let x = ctx.new_tensor(Type::F32, &[BATCH, 64])?;
+    let h = ctx.mul_mat(w1, x)?.relu()?;
+    let y = ctx.mul_mat(w2, h)?.scale(0.5)?;
+    Ok(Split { w1, w2, x, y })
+}
+
+#[test]
+fn a_scheduler_splits_a_graph_over_two_workers_and_the_cpu() -> Result<()> {
+    let (wa, wb) = (spawn(1)?, spawn(1)?);
+    let (da, db) = (Device::rpc(&wa.endpoint)?, Device::rpc(&wb.endpoint)?);
+    assert_ne!(da, db);
+    let mut sched = Scheduler::new(vec![da.backend()?, db.backend()?, Backend::cpu()?], 256)?;
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    let m = {
+        let b = sched.backends();
+        split_model(&ctx, &b[0], &b[1])?
+    };
+    let graph = ctx.build_graph(&[m.y])?;
+    sched.allocate(&graph)?;
+    assert!(sched.n_splits() >= 2, "{} splits", sched.n_splits());
+
+    let (w1v, w2v) = (values((128, 64), 3), values((16, 128), 4));
+    let mut data = ctx.data()?;
+    data.copy_from_array(m.w1, &w1v)?;
+    data.copy_from_array(m.w2, &w2v)?;
+    let weights = (64 * 128 * 4) as u64;
+    let before = (rpc::traffic(&da).unwrap(), rpc::traffic(&db).unwrap());
+
+    // The same numbers computed locally, by a CPU backend.
+    let local = Context::new(1 << 22)?;
+    let (lw1, lw2) = (
+        local.tensor_from_array(&w1v)?,
+        local.tensor_from_array(&w2v)?,
+    );
+    let lx = local.new_tensor(Type::F32, &[BATCH, 64])?;
+    let ly = local
+        .mul_mat(lw2, local.mul_mat(lw1, lx)?.relu()?)?
+        .scale(0.5)?;
+    let lgraph = local.build_graph(&[ly])?;
+    let mut ldata = local.data()?;
+    let mut cpu = Backend::cpu()?;
+
+    for step in 0..5 {
+        let xv = values((BATCH, 64), 100 + step);
+        data.copy_from_array(m.x, &xv)?;
+        sched.compute(&graph, &mut data)?;
+        let got = data.to_array_as::<f32, Ix2>(m.y)?;
+        ldata.copy_from_array(lx, &xv)?;
+        cpu.compute(&lgraph, &mut ldata)?;
+        assert_close(&got, &data_ref(&ldata, ly)?, 1e-4);
+        assert_close(&got, &forward(&xv, &w1v, &w2v).mapv(|v| v * 0.5), 1e-3);
+    }
+    // Five steps moved far less than the weights again: they stayed there.
+    let after = (rpc::traffic(&da).unwrap(), rpc::traffic(&db).unwrap());
+    let sent = |b: Traffic, a: Traffic| a.sent - b.sent;
+    assert!(
+        sent(before.0, after.0) < weights,
+        "{} bytes sent to worker A in five steps",
+        sent(before.0, after.0)
+    );
+    assert!(sent(before.1, after.1) < weights);
+    Ok(())
+}
+
+fn data_ref(data: &ggml::TensorData<'_>, t: Tensor<'_>) -> ggml::Result<Array2<f32>> {
+    data.to_array_as::<f32, Ix2>(t)
+}
+
+/// Open descriptors of this process (Linux).
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// Resident memory of this process in KiB (Linux).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn hundreds_of_computations_grow_neither_memory_nor_descriptors() -> Result<()> {
+    let (wa, wb) = (spawn(1)?, spawn(1)?);
+    let (da, db) = (Device::rpc(&wa.endpoint)?, Device::rpc(&wb.endpoint)?);
+    let mut sched = Scheduler::new(vec![da.backend()?, db.backend()?, Backend::cpu()?], 256)?;
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    let m = {
+        let b = sched.backends();
+        split_model(&ctx, &b[0], &b[1])?
+    };
+    let graph = ctx.build_graph(&[m.y])?;
+    sched.allocate(&graph)?;
+    let (w1v, w2v) = (values((128, 64), 5), values((16, 128), 6));
+    let mut data = ctx.data()?;
+    data.copy_from_array(m.w1, &w1v)?;
+    data.copy_from_array(m.w2, &w2v)?;
+    let mut run = |steps: u32| -> Result<()> {
+        for step in 0..steps {
+            let xv = values((BATCH, 64), step);
+            data.copy_from_array(m.x, &xv)?;
+            sched.compute(&graph, &mut data)?;
+            let got = data.to_array_as::<f32, Ix2>(m.y)?;
+            assert_close(&got, &forward(&xv, &w1v, &w2v).mapv(|v| v * 0.5), 1e-3);
+        }
+        Ok(())
+    };
+    run(50)?; // warm: buffers, caches
+    let (fds, rss) = (open_fds(), rss_kib());
+    run(400)?;
+    let (fds2, rss2) = (open_fds(), rss_kib());
+    assert!(fds2 <= fds, "descriptors {fds} -> {fds2}");
+    assert!(
+        rss2 <= rss + 2048,
+        "resident memory {rss} KiB -> {rss2} KiB"
+    );
+    Ok(())
+}
