@@ -52,15 +52,30 @@ fn within<R>(bound: Duration, f: impl FnOnce() -> R) -> R {
     let start = Instant::now();
     let r = f();
     let took = start.elapsed();
-    assert!(took <= bound + Duration::from_secs(2), "took {took:?}, bound {bound:?}");
+    assert!(
+        took <= bound + Duration::from_secs(2),
+        "took {took:?}, bound {bound:?}"
+    );
     r
 }
 
 #[test]
 fn an_endpoint_that_does_not_parse_is_an_error() -> Result<()> {
-    for bad in ["nonsense", "127.0.0.1", ":50052", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:99999", "127.0.0.1:port", "no-such-host.invalid:50052"] {
+    for bad in [
+        "nonsense",
+        "127.0.0.1",
+        ":50052",
+        "127.0.0.1:",
+        "127.0.0.1:0",
+        "127.0.0.1:99999",
+        "127.0.0.1:port",
+        "no-such-host.invalid:50052",
+    ] {
         let k = kind(Device::rpc_with(bad, &options()));
-        assert!(matches!(k, RpcErrorKind::InvalidEndpoint { .. }), "{bad}: {k:?}");
+        assert!(
+            matches!(k, RpcErrorKind::InvalidEndpoint { .. }),
+            "{bad}: {k:?}"
+        );
     }
     local_still_works()
 }
@@ -68,7 +83,9 @@ fn an_endpoint_that_does_not_parse_is_an_error() -> Result<()> {
 #[test]
 fn nothing_listening_is_an_error() -> Result<()> {
     let endpoint = format!("127.0.0.1:{}", free_port());
-    let k = within(options().connect_timeout, || kind(Device::rpc_with(&endpoint, &options())));
+    let k = within(options().connect_timeout, || {
+        kind(Device::rpc_with(&endpoint, &options()))
+    });
     assert!(matches!(k, RpcErrorKind::Unreachable { .. }), "{k:?}");
     local_still_works()
 }
@@ -91,7 +108,9 @@ fn a_listener_that_never_answers_is_an_error_within_the_bound() -> Result<()> {
         thread::sleep(Duration::from_secs(30));
         drop(s);
     });
-    let k = within(options().connect_timeout, || kind(Device::rpc_with(&endpoint, &options())));
+    let k = within(options().connect_timeout, || {
+        kind(Device::rpc_with(&endpoint, &options()))
+    });
     assert!(matches!(k, RpcErrorKind::NoAnswer { .. }), "{k:?}");
     local_still_works()
 }
@@ -104,7 +123,9 @@ fn a_listener_that_answers_garbage_is_an_error() -> Result<()> {
         let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
         thread::sleep(Duration::from_secs(5));
     });
-    let k = within(options().connect_timeout, || kind(Device::rpc_with(&endpoint, &options())));
+    let k = within(options().connect_timeout, || {
+        kind(Device::rpc_with(&endpoint, &options()))
+    });
     assert!(matches!(k, RpcErrorKind::Protocol { .. }), "{k:?}");
     local_still_works()
 }
@@ -125,7 +146,14 @@ fn a_worker_of_another_protocol_version_is_an_error() -> Result<()> {
     });
     let k = kind(Device::rpc_with(&endpoint, &options()));
     assert!(
-        matches!(k, RpcErrorKind::Version { major: 6, minor: 1, patch: 0 }),
+        matches!(
+            k,
+            RpcErrorKind::Version {
+                major: 6,
+                minor: 1,
+                patch: 0
+            }
+        ),
         "{k:?}"
     );
     local_still_works()
@@ -142,7 +170,9 @@ fn a_busy_worker_is_an_error_within_the_bound() -> Result<()> {
     other.write_all(&hello)?;
     let mut rsp = [0u8; 8 + 28];
     other.read_exact(&mut rsp)?;
-    let k = within(options().connect_timeout, || kind(Device::rpc_with(&w.endpoint, &options())));
+    let k = within(options().connect_timeout, || {
+        kind(Device::rpc_with(&w.endpoint, &options()))
+    });
     assert!(matches!(k, RpcErrorKind::NoAnswer { .. }), "{k:?}");
     // Once the other client goes, the worker serves us.
     drop(other);
@@ -189,7 +219,9 @@ fn a_worker_killed_during_a_computation_is_an_error() -> Result<()> {
     let device = Device::rpc_with(&w.endpoint, &options())?;
     let mut killer = None;
     let result = within(options().timeout, || {
-        long_computation(device, || killer = Some(later(&w, Duration::from_millis(300), "KILL")))
+        long_computation(device, || {
+            killer = Some(later(&w, Duration::from_millis(300), "KILL"))
+        })
     })?;
     killer.expect("started").join().expect("killer");
     let k = kind(result);
@@ -201,7 +233,10 @@ fn a_worker_killed_during_a_computation_is_an_error() -> Result<()> {
     // dead worker's socket down, a connection reset).
     let k = kind(Device::rpc_with(&w.endpoint, &options()));
     assert!(
-        matches!(k, RpcErrorKind::Unreachable { .. } | RpcErrorKind::Disconnected { .. }),
+        matches!(
+            k,
+            RpcErrorKind::Unreachable { .. } | RpcErrorKind::Disconnected { .. }
+        ),
         "{k:?}"
     );
     local_still_works()
@@ -213,7 +248,9 @@ fn a_worker_that_stops_answering_is_an_error_within_the_bound() -> Result<()> {
     let device = Device::rpc_with(&w.endpoint, &options())?;
     let mut stopper = None;
     let result = within(options().timeout, || {
-        long_computation(device, || stopper = Some(later(&w, Duration::from_millis(300), "STOP")))
+        long_computation(device, || {
+            stopper = Some(later(&w, Duration::from_millis(300), "STOP"))
+        })
     })?;
     stopper.expect("started").join().expect("stopper");
     let k = kind(result);

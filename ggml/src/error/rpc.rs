@@ -167,13 +167,28 @@ pub(crate) fn record(error: RpcError) {
 /// generic failure (`Compute`, `BufferAlloc`) of a call that failed because
 /// a worker did is reported as the worker's failure.
 pub(crate) fn guard<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
-    if !cfg!(feature = "rpc") {
-        return f();
-    }
-    FAULT.with(|slot| slot.borrow_mut().take());
+    clear();
     let result = f();
-    match FAULT.with(|slot| slot.borrow_mut().take()) {
-        Some(fault) => Err(Error::Rpc(Box::new(fault))),
+    match take() {
+        Some(fault) => Err(fault),
         None => result,
     }
+}
+
+/// Forgets any fault recorded on this thread (before a call into ggml or
+/// llama.cpp whose faults [`take`] reads after).
+pub(crate) fn clear() {
+    if cfg!(feature = "rpc") {
+        FAULT.with(|slot| slot.borrow_mut().take());
+    }
+}
+
+/// The fault recorded on this thread since [`clear`], as an error.
+pub(crate) fn take() -> Option<Error> {
+    if !cfg!(feature = "rpc") {
+        return None;
+    }
+    FAULT
+        .with(|slot| slot.borrow_mut().take())
+        .map(|f| Error::Rpc(Box::new(f)))
 }

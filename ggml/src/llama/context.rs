@@ -371,15 +371,25 @@ impl<'m> Context<'m> {
         raw.kv_unified = p.kv_unified;
         raw.no_perf = false;
         let _ = super::log::take_last_error();
+        crate::error::rpc::clear();
         // SAFETY: parameters checked above; llama.cpp keeps a const
         // reference to the model (it writes it only for YaRN overrides,
         // which are left at their defaults), which outlives the context.
-        let raw_ctx = unsafe { raw::init_context(model.raw(), raw) }?.ok_or_else(|| {
-            Error::ContextInit(match super::log::take_last_error() {
+        let raw_ctx = unsafe { raw::init_context(model.raw(), raw) }?;
+        let fault = crate::error::rpc::take();
+        let raw_ctx = raw_ctx.ok_or_else(|| match &fault {
+            Some(fault) => fault.clone().into(),
+            None => Error::ContextInit(match super::log::take_last_error() {
                 e if e.is_empty() => "see llama.cpp's log (target \"llama\")".into(),
                 e => e,
-            })
+            }),
         })?;
+        if let Some(fault) = fault {
+            // A worker failed while the context's memory was set up.
+            // SAFETY: the context just made, used by nothing else.
+            unsafe { raw::free_context(raw_ctx) };
+            return Err(fault.into());
+        }
         // SAFETY: the context just made, alive for this block.
         let c = unsafe { RawContext::new(raw_ctx) };
         let (n_ctx, n_batch, n_ubatch, n_seq_max, pooling) = (
@@ -541,8 +551,13 @@ impl<'m> Context<'m> {
         // SAFETY: the batch's arrays (and seq_ptrs) live through the call
         // and are only read; every precondition llama.cpp asserts on was
         // checked above.
+        crate::error::rpc::clear();
         let status = unsafe { self.raw().decode(raw, false) };
         let status = self.caught(status)?;
+        if let Some(fault) = crate::error::rpc::take() {
+            // A worker failed (the `rpc` feature): the outputs are not there.
+            return Err(fault.into());
+        }
         self.finish(batch, status, "llama_decode")
     }
 
@@ -566,8 +581,12 @@ impl<'m> Context<'m> {
         self.outputs = None;
         let raw = batch.raw(&mut self.seq_ptrs);
         // SAFETY: as in decode; the batch fits one micro-batch (checked).
+        crate::error::rpc::clear();
         let status = unsafe { self.raw().decode(raw, true) };
         let status = self.caught(status)?;
+        if let Some(fault) = crate::error::rpc::take() {
+            return Err(fault.into());
+        }
         let r = self.finish(batch, status, "llama_encode");
         self.encoded |= r.is_ok();
         r

@@ -23,6 +23,7 @@ pub struct ModelParams {
     vocab_only: bool,
     check_tensors: bool,
     skip_checks: bool,
+    devices: Vec<crate::backend::Device>,
 }
 
 impl Default for ModelParams {
@@ -34,6 +35,7 @@ impl Default for ModelParams {
             vocab_only: false,
             check_tensors: false,
             skip_checks: false,
+            devices: Vec::new(),
         }
     }
 }
@@ -93,14 +95,46 @@ impl ModelParams {
         self
     }
 
+    /// The devices the model's offloaded layers go to, in order (llama.cpp
+    /// splits the layers between them by their free memory); default: every
+    /// GPU of the registry. With the `rpc` feature, RPC workers' devices
+    /// ([`Device::rpc`](crate::backend::Device::rpc)) place layers on other
+    /// machines:
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "rpc")]
+    /// # fn main() -> Result<(), ggml::llama::Error> {
+    /// use ggml::backend::Device;
+    /// use ggml::llama::{Model, ModelParams};
+    /// let params = ModelParams::new()
+    ///     .devices([Device::rpc("10.0.0.2:50052")?, Device::rpc("10.0.0.3:50052")?]);
+    /// let model = Model::load_with("model.gguf", &params, |_| true)?;
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "rpc"))]
+    /// # fn main() {}
+    /// ```
+    pub fn devices(mut self, devices: impl IntoIterator<Item = crate::backend::Device>) -> Self {
+        self.devices = devices.into_iter().collect();
+        self
+    }
+
     /// Validates the tensor data while loading (slower).
     pub fn check_tensors(mut self, on: bool) -> Self {
         self.check_tensors = on;
         self
     }
 
-    fn raw(&self) -> sys::llama_model_params {
+    /// The raw parameters; `devices` holds the NULL-terminated device list
+    /// they point to, and must outlive their use.
+    fn raw(&self, devices: &mut Vec<sys::ggml_backend_dev_t>) -> sys::llama_model_params {
         let mut p = raw::model_default_params();
+        if !self.devices.is_empty() {
+            devices.clear();
+            devices.extend(self.devices.iter().map(|d| d.raw().as_ptr()));
+            devices.push(std::ptr::null_mut());
+            p.devices = devices.as_mut_ptr();
+        }
         p.n_gpu_layers = self.gpu_layers;
         p.load_mode = match (self.mmap, self.mlock) {
             (true, true) => sys::LLAMA_LOAD_MODE_MMAP_MLOCK,
@@ -224,19 +258,31 @@ impl Model {
             cancelled: false,
             panic: None,
         };
-        let mut raw = params.raw();
+        let mut device_list = Vec::new();
+        let mut raw = params.raw(&mut device_list);
         raw.progress_callback = Some(progress_trampoline);
         raw.progress_callback_user_data = (&mut state as *mut Progress<'_>).cast();
         let _ = super::log::take_last_error();
+        crate::error::rpc::clear();
         // SAFETY: the callback's state outlives the call and is used only
         // on this thread during it.
         let loaded = unsafe { raw::load_model(&c_path, raw) };
+        let fault = crate::error::rpc::take();
         if let Some(payload) = state.panic.take() {
             if let Ok(Some(m)) = loaded {
                 // SAFETY: a model just returned to us, not shared.
                 unsafe { raw::free_model(m) };
             }
             std::panic::resume_unwind(payload);
+        }
+        if let Some(fault) = fault {
+            // A worker failed during the load (the `rpc` feature): its
+            // weights may be missing or wrong.
+            if let Ok(Some(m)) = loaded {
+                // SAFETY: a model just returned to us, not shared.
+                unsafe { raw::free_model(m) };
+            }
+            return Err(fault.into());
         }
         match loaded? {
             Some(raw) if !state.cancelled => Ok(Model {
