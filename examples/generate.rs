@@ -4,7 +4,11 @@
 //!
 //! ```text
 //! cargo run --release --example generate -- MODEL "prompt" [-n 64] [--temp 0] [--seed S] [--threads T]
+//! cargo run --release --features rpc --example generate -- MODEL "prompt" --rpc 10.0.0.2:50052,10.0.0.3:50052
 //! ```
+//!
+//! `--rpc` (the `rpc` feature) puts the model's layers on RPC workers
+//! (`examples/rpc-worker`), split by their free memory.
 //!
 //! `--temp 0` (the default) is greedy and deterministic; a positive
 //! temperature samples (top-k 40, top-p 0.95, min-p 0.05, then the
@@ -14,7 +18,7 @@ use std::io::Write;
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
-use ggml::llama::{Batch, Context, ContextParams, Model, Sampler};
+use ggml::llama::{Batch, Context, ContextParams, Model, ModelParams, Sampler};
 
 /// Generates text from a prompt with a llama.cpp model.
 #[derive(Parser)]
@@ -36,6 +40,10 @@ struct Args {
     /// Threads (all cores when absent).
     #[arg(long)]
     threads: Option<usize>,
+    /// RPC workers (HOST:PORT, comma-separated) to put the layers on (the
+    /// `rpc` feature).
+    #[arg(long, value_delimiter = ',')]
+    rpc: Vec<String>,
 }
 
 fn main() -> Result<()> {
@@ -46,8 +54,11 @@ fn main() -> Result<()> {
         temp,
         seed,
         threads,
+        rpc,
     } = Args::parse();
-    let model = Model::load(&model_path).with_context(|| format!("loading {model_path}"))?;
+    let params = model_params(&rpc)?;
+    let model = Model::load_with(&model_path, &params, |_| true)
+        .with_context(|| format!("loading {model_path}"))?;
     let vocab = model.vocab();
     let prompt_tokens = vocab.tokenize(&prompt, true, false)?;
     let mut params = ContextParams::new()
@@ -98,4 +109,27 @@ fn main() -> Result<()> {
         model.description()
     );
     Ok(())
+}
+
+/// The model's devices: the workers given, else the default.
+#[cfg(feature = "rpc")]
+fn model_params(workers: &[String]) -> Result<ModelParams> {
+    if workers.is_empty() {
+        return Ok(ModelParams::new());
+    }
+    let devices = workers
+        .iter()
+        .map(|w| ggml::backend::Device::rpc(w).with_context(|| format!("RPC worker {w}")))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ModelParams::new().devices(devices))
+}
+
+/// The model's devices (a build without the `rpc` feature takes no workers).
+#[cfg(not(feature = "rpc"))]
+fn model_params(workers: &[String]) -> Result<ModelParams> {
+    anyhow::ensure!(
+        workers.is_empty(),
+        "--rpc needs the rpc feature: cargo run --release --features rpc --example generate ..."
+    );
+    Ok(ModelParams::new())
 }

@@ -153,6 +153,7 @@ thread_local! {
 
 /// Records a fault met inside a callback ggml made on this thread (the first
 /// one wins until [`guard`] takes it).
+#[cfg_attr(not(feature = "rpc"), allow(dead_code))]
 pub(crate) fn record(error: RpcError) {
     FAULT.with(|slot| {
         let mut slot = slot.borrow_mut();
