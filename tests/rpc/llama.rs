@@ -31,15 +31,13 @@ fn greedy(model: &Model, prompt: &str, n: usize) -> Result<Vec<i32>> {
     )?;
     let mut sampler = Sampler::greedy(model);
     let mut batch = Batch::from_prompt(&tokens)?;
-    let mut pos = tokens.len() as i32;
     let mut out = Vec::new();
-    for _ in 0..n {
+    for pos in (tokens.len() as i32..).take(n) {
         ctx.decode(&batch)?;
         let token = sampler.sample(&ctx, batch.len() - 1)?;
         out.push(token);
         batch.clear();
         batch.add(token, pos, &[0], true)?;
-        pos += 1;
     }
     Ok(out)
 }

@@ -548,10 +548,10 @@ impl<'m> Context<'m> {
         }
         self.outputs = None;
         let raw = batch.raw(&mut self.seq_ptrs);
+        crate::error::rpc::clear();
         // SAFETY: the batch's arrays (and seq_ptrs) live through the call
         // and are only read; every precondition llama.cpp asserts on was
         // checked above.
-        crate::error::rpc::clear();
         let status = unsafe { self.raw().decode(raw, false) };
         let status = self.caught(status)?;
         if let Some(fault) = crate::error::rpc::take() {
@@ -580,8 +580,8 @@ impl<'m> Context<'m> {
         self.check_batch(batch, true)?;
         self.outputs = None;
         let raw = batch.raw(&mut self.seq_ptrs);
-        // SAFETY: as in decode; the batch fits one micro-batch (checked).
         crate::error::rpc::clear();
+        // SAFETY: as in decode; the batch fits one micro-batch (checked).
         let status = unsafe { self.raw().decode(raw, true) };
         let status = self.caught(status)?;
         if let Some(fault) = crate::error::rpc::take() {

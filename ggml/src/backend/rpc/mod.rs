@@ -30,7 +30,7 @@
 //! backend interface: every wait is bounded ([`RpcOptions`]), every failure
 //! (nothing listening, a listener that never answers or answers garbage, a
 //! wrong protocol version, a worker killed or hung mid-computation or
-//! mid-upload) is an [`Error::Rpc`](crate::Error::Rpc) naming the endpoint,
+//! mid-upload) is an [`Error::Rpc`] naming the endpoint,
 //! the step and what happened, and the process goes on: local computations
 //! are unaffected, and data the caller holds is never half-overwritten (a
 //! download lands in the caller's memory only once complete).
