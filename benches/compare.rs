@@ -17,6 +17,8 @@
 //! on all cores alternately in one process, for the scaling target.
 
 mod common;
+#[cfg(feature = "rpc")]
+mod rpc;
 use common::{random, QUANT_TYPES};
 
 use std::collections::HashMap;
@@ -448,13 +450,29 @@ fn w8_sizes(o: &Options) -> (usize, usize, usize) {
 /// backend buffer (the CPU's, or `GGML_BENCH_DEVICE`'s), intermediates placed by the graph allocator; each
 /// step writes the input, computes on the backend and reads the output.
 fn w8(o: &Options) -> Res {
-    use ggml::backend::{Backend, Device, GraphAllocator};
-    let (n, layers, batch) = w8_sizes(o);
+    use ggml::backend::{Backend, Device};
     // GGML_BENCH_DEVICE names another device (e.g. CUDA0), as for the C side.
-    let mut backend = match std::env::var("GGML_BENCH_DEVICE") {
+    let backend = match std::env::var("GGML_BENCH_DEVICE") {
         Ok(name) if !name.is_empty() && name != "CPU" => Backend::new(Device::by_name(&name)?)?,
         _ => Backend::cpu()?,
     };
+    let (n, layers, batch) = w8_sizes(o);
+    let s = w8_on(o, backend)?;
+    report(
+        o,
+        "W8 backend step Q4_0",
+        None,
+        s,
+        2.0 * (n * n * batch * layers) as f64,
+        "flop",
+    );
+    Ok(())
+}
+
+/// W8's step on `backend`: the best time of one step.
+fn w8_on(o: &Options, mut backend: ggml::backend::Backend) -> Res<f64> {
+    use ggml::backend::GraphAllocator;
+    let (n, layers, batch) = w8_sizes(o);
     let ctx = Context::new_no_alloc(1 << 20)?;
     let weights = (0..layers)
         .map(|_| ctx.new_tensor(Type::Q4_0, &[n, n]))
@@ -482,16 +500,7 @@ fn w8(o: &Options) -> Res {
         Ok(())
     };
     step()?; // warms caches, as the C side's first run
-    let s = best_of(o.reps * SHORT_REPS, step)?;
-    report(
-        o,
-        "W8 backend step Q4_0",
-        None,
-        s,
-        2.0 * (n * n * batch * layers) as f64,
-        "flop",
-    );
-    Ok(())
+    best_of(o.reps * SHORT_REPS, step)
 }
 
 /// W10 sizes: model width, heads, key/value heads, feed-forward width
@@ -924,6 +933,8 @@ fn run_child(o: &Options, workload: &str) -> Res {
         "w6" => w6(o),
         "w7" => w7(o),
         "w8" => w8(o),
+        #[cfg(feature = "rpc")]
+        "rpc" => rpc::rpc(o),
         "w9" => w9(o),
         "w10" => w10(o),
         "llama" => llama(o),
@@ -993,6 +1004,7 @@ fn figure(m: &Measurement) -> String {
         "bytes" => format!("{:.0} MB/s", m.work / m.seconds / 1e6),
         "flop" => format!("{:.1} GFLOP/s", m.work / m.seconds / 1e9),
         "token" => format!("{:.1} tok/s", m.work / m.seconds),
+        "bytes/step" => format!("{:.0} B/step", m.work),
         _ => format!("{:.1} ns/op", m.seconds / m.work * 1e9),
     }
 }
@@ -1038,6 +1050,8 @@ fn orchestrate(o: &Options) -> Res {
     jobs.push(("w8", "", false));
     jobs.push(("w9", "", false));
     jobs.push(("w10", "", false));
+    #[cfg(feature = "rpc")]
+    jobs.push(("rpc", "", false));
     if o.llama_model.is_some() {
         jobs.push(("llama", "", false));
         jobs.push(("transformer", "", false));
@@ -1070,7 +1084,7 @@ fn orchestrate(o: &Options) -> Res {
             let c_side = o
                 .c_bin
                 .as_ref()
-                .filter(|_| !matches!(w, "w7" | "scaling" | "llama" | "transformer"));
+                .filter(|_| !matches!(w, "w7" | "scaling" | "llama" | "transformer" | "rpc"));
             // The llama rows' C side is llama_ref, with its own arguments.
             let llama_c = match (w, &o.llama_c_bin, &o.llama_model) {
                 ("llama", Some(bin), Some(model)) => {
@@ -1186,6 +1200,10 @@ fn print_table(o: &Options, r: &Results) {
 }
 
 fn main() -> Res {
+    #[cfg(feature = "rpc")]
+    if let Some(spec) = std::env::args().skip_while(|a| a != "--rpc-worker").nth(1) {
+        return rpc::serve(&spec);
+    }
     if std::env::args().any(|a| a == "--print-lib-dir") {
         // For scripts/bench: link the C program against these very libraries.
         println!(

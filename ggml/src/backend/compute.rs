@@ -169,7 +169,8 @@ impl Backend {
     ///
     /// # Errors
     /// [`Error::UnsupportedNode`], [`Error::UnsupportedBuffer`],
-    /// [`Error::NoData`], [`Error::WrongContext`], [`Error::Compute`].
+    /// [`Error::NoData`], [`Error::WrongContext`], [`Error::Compute`];
+    /// [`Error::Rpc`] when an RPC worker fails (feature `rpc`).
     pub fn compute<'ctx>(
         &mut self,
         graph: &Graph<'ctx>,
@@ -266,13 +267,17 @@ impl Backend {
         // borrowed until `synchronize`. Leaking the handle ends those borrows
         // but not the context's busy state above, and leaves the pins held
         // (the allocators can never move on).
+        crate::error::rpc::clear();
         // SAFETY: as in `compute_with`, with the borrows and pins above.
         let status = unsafe { self.raw().graph_compute_async(graph) };
+        // An RPC worker's failure (its client computes before returning).
+        let fault = crate::error::rpc::take();
         // Custom ops run on the CPU only, which computes before returning.
         let custom_panic = ctx.take_custom_panic();
         Ok(Pending {
             backend: self,
             status,
+            fault,
             custom_panic,
             _pins: pins,
             _data: PhantomData,
@@ -321,6 +326,8 @@ impl fmt::Debug for Backend {
 pub struct Pending<'a> {
     backend: &'a mut Backend,
     status: ggml_sys::ggml_status,
+    /// An RPC worker's failure during the computation.
+    fault: Option<Error>,
     /// A panic of a custom op's closure during the computation.
     custom_panic: Option<Error>,
     _pins: Pins,
@@ -332,11 +339,16 @@ impl Pending<'_> {
     ///
     /// # Errors
     /// [`Error::Compute`] when it failed; [`Error::CustomOpPanicked`] when
-    /// a custom op's closure panicked.
+    /// a custom op's closure panicked; [`Error::Rpc`] when an RPC worker
+    /// failed.
     pub fn wait(mut self) -> Result<()> {
         let status = self.status;
         let panic = self.custom_panic.take();
+        let fault = self.fault.take();
         drop(self);
+        if let Some(fault) = fault {
+            return Err(fault);
+        }
         status_result(status)?;
         match panic {
             Some(panic) => Err(panic),

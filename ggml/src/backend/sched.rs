@@ -437,8 +437,9 @@ impl Scheduler {
     /// allocated last.
     ///
     /// # Errors
-    /// As [`Scheduler::allocate`], plus [`Error::WrongContext`] and
-    /// [`Error::Compute`].
+    /// As [`Scheduler::allocate`], plus [`Error::WrongContext`],
+    /// [`Error::Compute`], and [`Error::Rpc`] when an RPC worker fails
+    /// (feature `rpc`).
     pub fn compute<'ctx>(
         &mut self,
         graph: &Graph<'ctx>,

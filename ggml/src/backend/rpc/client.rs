@@ -31,6 +31,20 @@ use crate::error::rpc::{record, RpcError, RpcErrorKind};
 /// worker's cache (`--cache`) holds the data (`HASH_THRESHOLD`).
 const HASH_THRESHOLD: usize = 10 * 1024 * 1024;
 
+// What a worker may answer. ggml asserts on numbers its allocator cannot
+// work with (a NULL base, a buffer smaller than asked, a tensor that grows
+// between planning and placing); a worker is another machine, so its
+// answers are checked like any input, and a wrong one breaks the
+// connection with an error.
+
+/// Devices one worker may serve.
+const MAX_DEVICES: u32 = 256;
+/// Largest alignment taken (ggml's backends ask for 32 to 4096 bytes).
+const MAX_ALIGNMENT: usize = 1 << 20;
+/// Largest size a tensor may take on a worker (1 TiB): far past any
+/// device, far below where ggml's size arithmetic overflows.
+const MAX_ALLOC_SIZE: u64 = 1 << 40;
+
 /// One device of one worker.
 pub(crate) struct RpcDevice {
     pub endpoint: String,
@@ -119,6 +133,14 @@ pub(crate) fn connect(endpoint: &str, bounds: Bounds) -> Result<Vec<&'static Rpc
         }
     }
     let conn = Arc::new(Conn::open(endpoint, bounds)?);
+    if conn.devices > MAX_DEVICES {
+        return Err(conn.error(
+            "device count",
+            RpcErrorKind::Protocol {
+                reason: format!("{} devices (at most {MAX_DEVICES} are taken)", conn.devices),
+            },
+        ));
+    }
     let mut limits = Vec::new();
     for device in 0..conn.devices {
         let mut align = [0u8; 8];
@@ -130,11 +152,13 @@ pub(crate) fn connect(endpoint: &str, bounds: Bounds) -> Result<Vec<&'static Rpc
         ask(Cmd::GetAlignment, &mut align, "alignment")?;
         ask(Cmd::GetMaxSize, &mut max, "max size")?;
         let align = u64::from_ne_bytes(align) as usize;
-        if !align.is_power_of_two() {
+        if !align.is_power_of_two() || align > MAX_ALIGNMENT {
             return Err(conn.error(
                 "alignment",
                 RpcErrorKind::Protocol {
-                    reason: format!("alignment {align} is not a power of two"),
+                    reason: format!(
+                        "alignment {align} is not a power of two up to {MAX_ALIGNMENT}"
+                    ),
                 },
             ));
         }
@@ -618,11 +642,30 @@ unsafe extern "C" fn buft_alloc_buffer(
             record(conn.error("buffer base", kind));
             return ptr::null_mut();
         }
-        let ctx = Box::into_raw(Box::new(RpcBuffer {
-            conn,
-            remote,
-            base: u64::from_ne_bytes(base),
-        }));
+        let base = u64::from_ne_bytes(base);
+        let align = lock(&d.limits).0 as u64;
+        let sane = remote_size >= size as u64
+            && base != 0
+            && base % align == 0
+            && base
+                .checked_add(remote_size)
+                .is_some_and(|end| end <= isize::MAX as u64);
+        if !sane {
+            let reason = format!(
+                "a buffer of {remote_size} bytes at {base:#x} for {size} bytes aligned to {align}"
+            );
+            // The worker's buffer is ours to free; the connection breaks.
+            let _ = conn.request(
+                Cmd::FreeBuffer,
+                &[&remote.to_ne_bytes()],
+                None,
+                conn.io_bound(),
+            );
+            conn.poison(&reason);
+            record(conn.error("allocate", RpcErrorKind::Protocol { reason }));
+            return ptr::null_mut();
+        }
+        let ctx = Box::into_raw(Box::new(RpcBuffer { conn, remote, base }));
         let iface = imp::ggml_backend_buffer_i {
             free_buffer: Some(buffer_free),
             get_base: Some(buffer_get_base),
@@ -660,6 +703,23 @@ fn asks_alloc_size(t: &sys::ggml_tensor) -> bool {
     (quantized && t.ne[0] % 512 != 0 && t.view_src.is_null()) || may_expand
 }
 
+/// What a tensor's allocation size depends on: device, type, op and its
+/// parameters, shape and strides.
+fn alloc_size_key(device: u32, t: &sys::ggml_tensor) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4 + 4 + 4 + 64 + 32 + 32);
+    key.extend_from_slice(&device.to_ne_bytes());
+    key.extend_from_slice(&t.type_.to_ne_bytes());
+    key.extend_from_slice(&t.op.to_ne_bytes());
+    for p in t.op_params {
+        key.extend_from_slice(&p.to_ne_bytes());
+    }
+    for (ne, nb) in t.ne.iter().zip(t.nb) {
+        key.extend_from_slice(&ne.to_ne_bytes());
+        key.extend_from_slice(&(nb as u64).to_ne_bytes());
+    }
+    key
+}
+
 unsafe extern "C" fn buft_get_alloc_size(
     buft: sys::ggml_backend_buffer_type_t,
     tensor: *const sys::ggml_tensor,
@@ -677,6 +737,13 @@ unsafe extern "C" fn buft_get_alloc_size(
         let Some(conn) = d.conn() else {
             return nbytes;
         };
+        // The answer is fixed for a tensor's shape (ggml's client caches it
+        // too): asked once, so that planning and placing agree whatever the
+        // worker answers.
+        let key = alloc_size_key(d.index, t);
+        if let Some(&known) = lock(&conn.alloc_sizes).get(&key) {
+            return known;
+        }
         let mut req = Vec::with_capacity(4 + 11 * wire::TENSOR_SIZE);
         req.extend_from_slice(&d.index.to_ne_bytes());
         // SAFETY: a live tensor and its sources.
@@ -687,13 +754,27 @@ unsafe extern "C" fn buft_get_alloc_size(
             }
         }
         let mut rsp = [0u8; 8];
-        match conn.request(Cmd::GetAllocSize, &[&req], Some(&mut rsp), conn.io_bound()) {
-            Ok(()) => (u64::from_ne_bytes(rsp) as usize).max(nbytes),
+        let size = match conn.request(Cmd::GetAllocSize, &[&req], Some(&mut rsp), conn.io_bound()) {
+            Ok(()) if u64::from_ne_bytes(rsp) <= MAX_ALLOC_SIZE => {
+                (u64::from_ne_bytes(rsp) as usize).max(nbytes)
+            }
+            Ok(()) => {
+                let reason = format!(
+                    "{} bytes for tensor {:?}",
+                    u64::from_ne_bytes(rsp),
+                    wire::name(t)
+                );
+                conn.poison(&reason);
+                record(conn.error("allocation size", RpcErrorKind::Protocol { reason }));
+                nbytes
+            }
             Err(kind) => {
                 record(conn.error("allocation size", kind));
                 nbytes
             }
-        }
+        };
+        lock(&conn.alloc_sizes).insert(key, size);
+        size
     })
 }
 

@@ -8,6 +8,7 @@
 //! unknown place in a message, so the connection is marked broken and every
 //! later request fails at once with [`RpcErrorKind::Broken`].
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,6 +74,8 @@ pub(crate) struct Conn {
     /// The last graph sent to each device, which the worker keeps and
     /// computes again on request.
     graphs: Vec<Mutex<Option<Vec<u8>>>>,
+    /// Allocation sizes the worker gave, by tensor shape.
+    pub alloc_sizes: Mutex<HashMap<Vec<u8>, usize>>,
 }
 
 #[derive(Debug)]
@@ -140,6 +143,7 @@ impl Conn {
                 broken: None,
             }),
             graphs: Vec::new(),
+            alloc_sizes: Mutex::new(HashMap::new()),
         };
         // Hello: the versions must agree on the major number, and the
         // worker's minor may not be newer than ours.
@@ -257,6 +261,17 @@ impl Conn {
             state.broken = Some(kind.to_string());
         }
         result
+    }
+
+    /// Breaks the connection because of an answer that cannot be used.
+    pub(crate) fn poison(&self, reason: &str) {
+        let mut state = self.lock();
+        if let Some(stream) = state.stream.take() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        if state.broken.is_none() {
+            state.broken = Some(format!("not ggml's RPC protocol: {reason}"));
+        }
     }
 
     /// The last graph sent to `device` (held while a new one is sent).
