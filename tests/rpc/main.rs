@@ -11,6 +11,7 @@ mod common;
 
 mod faults;
 mod graphs;
+mod hostile;
 mod llama;
 mod workers;
 

@@ -37,8 +37,6 @@ const HASH_THRESHOLD: usize = 10 * 1024 * 1024;
 // answers are checked like any input, and a wrong one breaks the
 // connection with an error.
 
-/// Devices one worker may serve.
-const MAX_DEVICES: u32 = 256;
 /// Largest alignment taken (ggml's backends ask for 32 to 4096 bytes).
 const MAX_ALIGNMENT: usize = 1 << 20;
 /// Largest size a tensor may take on a worker (1 TiB): far past any
@@ -133,14 +131,6 @@ pub(crate) fn connect(endpoint: &str, bounds: Bounds) -> Result<Vec<&'static Rpc
         }
     }
     let conn = Arc::new(Conn::open(endpoint, bounds)?);
-    if conn.devices > MAX_DEVICES {
-        return Err(conn.error(
-            "device count",
-            RpcErrorKind::Protocol {
-                reason: format!("{} devices (at most {MAX_DEVICES} are taken)", conn.devices),
-            },
-        ));
-    }
     let mut limits = Vec::new();
     for device in 0..conn.devices {
         let mut align = [0u8; 8];

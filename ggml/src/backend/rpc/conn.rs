@@ -45,6 +45,9 @@ pub(crate) enum Cmd {
 /// all zero: plain TCP.
 const CONN_CAPS: usize = 24;
 
+/// Devices one worker may serve.
+pub(crate) const MAX_DEVICES: u32 = 256;
+
 /// The bounds a connection works within.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Bounds {
@@ -170,11 +173,11 @@ impl Conn {
         conn.request(Cmd::DeviceCount, &[], Some(&mut count), bounds.connect)
             .map_err(|k| err("device count", k))?;
         let devices = u32::from_ne_bytes(count);
-        if devices == 0 {
+        if devices == 0 || devices > MAX_DEVICES {
             return Err(err(
                 "device count",
                 Fail::Protocol {
-                    reason: "the worker serves no device".into(),
+                    reason: format!("{devices} devices (1 to {MAX_DEVICES} are taken)"),
                 },
             ));
         }
