@@ -217,3 +217,46 @@ fn hundreds_of_computations_grow_neither_memory_nor_descriptors() -> Result<()> 
     );
     Ok(())
 }
+
+/// One W8-like run: weights, a graph allocator, a few steps; everything
+/// freed at the end.
+fn run_once(device: Device, steps: usize) -> Result<()> {
+    let mut backend = Backend::new(device)?;
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    let w: Vec<_> = (0..3)
+        .map(|_| ctx.new_tensor(Type::Q4_0, &[256, 256]))
+        .collect::<ggml::Result<_>>()?;
+    let x = ctx.new_tensor(Type::F32, &[BATCH, 256])?;
+    ctx.allocate(backend.buffer_type())?;
+    let mut h = x;
+    for &t in &w {
+        h = ctx.mul_mat(t, h)?;
+    }
+    let graph = ctx.build_graph(&[h])?;
+    let mut allocator = GraphAllocator::for_backend(&backend)?;
+    allocator.allocate(&graph)?;
+    let mut data = ctx.data()?;
+    let wv = values((256, 256), 9);
+    for &t in &w {
+        data.copy_from_array(t, &wv)?;
+    }
+    let wr = data.to_array_as::<f32, Ix2>(w[0])?;
+    for step in 0..steps {
+        let xv = values((BATCH, 256), step as u32);
+        data.copy_from_array(x, &xv)?;
+        backend.compute(&graph, &mut data)?;
+        let want = xv.dot(&wr.t()).dot(&wr.t()).dot(&wr.t());
+        assert_close(&data.to_array_as::<f32, Ix2>(h)?, &want, 0.05);
+    }
+    Ok(())
+}
+
+#[test]
+fn contexts_come_and_go_on_one_worker() -> Result<()> {
+    let w = spawn(1)?;
+    let device = Device::rpc(&w.endpoint)?;
+    for steps in [3, 1, 5, 2] {
+        run_once(device, steps)?;
+    }
+    Ok(())
+}

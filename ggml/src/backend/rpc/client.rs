@@ -781,6 +781,8 @@ unsafe extern "C" fn buffer_free(buffer: sys::ggml_backend_buffer_t) {
                     .cast::<RpcBuffer>(),
             )
         };
+        // The worker drops its stored graphs with any buffer.
+        ctx.conn.forget_graphs();
         // A broken connection has no buffer left to free: ignore its failure.
         let _ = ctx.conn.request(
             Cmd::FreeBuffer,

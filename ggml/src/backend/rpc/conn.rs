@@ -277,6 +277,14 @@ impl Conn {
         }
     }
 
+    /// Forgets the graphs the worker keeps: it drops them when any buffer
+    /// is freed (their nodes may point into it).
+    pub(crate) fn forget_graphs(&self) {
+        for g in &self.graphs {
+            *g.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+
     /// The last graph sent to `device` (held while a new one is sent).
     pub(crate) fn last_graph(&self, device: u32) -> MutexGuard<'_, Option<Vec<u8>>> {
         static NONE: Mutex<Option<Vec<u8>>> = Mutex::new(None);
