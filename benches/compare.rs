@@ -1110,7 +1110,7 @@ fn orchestrate(o: &Options) -> Res {
                 if rust_turn {
                     eprintln!("round {}: rust {w}{tag}", round + 1);
                     let mut a = rust_args.clone();
-                    if matches!(w, "llama" | "transformer") {
+                    if matches!(w, "llama" | "transformer" | "rpc") {
                         a.extend([
                             "--llama-model".into(),
                             o.llama_model.clone().unwrap_or_default(),

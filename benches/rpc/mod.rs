@@ -59,7 +59,13 @@ fn sent_and_received(d: &Device) -> u64 {
 }
 
 pub fn rpc(o: &Options) -> Res {
-    let threads = ggml::available_cores();
+    // Each worker's threads (GGML_BENCH_RPC_THREADS; default all cores: on
+    // one machine the workers then share the cores with each other and
+    // with this process).
+    let threads = std::env::var("GGML_BENCH_RPC_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(ggml::available_cores);
     // W8 through one worker, then locally.
     let (n, layers, batch) = w8_sizes(o);
     let flop = 2.0 * (n * n * batch * layers) as f64;
@@ -105,6 +111,16 @@ pub fn rpc(o: &Options) -> Res {
         let before = sent_and_received(&da) + sent_and_received(&db);
         let s = generate(o, &model, tg)?;
         let moved = (sent_and_received(&da) + sent_and_received(&db) - before) as f64;
+        for d in [da, db] {
+            if let Some(t) = rpc::traffic(&d) {
+                eprintln!(
+                    "{}: {} graphs sent, {} recomputed",
+                    d.name(),
+                    t.graphs,
+                    t.recomputes
+                );
+            }
+        }
         report(
             o,
             &format!("L2 generate {tg} tokens"),
@@ -140,7 +156,7 @@ pub fn rpc(o: &Options) -> Res {
 /// of W8 that differ only in their number of timed steps (each uploads the
 /// weights once and sends its graph once), the difference per step.
 fn bytes_per_w8_step(o: &Options, device: Device) -> Res<f64> {
-    let mut run = |reps: usize| -> Res<u64> {
+    let run = |reps: usize| -> Res<u64> {
         let mut once = o.clone();
         once.reps = reps;
         let before = sent_and_received(&device);

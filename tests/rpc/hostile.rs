@@ -133,7 +133,7 @@ fn hostile(seed: u64) -> String {
     let endpoint = listener.local_addr().expect("addr").to_string();
     thread::spawn(move || {
         for (i, stream) in listener.incoming().flatten().enumerate() {
-            let rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (i as u64 + 1) | 1);
+            let rng = Rng((seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (i as u64 + 1)) | 1);
             thread::spawn(move || serve(stream, rng));
         }
     });
@@ -197,7 +197,7 @@ fn hostile_workers_never_crash_the_client() -> Result<()> {
     let (mut ok, mut errors) = (0, std::collections::BTreeMap::<String, usize>::new());
     for seed in 1..=sessions {
         let endpoint = hostile(seed);
-        let mut rng = Rng(seed * 7919 | 1);
+        let mut rng = Rng((seed * 7919) | 1);
         match session(&endpoint, &mut rng) {
             Ok(()) => ok += 1,
             Err(e) => {

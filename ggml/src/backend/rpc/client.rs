@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{c_char, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use ggml_sys as sys;
@@ -1047,9 +1048,11 @@ fn compute(conn: &Conn, device: u32, msg: Vec<u8>) -> Result<(), RpcErrorKind> {
             None,
             conn.io_bound(),
         )?;
+        conn.traffic.recomputes.fetch_add(1, Ordering::Relaxed);
     } else {
         *last = None;
         conn.request(Cmd::GraphCompute, &[&msg], None, conn.io_bound())?;
+        conn.traffic.graphs.fetch_add(1, Ordering::Relaxed);
         *last = Some(msg);
     }
     drop(last);

@@ -63,6 +63,9 @@ pub(crate) struct Bounds {
 pub(crate) struct Traffic {
     pub sent: AtomicU64,
     pub received: AtomicU64,
+    /// Graphs sent whole, and graphs the worker computed again from its copy.
+    pub graphs: AtomicU64,
+    pub recomputes: AtomicU64,
 }
 
 /// A connection to a worker.

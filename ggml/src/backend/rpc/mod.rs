@@ -104,6 +104,11 @@ pub struct Traffic {
     pub sent: u64,
     /// From the worker.
     pub received: u64,
+    /// Graphs sent whole.
+    pub graphs: u64,
+    /// Graphs the worker computed again from its copy of the last one
+    /// (a graph identical to the last one sent to the device).
+    pub recomputes: u64,
 }
 
 /// Every device the worker at `endpoint` serves.
@@ -135,12 +140,13 @@ pub fn devices(endpoint: &str, options: &RpcOptions) -> Result<Vec<Device>> {
 /// device that is not a worker's.
 pub fn traffic(device: &Device) -> Option<Traffic> {
     let conn = client::device_of(device.raw().as_ptr())?.conn()?;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let t = &conn.traffic;
     Some(Traffic {
-        sent: conn.traffic.sent.load(std::sync::atomic::Ordering::Relaxed),
-        received: conn
-            .traffic
-            .received
-            .load(std::sync::atomic::Ordering::Relaxed),
+        sent: load(&t.sent),
+        received: load(&t.received),
+        graphs: load(&t.graphs),
+        recomputes: load(&t.recomputes),
     })
 }
 
