@@ -260,3 +260,25 @@ fn contexts_come_and_go_on_one_worker() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn what_cannot_travel_is_refused_before_it_is_sent() -> Result<()> {
+    let w = spawn(1)?;
+    let mut backend = Backend::new(Device::rpc(&w.endpoint)?)?;
+    let ctx = Context::new_no_alloc(1 << 20)?;
+    let x = ctx.new_tensor(Type::F32, &[4, 8])?;
+    ctx.allocate(backend.buffer_type())?;
+    // A custom op: its closure lives in this process.
+    let y = x.map_custom1(ggml::ops::Tasks::All, |_call| {})?;
+    let graph = ctx.build_graph(&[y])?;
+    let mut allocator = GraphAllocator::for_backend(&backend)?;
+    allocator.allocate(&graph)?;
+    let mut data = ctx.data()?;
+    match backend.compute(&graph, &mut data) {
+        Err(ggml::Error::UnsupportedNode { .. }) => {}
+        other => panic!("expected UnsupportedNode, got {other:?}"),
+    }
+    // The connection is intact.
+    assert!(Device::rpc(&w.endpoint)?.rpc_memory()?.total > 0);
+    Ok(())
+}

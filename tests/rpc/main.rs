@@ -12,6 +12,7 @@ mod common;
 mod faults;
 mod graphs;
 mod hostile;
+mod interop;
 mod llama;
 mod workers;
 

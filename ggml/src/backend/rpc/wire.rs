@@ -188,3 +188,70 @@ pub(crate) fn fnv1a(data: &[u8]) -> u64 {
     }
     hash
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_strides_past_32_bits_and_custom_ops_cannot_be_sent() {
+        let small = sys::ggml_tensor {
+            ne: [4, 2, 1, 1],
+            nb: [4, 16, 32, 32],
+            ..Default::default()
+        };
+        assert_eq!(unsendable(&small), None);
+        let long = sys::ggml_tensor {
+            ne: [1 << 32, 1, 1, 1],
+            ..small
+        };
+        assert!(unsendable(&long).is_some_and(|w| w.contains("32 bits")));
+        let strided = sys::ggml_tensor {
+            nb: [4, 1 << 32, 1 << 32, 1 << 32],
+            ..small
+        };
+        assert!(unsendable(&strided).is_some());
+        let custom = sys::ggml_tensor {
+            op: sys::GGML_OP_CUSTOM,
+            ..small
+        };
+        assert!(unsendable(&custom).is_some_and(|w| w.contains("custom op")));
+    }
+
+    #[test]
+    fn a_tensor_is_serialised_as_ggml_packs_it() {
+        let mut t = sys::ggml_tensor {
+            type_: sys::GGML_TYPE_F16,
+            ne: [3, 5, 1, 1],
+            nb: [2, 6, 30, 30],
+            op: sys::GGML_OP_ADD,
+            flags: 7,
+            view_offs: 12,
+            ..Default::default()
+        };
+        t.op_params[0] = -2;
+        for (dst, &c) in t.name.iter_mut().zip(b"w.0") {
+            *dst = c as std::ffi::c_char;
+        }
+        let mut out = Vec::new();
+        // SAFETY: a live tensor on the stack, no sources.
+        unsafe { put_tensor(&mut out, &t, &|_| Some((0xb0, 0xd0)), 3) };
+        assert_eq!(out.len(), TENSOR_SIZE);
+        let u64_at = |o: usize| u64::from_ne_bytes(out[o..o + 8].try_into().unwrap());
+        let u32_at = |o: usize| u32::from_ne_bytes(out[o..o + 4].try_into().unwrap());
+        assert_eq!(u64_at(0), &t as *const _ as u64); // id
+        assert_eq!(u32_at(8), sys::GGML_TYPE_F16); // type
+        assert_eq!(u64_at(12), 0xb0); // buffer
+        assert_eq!((u32_at(20), u32_at(24)), (3, 5)); // ne
+        assert_eq!((u32_at(36), u32_at(40)), (2, 6)); // nb
+        assert_eq!(u32_at(52), sys::GGML_OP_ADD); // op
+        assert_eq!(u32_at(56) as i32, -2); // op_params[0]
+        assert_eq!(u32_at(120), 7); // flags
+        assert_eq!(u64_at(124), 0); // src[0]
+        assert_eq!(u64_at(204), 0); // view_src
+        assert_eq!(u64_at(212), 12); // view_offs
+        assert_eq!(u64_at(220), 0xd0); // data
+        assert_eq!(&out[228..232], b"w.0\0"); // name
+        assert_eq!(u32_at(292), 3); // use_count
+    }
+}
