@@ -67,7 +67,7 @@ pub enum RpcErrorKind {
         reason: String,
     },
     /// The connection failed before; the device must be connected again
-    /// ([`Device::rpc`](crate::backend::Device::rpc)), its buffers and
+    /// (`Device::rpc`), its buffers and
     /// backends are gone with the worker's state.
     Broken {
         /// The first failure, in words.

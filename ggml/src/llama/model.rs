@@ -98,7 +98,7 @@ impl ModelParams {
     /// The devices the model's offloaded layers go to, in order (llama.cpp
     /// splits the layers between them by their free memory); default: every
     /// GPU of the registry. With the `rpc` feature, RPC workers' devices
-    /// ([`Device::rpc`](crate::backend::Device::rpc)) place layers on other
+    /// (`Device::rpc`) place layers on other
     /// machines:
     ///
     /// ```no_run
