@@ -161,7 +161,9 @@ impl Device {
         Device::rpc_with(endpoint, &RpcOptions::default())
     }
 
-    /// Device 0 of the RPC worker at `endpoint`, with `options`.
+    /// Device 0 of the RPC worker at `endpoint`, with `options` (which
+    /// apply when a connection is made: an endpoint already connected and
+    /// healthy keeps its connection and bounds).
     ///
     /// # Errors
     /// As [`devices`].
