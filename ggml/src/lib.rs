@@ -1,6 +1,7 @@
 //! Safe, idiomatic Rust for [ggml](https://github.com/ggml-org/ggml), the tensor
 //! library of llama.cpp: contexts, tensors, graphs computed on the CPU or on
-//! any backend ([`backend`]: GPUs, the scheduler), every tensor type,
+//! any backend ([`backend`]: GPUs, the scheduler, other machines' devices
+//! with the `rpc` feature), every tensor type,
 //! zero-copy `ndarray` views and copies that convert and (de)quantize.
 //!
 //! The package is `ggml-2` on crates.io (the name `ggml` belongs to another,
