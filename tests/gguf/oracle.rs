@@ -97,10 +97,11 @@ pub fn ggml(bytes: &[u8]) -> Option<Summary> {
         return None;
     }
     silence_ggml();
-    // SAFETY: a live buffer; no_alloc with a NULL context, ggml's mode that
+    // Preconditions: a live buffer; no_alloc with a NULL context, ggml's mode that
     // neither aborts nor allocates from declared sizes; every accessor is
     // called with an id below its count and a type ggml just reported; the
     // context is freed once.
+    // SAFETY: every precondition named just above is met.
     unsafe {
         let ctx = sys::gguf_init_from_buffer(
             bytes.as_ptr().cast(),

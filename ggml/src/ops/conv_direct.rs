@@ -1154,10 +1154,11 @@ impl<'ctx> Tensor<'ctx> {
             padding: [p0, p1, p2],
             dilation: [d0, d1, d2],
         } = *conv;
-        // SAFETY: live tensors meeting ggml_im2col_3d's assertions (positive
+        // Preconditions: live tensors meeting ggml_im2col_3d's assertions (positive
         // output sizes), a channel count of at least 1 within int (ggml
         // divides by it), no zero stride, and its kernel's assumptions (f32
         // data with dense rows, f16 or f32 patches); room reserved.
+        // SAFETY: every precondition named just above is met.
         rules.wrap(unsafe {
             ggml_sys::ggml_im2col_3d(
                 rules.context().as_ptr(),
@@ -1244,10 +1245,11 @@ impl<'ctx> Tensor<'ctx> {
         let ne = col2im_1d_rules(&self, stride, out_channels, padding)
             .map_err(|r| rules.broken(r.into()))?;
         rules.reserve_result(self.ty(), &ne, None)?;
-        // SAFETY: a live tensor meeting every assertion of ggml_col2im_1d
+        // Preconditions: a live tensor meeting every assertion of ggml_col2im_1d
         // (a contiguous matrix of its types, positive stride and channels,
         // whole kernels, a positive output length computed without
         // overflow); room reserved.
+        // SAFETY: every precondition named just above is met.
         rules.wrap(unsafe {
             ggml_sys::ggml_col2im_1d(
                 rules.context().as_ptr(),
@@ -1288,11 +1290,12 @@ impl<'ctx> Tensor<'ctx> {
             dilation: [d0, d1],
         } = *conv;
         let mut shape = ne;
-        // SAFETY: live tensors (ggml_im2col_back asserts nothing but its
+        // Preconditions: live tensors (ggml_im2col_back asserts nothing but its
         // result's shape, checked), meeting its kernel's assumptions: no
         // zero stride, an f32 gradient laid out as it reads it, an f32 or
         // f16 kernel, byte strides within int; `shape` outlives the call
         // (ggml copies it); room reserved.
+        // SAFETY: every precondition named just above is met.
         rules.wrap(unsafe {
             ggml_sys::ggml_im2col_back(
                 rules.context().as_ptr(),
@@ -1336,11 +1339,12 @@ impl<'ctx> Tensor<'ctx> {
         pool_2d_back_rules(&self, &input, op == Pool::Max, k, s, p)
             .map_err(|r| rules.broken(r.into()))?;
         rules.reserve_result(Type::F32, &input.ne(), None)?;
-        // SAFETY: live tensors (ggml_pool_2d_back asserts nothing) meeting
+        // Preconditions: live tensors (ggml_pool_2d_back asserts nothing) meeting
         // its kernel's assumptions: a known pooling, a contiguous f32
         // gradient of the input's planes, for the maximum a contiguous f32
         // input; windows, strides and paddings (exact in f32) whose
         // positions fit int; room reserved.
+        // SAFETY: every precondition named just above is met.
         rules.wrap(unsafe {
             ggml_sys::ggml_pool_2d_back(
                 rules.context().as_ptr(),

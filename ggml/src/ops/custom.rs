@@ -435,10 +435,11 @@ impl<'ctx> Tensor<'ctx> {
         let ctx = rules.context();
         let userdata = ctx.keep_custom("custom_inplace", Box::new(f), true);
         let mut args: Vec<*mut ggml_sys::ggml_tensor> = inputs.iter().map(Tensor::as_ptr).collect();
-        // SAFETY: operands of this context, fewer than GGML_MAX_SRC - 1
+        // Preconditions: operands of this context, fewer than GGML_MAX_SRC - 1
         // inputs (ggml's assertion); a contiguous f32 tensor whose view is
         // the result (room reserved), no input sharing its memory; the
         // trampoline and its userdata live as long as the context.
+        // SAFETY: every precondition named just above is met.
         rules.wrap(unsafe {
             ggml_sys::ggml_custom_inplace(
                 ctx.as_ptr(),
@@ -481,11 +482,12 @@ fn map_custom<'a>(
     let (c, n) = (ctx.as_ptr(), tasks.as_raw());
     let p = |i: usize| operands[i].as_ptr();
     use ggml_sys as g;
-    // SAFETY: f32 operands of one context; room for the result (a's type and
+    // Preconditions: f32 operands of one context; room for the result (a's type and
     // shape, or in place a view of contiguous `a` that no other operand
     // shares memory with) reserved; the trampolines and userdata live as
     // long as the context. The builders assert only the task count, which
     // `Tasks` keeps positive or GGML_N_TASKS_MAX.
+    // SAFETY: every precondition named just above is met.
     rules.wrap(unsafe {
         match operands.len() {
             1 => {
@@ -611,10 +613,11 @@ unsafe fn run(dst: *mut ggml_sys::ggml_tensor, ith: i32, nth: i32, userdata: *mu
             // built, read only while it computes (none is its memory).
             .filter_map(|&s| unsafe { input_view(s) })
             .collect();
-        // SAFETY: the node is contiguous f32 (made by ggml for this op, or
+        // Preconditions: the node is contiguous f32 (made by ggml for this op, or
         // in place a view of a contiguous f32 operand); this thread's rows
         // `first..last` are accessed by it alone (the shares are disjoint),
         // and no input shares the node's memory.
+        // SAFETY: every precondition named just above is met.
         let out = unsafe {
             std::slice::from_raw_parts_mut(
                 d.data.cast::<f32>().add(first * ne0),

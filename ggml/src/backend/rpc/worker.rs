@@ -157,10 +157,11 @@ impl Worker {
             CString::new(endpoint.clone()).map_err(|_| serve("NUL in the endpoint".into()))?;
         let mut raw: Vec<ggml_sys::ggml_backend_dev_t> =
             devices.iter().map(|d| d.raw().as_ptr()).collect();
-        // SAFETY: a NUL-terminated endpoint ggml parses (checked above), an
+        // Preconditions: a NUL-terminated endpoint ggml parses (checked above), an
         // optional NUL-terminated directory, at least one thread and a
         // non-empty array of registry devices, all alive for the call (which
         // only returns on failure).
+        // SAFETY: every precondition named just above is met.
         unsafe {
             ggml_sys::ggml_backend_rpc_start_server(
                 c_endpoint.as_ptr(),
