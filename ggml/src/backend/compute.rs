@@ -603,24 +603,20 @@ fn check_kernels(t: &Tensor<'_>, backend: &Backend, cpu: bool) -> Result<()> {
     if let Some(_why) = unsafe { super::rpc::refusal(t.as_ptr()) }
         .filter(|_| backend.device.rpc_endpoint().is_some())
     {
-        return Err(Error::UnsupportedNode {
-            node: t.name(),
-            op: crate::ops::op_name(t.op()),
-            types: crate::ops::node_types(t),
-            backend: backend.description(),
-            reason: "ggml's RPC protocol cannot carry it (a custom op, or a size or stride past 32 bits)",
-        });
+        return Err(unsupported(
+            t,
+            backend.description(),
+            "ggml's RPC protocol cannot carry it (a custom op, or a size or stride past 32 bits)",
+        ));
     }
     if crate::ops::custom::is_custom(t.op()) {
         // A Rust closure runs in this process, on the CPU backend only (the
         // RPC backend claims support and would ship its address away).
-        return Err(Error::UnsupportedNode {
-            node: t.name(),
-            op: crate::ops::op_name(t.op()),
-            types: crate::ops::node_types(t),
-            backend: backend.description(),
-            reason: "custom ops (Rust closures) run on the CPU backend only",
-        });
+        return Err(unsupported(
+            t,
+            backend.description(),
+            "custom ops (Rust closures) run on the CPU backend only",
+        ));
     }
     // SAFETY: a live backend; a node whose sources and buffers are live
     // (pinned).
@@ -633,12 +629,17 @@ fn check_kernels(t: &Tensor<'_>, backend: &Backend, cpu: bool) -> Result<()> {
 /// The error for node `t` that no backend named by `backend` has a kernel
 /// for (their `supports_op` says no).
 pub(crate) fn no_kernel(t: &Tensor<'_>, backend: String) -> Error {
+    unsupported(t, backend, "no kernel for it (supports_op)")
+}
+
+/// [`Error::UnsupportedNode`] for node `t` on `backend`, for `reason`.
+fn unsupported(t: &Tensor<'_>, backend: String, reason: &'static str) -> Error {
     Error::UnsupportedNode {
         node: t.name(),
         op: crate::ops::op_name(t.op()),
         types: crate::ops::node_types(t),
         backend,
-        reason: "no kernel for it (supports_op)",
+        reason,
     }
 }
 

@@ -278,57 +278,49 @@ fn ffi<R>(fallback: R, f: impl FnOnce() -> R) -> R {
     })
 }
 
-/// The device behind `dev`.
-///
-/// # Safety
-/// `dev` is one of this client's devices.
-unsafe fn dev_ctx<'a>(dev: sys::ggml_backend_dev_t) -> &'a RpcDevice {
-    // SAFETY: the caller's contract: its context is the leaked device.
-    unsafe {
-        &*(*dev.cast::<imp::ggml_backend_device>())
-            .context
-            .cast::<RpcDevice>()
-    }
+/// `$name(handle)`: the context (`$ctx`) of one of this client's objects,
+/// reached through ggml's complete struct (`$full`) behind the opaque handle.
+macro_rules! context_of {
+    ($name:ident, $handle:ty, $full:ty, $ctx:ty, $what:literal) => {
+        #[doc = concat!("The context behind one of this client's ", $what, ".")]
+        ///
+        /// # Safety
+        #[doc = concat!("`handle` is one of this client's ", $what, ", live.")]
+        unsafe fn $name<'a>(handle: $handle) -> &'a $ctx {
+            // SAFETY: the caller's contract: its context is ours, of this type.
+            unsafe { &*(*handle.cast::<$full>()).context.cast::<$ctx>() }
+        }
+    };
 }
 
-/// The device behind `buft`.
-///
-/// # Safety
-/// `buft` is one of this client's buffer types.
-unsafe fn buft_ctx<'a>(buft: sys::ggml_backend_buffer_type_t) -> &'a RpcDevice {
-    // SAFETY: the caller's contract.
-    unsafe {
-        &*(*buft.cast::<imp::ggml_backend_buffer_type>())
-            .context
-            .cast::<RpcDevice>()
-    }
-}
-
-/// The buffer behind `buffer`.
-///
-/// # Safety
-/// `buffer` is one of this client's buffers.
-unsafe fn buf_ctx<'a>(buffer: sys::ggml_backend_buffer_t) -> &'a RpcBuffer {
-    // SAFETY: the caller's contract.
-    unsafe {
-        &*(*buffer.cast::<imp::ggml_backend_buffer>())
-            .context
-            .cast::<RpcBuffer>()
-    }
-}
-
-/// The backend behind `backend`.
-///
-/// # Safety
-/// `backend` is one of this client's backends.
-unsafe fn backend_ctx<'a>(backend: sys::ggml_backend_t) -> &'a RpcBackend {
-    // SAFETY: the caller's contract.
-    unsafe {
-        &*(*backend.cast::<imp::ggml_backend>())
-            .context
-            .cast::<RpcBackend>()
-    }
-}
+context_of!(
+    dev_ctx,
+    sys::ggml_backend_dev_t,
+    imp::ggml_backend_device,
+    RpcDevice,
+    "devices"
+);
+context_of!(
+    buft_ctx,
+    sys::ggml_backend_buffer_type_t,
+    imp::ggml_backend_buffer_type,
+    RpcDevice,
+    "buffer types"
+);
+context_of!(
+    buf_ctx,
+    sys::ggml_backend_buffer_t,
+    imp::ggml_backend_buffer,
+    RpcBuffer,
+    "buffers"
+);
+context_of!(
+    backend_ctx,
+    sys::ggml_backend_t,
+    imp::ggml_backend,
+    RpcBackend,
+    "backends"
+);
 
 /// The buffers this client made and has not freed (by address): how a
 /// tensor's buffer is known to be ours before its context is read.
