@@ -10,30 +10,7 @@ use ggml::ndarray::{Array, Array2, Ix2};
 use ggml::{Compute, Context, Error, Tensor, Type};
 
 use crate::assert_err;
-
-/// Deterministic values in [-1, 1).
-fn values(shape: (usize, usize), seed: u32) -> Array2<f32> {
-    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    Array::from_shape_fn(shape, |_| {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        (state % 2000) as f32 / 1000.0 - 1.0
-    })
-}
-
-/// Equal within `tol` relative to the largest magnitude (the products
-/// quantize activations to the weights' dot-product type: Q8_0, f16).
-fn assert_close(got: &Array2<f32>, want: &Array2<f32>, tol: f32) {
-    assert_eq!(got.shape(), want.shape());
-    let scale = 1.0 + want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    for (g, w) in got.iter().zip(want) {
-        assert!(
-            (g - w).abs() <= tol * scale,
-            "got {g}, want {w}\n{got}\n{want}"
-        );
-    }
-}
+use crate::common::{assert_close, values};
 
 fn test_backend() -> Result<Backend> {
     Ok(Backend::new(Device::from_env()?)?)

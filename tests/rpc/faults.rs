@@ -12,7 +12,7 @@ use ggml::backend::{Backend, Device};
 use ggml::ndarray::Ix2;
 use ggml::{Context, Error, Type};
 
-use crate::graphs::{assert_close, values};
+use crate::common::{assert_close, values};
 use crate::workers::{free_port, spawn, WorkerProc};
 
 /// Short bounds, so that the tests wait little.
@@ -213,18 +213,31 @@ fn later(w: &WorkerProc, delay: Duration, signal: &'static str) -> thread::JoinH
     })
 }
 
+/// The error of a long computation on `w`'s `device` during which `signal`
+/// reaches the worker (300 ms in), returned within the bound.
+fn computation_interrupted(
+    w: &WorkerProc,
+    device: Device,
+    signal: &'static str,
+) -> Result<RpcErrorKind> {
+    let mut sender = None;
+    let result = within(options().timeout, || {
+        long_computation(device, || {
+            sender = Some(later(w, Duration::from_millis(300), signal))
+        })
+    })?;
+    sender
+        .expect("started")
+        .join()
+        .expect("the signal's thread");
+    Ok(kind(result))
+}
+
 #[test]
 fn a_worker_killed_during_a_computation_is_an_error() -> Result<()> {
     let w = spawn(1)?;
     let device = Device::rpc_with(&w.endpoint, &options())?;
-    let mut killer = None;
-    let result = within(options().timeout, || {
-        long_computation(device, || {
-            killer = Some(later(&w, Duration::from_millis(300), "KILL"))
-        })
-    })?;
-    killer.expect("started").join().expect("killer");
-    let k = kind(result);
+    let k = computation_interrupted(&w, device, "KILL")?;
     assert!(matches!(k, RpcErrorKind::Disconnected { .. }), "{k:?}");
     // The device's connection is broken: at once, an error again.
     let k = kind(device.rpc_memory());
@@ -246,14 +259,7 @@ fn a_worker_killed_during_a_computation_is_an_error() -> Result<()> {
 fn a_worker_that_stops_answering_is_an_error_within_the_bound() -> Result<()> {
     let w = spawn(1)?;
     let device = Device::rpc_with(&w.endpoint, &options())?;
-    let mut stopper = None;
-    let result = within(options().timeout, || {
-        long_computation(device, || {
-            stopper = Some(later(&w, Duration::from_millis(300), "STOP"))
-        })
-    })?;
-    stopper.expect("started").join().expect("stopper");
-    let k = kind(result);
+    let k = computation_interrupted(&w, device, "STOP")?;
     assert!(matches!(k, RpcErrorKind::NoAnswer { .. }), "{k:?}");
     local_still_works()
 }

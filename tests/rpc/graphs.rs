@@ -4,33 +4,13 @@
 use anyhow::Result;
 use ggml::backend::rpc::{self, Traffic};
 use ggml::backend::{Backend, Device, DeviceType, GraphAllocator, Scheduler};
-use ggml::ndarray::{Array, Array2, Ix2};
+use ggml::ndarray::{Array2, Ix2};
 use ggml::{Context, Tensor, Type};
 
-use crate::workers::spawn;
+use crate::common::{assert_close, values};
+use crate::workers::{spawn, WorkerProc};
 
 const BATCH: usize = 4;
-
-pub fn values(shape: (usize, usize), seed: u32) -> Array2<f32> {
-    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    Array::from_shape_fn(shape, |_| {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        (state % 2000) as f32 / 1000.0 - 1.0
-    })
-}
-
-pub fn assert_close(got: &Array2<f32>, want: &Array2<f32>, tol: f32) {
-    assert_eq!(got.shape(), want.shape());
-    let scale = 1.0 + want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    for (g, w) in got.iter().zip(want) {
-        assert!(
-            (g - w).abs() <= tol * scale,
-            "got {g}, want {w}\n{got}\n{want}"
-        );
-    }
-}
 
 /// The reference: `relu(x · w1ᵀ) · w2ᵀ`, in ndarray.
 fn forward(x: &Array2<f32>, w1: &Array2<f32>, w2: &Array2<f32>) -> Array2<f32> {
@@ -90,7 +70,8 @@ struct Split<'c> {
     y: Tensor<'c>,
 }
 
-fn split_model<'c>(ctx: &'c Context, a: &Backend, b: &Backend) -> Result<Split<'c>> {
+fn split_model<'c>(ctx: &'c Context, sched: &Scheduler) -> Result<Split<'c>> {
+    let (a, b) = (&sched.backends()[0], &sched.backends()[1]);
     let w1 = ctx.new_tensor(Type::F32, &[128, 64])?;
     ctx.allocate_weights(a.buffer_type())?;
     let w2 = ctx.new_tensor(Type::F32, &[16, 128])?;
@@ -101,17 +82,21 @@ fn split_model<'c>(ctx: &'c Context, a: &Backend, b: &Backend) -> Result<Split<'
     Ok(Split { w1, w2, x, y })
 }
 
-#[test]
-fn a_scheduler_splits_a_graph_over_two_workers_and_the_cpu() -> Result<()> {
+/// Two workers (kept alive by the returned handles), their devices, and a
+/// scheduler over both and the CPU.
+fn two_workers() -> Result<(WorkerProc, WorkerProc, Device, Device, Scheduler)> {
     let (wa, wb) = (spawn(1)?, spawn(1)?);
     let (da, db) = (Device::rpc(&wa.endpoint)?, Device::rpc(&wb.endpoint)?);
+    let sched = Scheduler::new(vec![da.backend()?, db.backend()?, Backend::cpu()?], 256)?;
+    Ok((wa, wb, da, db, sched))
+}
+
+#[test]
+fn a_scheduler_splits_a_graph_over_two_workers_and_the_cpu() -> Result<()> {
+    let (_wa, _wb, da, db, mut sched) = two_workers()?;
     assert_ne!(da, db);
-    let mut sched = Scheduler::new(vec![da.backend()?, db.backend()?, Backend::cpu()?], 256)?;
     let ctx = Context::new_no_alloc(1 << 20)?;
-    let m = {
-        let b = sched.backends();
-        split_model(&ctx, &b[0], &b[1])?
-    };
+    let m = split_model(&ctx, &sched)?;
     let graph = ctx.build_graph(&[m.y])?;
     sched.allocate(&graph)?;
     assert!(sched.n_splits() >= 2, "{} splits", sched.n_splits());
@@ -205,14 +190,9 @@ fn load_alone() -> Result<()> {
     if std::env::var_os("GGML_TEST_RPC_LOAD").is_none() {
         return Ok(());
     }
-    let (wa, wb) = (spawn(1)?, spawn(1)?);
-    let (da, db) = (Device::rpc(&wa.endpoint)?, Device::rpc(&wb.endpoint)?);
-    let mut sched = Scheduler::new(vec![da.backend()?, db.backend()?, Backend::cpu()?], 256)?;
+    let (_wa, _wb, _da, _db, mut sched) = two_workers()?;
     let ctx = Context::new_no_alloc(1 << 20)?;
-    let m = {
-        let b = sched.backends();
-        split_model(&ctx, &b[0], &b[1])?
-    };
+    let m = split_model(&ctx, &sched)?;
     let graph = ctx.build_graph(&[m.y])?;
     sched.allocate(&graph)?;
     let (w1v, w2v) = (values((128, 64), 5), values((16, 128), 6));

@@ -9,7 +9,7 @@ use anyhow::Result;
 use ggml::ndarray::Array2;
 use ggml::sys;
 
-use crate::graphs::{assert_close, values};
+use crate::common::{assert_close, values};
 use crate::workers::spawn;
 
 #[test]
