@@ -102,6 +102,14 @@ impl Conn {
             during: during.to_owned(),
             kind,
         };
+        let unreachable = |e: &io::Error| {
+            err(
+                "connect",
+                Fail::Unreachable {
+                    reason: e.to_string(),
+                },
+            )
+        };
         let addrs = resolve(endpoint).map_err(|k| err("parse the endpoint", k))?;
         let mut last = None;
         let mut stream = None;
@@ -116,29 +124,18 @@ impl Conn {
         }
         let stream = stream.ok_or_else(|| {
             let e = last.unwrap_or_else(|| io::Error::other("no address"));
-            let kind = if e.kind() == io::ErrorKind::TimedOut {
-                Fail::NoAnswer {
-                    waited: bounds.connect,
-                }
+            if e.kind() == io::ErrorKind::TimedOut {
+                let waited = bounds.connect;
+                err("connect", Fail::NoAnswer { waited })
             } else {
-                Fail::Unreachable {
-                    reason: e.to_string(),
-                }
-            };
-            err("connect", kind)
+                unreachable(&e)
+            }
         })?;
         let setup = stream
             .set_nodelay(true)
             .and_then(|()| stream.set_read_timeout(Some(bounds.connect)))
             .and_then(|()| stream.set_write_timeout(Some(bounds.connect)));
-        if let Err(e) = setup {
-            return Err(err(
-                "connect",
-                Fail::Unreachable {
-                    reason: e.to_string(),
-                },
-            ));
-        }
+        setup.map_err(|e| unreachable(&e))?;
         let conn = Conn {
             endpoint: endpoint.to_owned(),
             bounds,
@@ -190,14 +187,7 @@ impl Conn {
                 let timeouts = s
                     .set_read_timeout(Some(bounds.io))
                     .and_then(|()| s.set_write_timeout(Some(bounds.io)));
-                if let Err(e) = timeouts {
-                    return Err(err(
-                        "connect",
-                        Fail::Unreachable {
-                            reason: e.to_string(),
-                        },
-                    ));
-                }
+                timeouts.map_err(|e| unreachable(&e))?;
             }
         }
         let graphs = (0..devices).map(|_| Mutex::new(None)).collect();
