@@ -598,17 +598,6 @@ fn check_kernels(t: &Tensor<'_>, backend: &Backend, cpu: bool) -> Result<()> {
     if cpu {
         return crate::ops::check_node(t, crate::ops::Kernels::Cpu);
     }
-    #[cfg(feature = "rpc")]
-    // SAFETY: a node whose sources are live (pinned).
-    if let Some(_why) = unsafe { super::rpc::refusal(t.as_ptr()) }
-        .filter(|_| backend.device.rpc_endpoint().is_some())
-    {
-        return Err(unsupported(
-            t,
-            backend.description(),
-            "ggml's RPC protocol cannot carry it (a custom op, or a size or stride past 32 bits)",
-        ));
-    }
     if crate::ops::custom::is_custom(t.op()) {
         // A Rust closure runs in this process, on the CPU backend only (the
         // RPC backend claims support and would ship its address away).
@@ -622,6 +611,19 @@ fn check_kernels(t: &Tensor<'_>, backend: &Backend, cpu: bool) -> Result<()> {
     // (pinned).
     if unsafe { backend.raw().supports_op(t) } {
         return Ok(());
+    }
+    // An RPC worker's device says no to what its protocol cannot carry:
+    // say why (off the path of supported nodes).
+    #[cfg(feature = "rpc")]
+    if backend.device.rpc_endpoint().is_some()
+        // SAFETY: a node whose sources are live (pinned).
+        && unsafe { super::rpc::refusal(t.as_ptr()) }.is_some()
+    {
+        return Err(unsupported(
+            t,
+            backend.description(),
+            "ggml's RPC protocol cannot carry it (a size or stride past 32 bits)",
+        ));
     }
     Err(no_kernel(t, backend.description()))
 }
